@@ -1,0 +1,279 @@
+//! The public handles: `Context` (a counted pointer to a node, or a root that
+//! needs no allocation) and `CancelHandle` (cancels on drop).
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::done::{self, Done, DoneOwned};
+use crate::error::{Cause, Error};
+use crate::node::{self, Kind, NodeRef, Root};
+
+/// A context: a cancellation signal, an err and a cause that flow from a
+/// parent to everything derived from it (Go's `context.Context`).
+///
+/// A `Context` is a cheap handle (`Clone` is one reference-count increment;
+/// the roots [`Context::background`] and [`Context::todo`] allocate nothing)
+/// and it is `Send + Sync + 'static`, so it can be stored, shared and moved
+/// into threads and tasks.
+///
+/// ```
+/// use ctxtree::{Context, Error};
+///
+/// let root = Context::background();
+/// let (request, cancel_request) = root.with_cancel();
+/// let (subtask, _cancel_subtask) = request.with_cancel();
+///
+/// let worker = std::thread::spawn(move || subtask.wait());
+/// cancel_request.cancel(); // cancels `request` and everything below it
+/// assert_eq!(worker.join().unwrap(), Error::Canceled);
+/// assert!(request.is_done());
+/// assert!(!root.is_done());
+/// ```
+#[derive(Clone)]
+pub struct Context {
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    Root(Root),
+    Node(NodeRef),
+}
+
+impl Context {
+    /// The root of every context tree: never canceled, no deadline, no values
+    /// (Go's `context.Background()`). Allocates nothing, and is `const`.
+    ///
+    /// ```
+    /// static ROOT: ctxtree::Context = ctxtree::Context::background();
+    /// assert!(!ROOT.is_done());
+    /// assert_eq!(ROOT.to_string(), "context.Background");
+    /// ```
+    pub const fn background() -> Context {
+        Context {
+            repr: Repr::Root(Root::Background),
+        }
+    }
+
+    /// Like [`Context::background`], for code that has not decided which
+    /// context to use yet (Go's `context.TODO()`).
+    ///
+    /// ```
+    /// assert_eq!(ctxtree::Context::todo().to_string(), "context.TODO");
+    /// ```
+    pub const fn todo() -> Context {
+        Context {
+            repr: Repr::Root(Root::Todo),
+        }
+    }
+
+    /// Derives a child that is canceled when the returned handle is canceled
+    /// or dropped, or when this context is canceled (Go's `WithCancel`).
+    ///
+    /// A child of a context that is already canceled is born canceled, with
+    /// the parent's err and cause.
+    ///
+    /// ```
+    /// let (parent, cancel_parent) = ctxtree::Context::background().with_cancel();
+    /// let (child, _cancel_child) = parent.with_cancel();
+    /// drop(cancel_parent);
+    /// assert!(child.is_done());
+    /// let (late, _h) = parent.with_cancel();
+    /// assert!(late.is_done());
+    /// ```
+    pub fn with_cancel(&self) -> (Context, CancelHandle) {
+        let (parent, root) = match &self.repr {
+            Repr::Root(root) => (None, *root),
+            Repr::Node(node) => (Some(node), node.root()),
+        };
+        let (ctx, handle) = node::derive(parent, root, Kind::Cancel);
+        (
+            Context {
+                repr: Repr::Node(ctx),
+            },
+            CancelHandle { node: handle },
+        )
+    }
+
+    /// `Some(err)` once the context is canceled, `None` before (Go's `Err`).
+    /// One atomic load; when it returns `Some`, [`Context::is_done`] is true
+    /// and [`Context::done`] is ready.
+    pub fn err(&self) -> Option<Error> {
+        match &self.repr {
+            Repr::Root(_) => None,
+            Repr::Node(node) => node.err(),
+        }
+    }
+
+    /// Why the context was canceled (Go's `context.Cause`): the cause given
+    /// to [`CancelHandle::cancel_with_cause`] by the first canceler of this
+    /// context or of an ancestor, or the [`Error`] itself when none was given.
+    /// `None` while the context is not canceled.
+    ///
+    /// ```
+    /// let (parent, cancel) = ctxtree::Context::background().with_cancel();
+    /// let (child, _h) = parent.with_cancel();
+    /// cancel.cancel_with_cause(ctxtree::Cause::msg("client went away"));
+    /// assert_eq!(child.cause().unwrap().to_string(), "client went away");
+    /// ```
+    pub fn cause(&self) -> Option<Cause> {
+        match &self.repr {
+            Repr::Root(_) => None,
+            Repr::Node(node) => node.cause(),
+        }
+    }
+
+    /// True once the context is canceled. One atomic load.
+    pub fn is_done(&self) -> bool {
+        self.err().is_some()
+    }
+
+    /// A future that resolves to the context's err when it is canceled (Go's
+    /// `<-ctx.Done()`). It is `Send` and cancel-safe: dropping it unregisters
+    /// nothing that needs waiting for, and its memory is reclaimed. On a root
+    /// context it never resolves.
+    ///
+    /// ```
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// cancel.cancel();
+    /// let err = futures::executor::block_on(ctx.done());
+    /// assert_eq!(err, ctxtree::Error::Canceled);
+    /// ```
+    pub fn done(&self) -> Done<'_> {
+        Done::new(self)
+    }
+
+    /// Like [`Context::done`], but owns a clone of the context, so it can be
+    /// stored or moved into a spawned task (`'static`).
+    pub fn done_owned(&self) -> DoneOwned {
+        DoneOwned::new(self.clone())
+    }
+
+    /// Blocks the calling thread until the context is canceled and returns
+    /// its err. On a root context this blocks forever, like receiving from
+    /// Go's nil `Done()` channel.
+    pub fn wait(&self) -> Error {
+        done::wait(self.node())
+    }
+
+    /// Blocks until the context is canceled or `timeout` passes; `None` on
+    /// timeout. A timeout too large to represent waits forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, _cancel) = ctxtree::Context::background().with_cancel();
+    /// assert_eq!(ctx.wait_timeout(Duration::from_millis(1)), None);
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
+        done::wait_timeout(self.node(), timeout)
+    }
+
+    /// True if both handles name the same context.
+    pub fn same(&self, other: &Context) -> bool {
+        match (&self.repr, &other.repr) {
+            (Repr::Root(a), Repr::Root(b)) => a == b,
+            (Repr::Node(a), Repr::Node(b)) => NodeRef::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn node(&self) -> Option<&NodeRef> {
+        match &self.repr {
+            Repr::Root(_) => None,
+            Repr::Node(node) => Some(node),
+        }
+    }
+}
+
+impl Default for Context {
+    /// [`Context::background`].
+    fn default() -> Context {
+        Context::background()
+    }
+}
+
+/// Go-style derivation path, root first: `context.Background.WithCancel`.
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let node = match &self.repr {
+            Repr::Root(root) => return f.write_str(root.name()),
+            Repr::Node(node) => node,
+        };
+        // Iterative: chains can be a million deep.
+        let mut kinds = Vec::new();
+        let mut cur: Option<&NodeRef> = Some(node);
+        while let Some(n) = cur {
+            kinds.push(n.kind());
+            cur = n.parent();
+        }
+        f.write_str(node.root().name())?;
+        for kind in kinds.iter().rev() {
+            f.write_str(".")?;
+            f.write_str(kind.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("path", &format_args!("{self}"))
+            .field("err", &self.err())
+            .finish()
+    }
+}
+
+/// Cancels its context: explicitly with [`cancel`](CancelHandle::cancel) or
+/// [`cancel_with_cause`](CancelHandle::cancel_with_cause), or when dropped
+/// (Go's `CancelFunc`, with RAII replacing `defer cancel()`).
+///
+/// Keep the handle alive for as long as the context should live: dropping it
+/// at once (`let (ctx, _) = ...`) cancels the context immediately.
+///
+/// ```
+/// let (ctx, handle) = ctxtree::Context::background().with_cancel();
+/// {
+///     let _guard = handle; // canceled at the end of this scope
+/// }
+/// assert!(ctx.is_done());
+/// ```
+#[must_use = "dropping a CancelHandle cancels its context at once"]
+pub struct CancelHandle {
+    node: NodeRef,
+}
+
+impl CancelHandle {
+    /// Cancels the context and everything derived from it, with
+    /// [`Error::Canceled`] as err and cause. Does nothing if the context is
+    /// already canceled (the first cancel wins). When it returns, every
+    /// descendant reports [`Context::is_done`].
+    pub fn cancel(&self) {
+        node::cancel(&self.node, Error::Canceled, None);
+    }
+
+    /// Like [`cancel`](CancelHandle::cancel), recording `cause` as the
+    /// context's [`Context::cause`] (Go's `WithCancelCause`).
+    pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
+        node::cancel(&self.node, Error::Canceled, Some(cause.into()));
+    }
+
+    /// True once the context is canceled (by this handle or an ancestor).
+    pub fn is_canceled(&self) -> bool {
+        self.node.err().is_some()
+    }
+}
+
+impl Drop for CancelHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("canceled", &self.is_canceled())
+            .finish()
+    }
+}

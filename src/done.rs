@@ -1,0 +1,238 @@
+//! Waiting for cancellation: the `done()` futures and the blocking waits, all
+//! built on one waiter registration (`waiters.rs`).
+//!
+//! A future registers at most one waiter at a time; if it is polled with a
+//! waker that would not wake the same task, it abandons that waiter and
+//! registers a new one (waiters are immutable, so no `AtomicWaker` is needed).
+//! Dropping a pending future abandons its waiter (W1, W4).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use crate::context::Context;
+use crate::error::Error;
+use crate::node::Node;
+use crate::state;
+use crate::sync::{thread, Arc};
+use crate::waiters::{self, Waiter};
+
+/// The registration a future holds between polls.
+#[derive(Default)]
+struct Registration {
+    waiter: Option<Arc<Waiter>>,
+}
+
+impl Registration {
+    fn poll(&mut self, node: &Node, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        if let Some(err) = node.err() {
+            self.waiter = None; // the claimer took the stack (S3)
+            return Poll::Ready(err);
+        }
+        if let Some(waiter) = &self.waiter {
+            if waiter.will_wake(cx.waker()) {
+                return Poll::Pending;
+            }
+            if waiter.abandon() {
+                waiters::note_abandoned(&node.state, &node.waiter_gc);
+            }
+            self.waiter = None;
+        }
+        let waiter = Waiter::for_task(cx.waker());
+        match waiters::push(&node.state, waiter.clone()) {
+            Ok(()) => {
+                self.waiter = Some(waiter);
+                Poll::Pending
+            }
+            Err(word) => Poll::Ready(canceled_err(word)),
+        }
+    }
+
+    fn abandon(&mut self, node: &Node) {
+        if let Some(waiter) = self.waiter.take() {
+            if waiter.abandon() {
+                waiters::note_abandoned(&node.state, &node.waiter_gc);
+            }
+        }
+    }
+}
+
+fn canceled_err(word: usize) -> Error {
+    debug_assert!(state::is_canceled(word));
+    state::err_of(word).unwrap_or(Error::Canceled)
+}
+
+/// The err of a node known to be canceled (its waiter was notified, which
+/// happens after the claim, S3/W1).
+fn err_after_notify(node: &Node) -> Error {
+    canceled_err(node.state_word())
+}
+
+/// Future returned by [`Context::done`]: resolves to the context's err.
+#[must_use = "futures do nothing unless polled"]
+pub struct Done<'a> {
+    ctx: &'a Context,
+    registration: Registration,
+}
+
+impl<'a> Done<'a> {
+    pub(crate) fn new(ctx: &'a Context) -> Done<'a> {
+        Done {
+            ctx,
+            registration: Registration::default(),
+        }
+    }
+}
+
+impl Future for Done<'_> {
+    type Output = Error;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self.get_mut();
+        match this.ctx.node() {
+            Some(node) => this.registration.poll(node, cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        if let Some(node) = self.ctx.node() {
+            self.registration.abandon(node);
+        }
+    }
+}
+
+impl std::fmt::Debug for Done<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Done").field("ctx", self.ctx).finish()
+    }
+}
+
+/// Future returned by [`Context::done_owned`]: like [`Done`], owning its
+/// context so it is `'static`.
+///
+/// ```
+/// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+/// let done = ctx.done_owned();
+/// let task = std::thread::spawn(move || futures::executor::block_on(done));
+/// cancel.cancel();
+/// assert_eq!(task.join().unwrap(), ctxtree::Error::Canceled);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct DoneOwned {
+    ctx: Context,
+    registration: Registration,
+}
+
+impl DoneOwned {
+    pub(crate) fn new(ctx: Context) -> DoneOwned {
+        DoneOwned {
+            ctx,
+            registration: Registration::default(),
+        }
+    }
+
+    /// The context this future waits on.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Future for DoneOwned {
+    type Output = Error;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self.get_mut();
+        match this.ctx.node() {
+            Some(node) => this.registration.poll(node, cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for DoneOwned {
+    fn drop(&mut self) {
+        if let Some(node) = self.ctx.node() {
+            self.registration.abandon(node);
+        }
+    }
+}
+
+impl std::fmt::Debug for DoneOwned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DoneOwned").field("ctx", &self.ctx).finish()
+    }
+}
+
+/// `Context::wait`.
+pub(crate) fn wait(node: Option<&crate::node::NodeRef>) -> Error {
+    let Some(node) = node else {
+        loop {
+            thread::park(); // a root is never canceled
+        }
+    };
+    if let Some(err) = node.err() {
+        return err;
+    }
+    let waiter = Waiter::for_thread();
+    if let Err(word) = waiters::push(&node.state, waiter.clone()) {
+        return canceled_err(word);
+    }
+    loop {
+        if waiter.is_notified() {
+            return err_after_notify(node);
+        }
+        thread::park(); // spurious wake-ups just loop
+    }
+}
+
+/// `Context::wait_timeout`.
+pub(crate) fn wait_timeout(
+    node: Option<&crate::node::NodeRef>,
+    timeout: Duration,
+) -> Option<Error> {
+    let deadline = Instant::now().checked_add(timeout);
+    let Some(node) = node else {
+        park_until(deadline, || false);
+        return None;
+    };
+    if let Some(err) = node.err() {
+        return Some(err);
+    }
+    let waiter = Waiter::for_thread();
+    if let Err(word) = waiters::push(&node.state, waiter.clone()) {
+        return Some(canceled_err(word));
+    }
+    if park_until(deadline, || waiter.is_notified()) {
+        return Some(err_after_notify(node));
+    }
+    if waiter.abandon() {
+        waiters::note_abandoned(&node.state, &node.waiter_gc);
+        None
+    } else {
+        // Notified between the last check and the abandon: report it.
+        Some(err_after_notify(node))
+    }
+}
+
+/// Parks until `ready()` or the deadline (`None`: forever); returns `ready()`.
+fn park_until(deadline: Option<Instant>, ready: impl Fn() -> bool) -> bool {
+    loop {
+        if ready() {
+            return true;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return false;
+                }
+                thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}

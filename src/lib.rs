@@ -1,0 +1,89 @@
+//! Go's `context` package as a lock-free concurrent context tree.
+//!
+//! A [`Context`] carries a cancellation signal, an [`Error`] and a [`Cause`]
+//! from a parent to every context derived from it. Derive a child with
+//! [`Context::with_cancel`]; the returned [`CancelHandle`] cancels the child
+//! (and everything below it) when you call [`CancelHandle::cancel`] or drop it.
+//! Wait for cancellation with [`Context::done`] (a future), [`Context::wait`]
+//! (blocks a thread), or check it with [`Context::is_done`] (one atomic load).
+//!
+//! ```
+//! use ctxtree::{Context, Error};
+//!
+//! let (request, cancel) = Context::background().with_cancel();
+//! let workers: Vec<_> = (0..4)
+//!     .map(|_| {
+//!         let (ctx, handle) = request.with_cancel();
+//!         std::thread::spawn(move || {
+//!             let _handle = handle; // this subtask ends when it returns
+//!             ctx.wait() // ... or do work, checking ctx.is_done()
+//!         })
+//!     })
+//!     .collect();
+//! cancel.cancel_with_cause(ctxtree::Cause::msg("client disconnected"));
+//! for w in workers {
+//!     assert_eq!(w.join().unwrap(), Error::Canceled);
+//! }
+//! assert_eq!(request.cause().unwrap().to_string(), "client disconnected");
+//! ```
+//!
+//! # Semantics (Go's)
+//! - Cancellation propagates synchronously: when `cancel` returns, every
+//!   descendant reports `is_done()`.
+//! - The first cancel wins, for the err and the cause, at every level; a child
+//!   inherits the err and cause of the ancestor whose cancel reached it.
+//! - A child derived from a canceled context is born canceled with its
+//!   parent's err and cause, also when the cancel races with the derivation.
+//! - `err().is_some()` implies `is_done()` and a ready `done()` at that instant.
+//!
+//! # How it works
+//! Each cancelable context is one heap node with a single atomic state word
+//! holding both its lifecycle (active, or canceled with err and cause) and the
+//! head of a stack of waiters; its children hang in an intrusive lock-free
+//! list whose memory is reclaimed with crossbeam-epoch. Canceling is one CAS
+//! on the state word plus an iterative walk of the subtree. No locks are
+//! taken on any path. `docs/design.md` in the repository states the
+//! invariants and linearization points; `loom-tests/` model-checks them.
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(rust_2018_idioms)]
+
+mod children;
+mod context;
+mod done;
+mod error;
+mod node;
+mod state;
+mod sync;
+mod waiters;
+
+pub use context::{CancelHandle, Context};
+pub use done::{Done, DoneOwned};
+pub use error::{Cause, Error};
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn assert_traits<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn handles_are_send_sync() {
+        assert_traits::<Context>();
+        assert_traits::<CancelHandle>();
+        assert_traits::<DoneOwned>();
+        assert_traits::<Cause>();
+        fn done_is_send(ctx: &Context) -> impl Send + '_ {
+            ctx.done()
+        }
+        let _ = done_is_send;
+    }
+
+    #[test]
+    fn background_is_pointer_sized_pair_and_unallocated() {
+        assert!(std::mem::size_of::<Context>() <= 16);
+        assert_eq!(Context::background().err(), None);
+        assert!(!Context::todo().is_done());
+    }
+}

@@ -1,0 +1,429 @@
+//! The cancel node: one heap allocation per cancelable context, and the cancel
+//! walk over its subtree.
+//!
+//! A node joins the three mechanisms: its state word (`state.rs`, which also
+//! heads the waiter stack of `waiters.rs`), the list of its children
+//! (`children.rs`), and its own link in its parent's list. Handles
+//! (`Context`, `CancelHandle`) are just counted pointers to it.
+//!
+//! Invariants (numbered as in docs/design.md):
+//! - **N1** `refs` counts: every `Context` and `CancelHandle` naming the node,
+//!   the parent list's reference while linked (L4), and each child's `parent`
+//!   pointer. The node is freed when it reaches 0, by an iterative loop that
+//!   then releases the parent (no recursion, however deep the chain).
+//! - **N2** A node's claim (S1) happens before its children list is closed.
+//!   So whoever finds a list closed, from an insert or a walk, can load the
+//!   owner's state word and find it canceled, with the err and cause to inherit.
+//! - **N3** A child takes its err and cause from its parent's state word
+//!   (the parent's winning claim), never from the caller of `cancel`, so the
+//!   first writer wins at every level even when several cancels overlap.
+//! - **N4** A `cancel` returns only after every descendant is canceled: the
+//!   walk visits every list it finds with a pointer, whether it closed it or
+//!   is helping a concurrent walk (L3), and lists are finished (reset to
+//!   `CLOSED | 0`) only after the whole walk.
+//! - **N5** No recursion: the walk keeps an explicit worklist of
+//!   `(node, first child)` pairs, and release (N1) is a loop.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::process::abort;
+use std::ptr::NonNull;
+
+use crate::children::{ChildLink, ChildList, Close, Listed};
+use crate::error::{Cause, Error};
+use crate::state;
+use crate::sync::{epoch, fence, AtomicUsize, Ordering};
+use crate::waiters::{self, WaiterGc};
+
+/// The context a node was derived from, when it has no cancelable parent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Root {
+    Background,
+    Todo,
+}
+
+impl Root {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Root::Background => "context.Background",
+            Root::Todo => "context.TODO",
+        }
+    }
+}
+
+/// What kind of derivation made a node (for `Display`; deadline and callback
+/// kinds join here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Cancel,
+}
+
+impl Kind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Cancel => "WithCancel",
+        }
+    }
+}
+
+pub(crate) struct Node {
+    /// Strong references (N1). Relaxed increments, Release/Acquire on the last
+    /// decrement, as `Arc`.
+    refs: AtomicUsize,
+    /// The state word (S1–S3): waiter stack while active, err+cause after.
+    pub(crate) state: AtomicUsize,
+    /// Children of this node (L1–L5). Closed by the first walk after the claim.
+    children: ChildList,
+    /// This node's link in its parent's list; written by the parent's list
+    /// operations and by this node's own cancel (`mark_deleted`).
+    link: ChildLink,
+    /// Abandoned-waiter accounting for the stack in `state` (W4).
+    pub(crate) waiter_gc: WaiterGc,
+    /// The nearest cancelable ancestor, or `None` below a root. Immutable
+    /// until the node is freed, when `release` takes it (N1, N5).
+    parent: Option<NodeRef>,
+    /// The root at the top of this node's chain (for `Display`). Immutable.
+    root: Root,
+    /// How this node was derived (for `Display`). Immutable.
+    kind: Kind,
+}
+
+impl Node {
+    pub(crate) fn state_word(&self) -> usize {
+        self.state.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn err(&self) -> Option<Error> {
+        state::err_of(self.state_word())
+    }
+
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        // SAFETY: `self` is alive, so its state word keeps the cause (S1).
+        unsafe { state::cause_of(self.state_word()) }
+    }
+
+    pub(crate) fn parent(&self) -> Option<&NodeRef> {
+        self.parent.as_ref()
+    }
+
+    pub(crate) fn root(&self) -> Root {
+        self.root
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Installs the canceled `word` (which owns its cause count) if the node
+    /// is still active, and wakes the waiters it took (S1, S3). Returns whether
+    /// this call made the transition.
+    fn claim(&self, word: usize) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            if state::is_canceled(cur) {
+                // SAFETY: `word` was never stored; give back its cause count.
+                unsafe { state::release(word) };
+                return false;
+            }
+            // Release publishes err+cause (S2); Acquire takes the waiter
+            // entries pushed with Release (W3).
+            match self
+                .state
+                .compare_exchange_weak(cur, word, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // SAFETY: the CAS moved the whole stack to us (S3).
+                    unsafe { waiters::wake_chain(state::waiter_head(cur)) };
+                    return true;
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Relaxed suffices: `release` fenced (Acquire) after the last count.
+        let word = self.state.load(Ordering::Relaxed);
+        if state::is_canceled(word) {
+            // SAFETY: the word owns one count of its cause; nobody reads it now.
+            unsafe { state::release(word) };
+        } else {
+            // Unreachable in practice: an active node still has its
+            // `CancelHandle` (which cancels on drop). Free the entries anyway.
+            // SAFETY: no other thread can reach this node (refs == 0).
+            unsafe { waiters::drop_chain(state::waiter_head(word)) };
+        }
+        debug_assert!(self.children.is_empty(), "node freed with linked children");
+    }
+}
+
+// SAFETY: `link` is the node's only `ChildLink`; nodes are 8-aligned; the list
+// reference released here is the one `derive` transferred with `attach`.
+unsafe impl Listed for Node {
+    fn link(&self) -> &ChildLink {
+        &self.link
+    }
+
+    unsafe fn release_listed(this: *const Node) {
+        // SAFETY: the list owned one count (N1), now given back.
+        unsafe { release(this) }
+    }
+}
+
+/// A counted pointer to a [`Node`] (N1).
+pub(crate) struct NodeRef(NonNull<Node>);
+
+// SAFETY: every field of `Node` is either atomic, immutable after
+// construction, or accessed under the protocols of its module; the node is
+// designed to be shared and freed from any thread.
+unsafe impl Send for NodeRef {}
+// SAFETY: as above.
+unsafe impl Sync for NodeRef {}
+
+impl NodeRef {
+    fn alloc(node: Node) -> *const Node {
+        Box::into_raw(Box::new(node))
+    }
+
+    /// Adopts one of the counts of `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is a live node and the caller owns one count that it hands over.
+    unsafe fn adopt(ptr: *const Node) -> NodeRef {
+        // SAFETY: `Box::into_raw` never returns null.
+        NodeRef(unsafe { NonNull::new_unchecked(ptr as *mut Node) })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const Node {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn ptr_eq(a: &NodeRef, b: &NodeRef) -> bool {
+        a.0 == b.0
+    }
+}
+
+impl Deref for NodeRef {
+    type Target = Node;
+
+    fn deref(&self) -> &Node {
+        // SAFETY: we own a count, so the node is alive (N1).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for NodeRef {
+    fn clone(&self) -> NodeRef {
+        // Relaxed: a new count is derived from an existing one, as in `Arc`.
+        if self.refs.fetch_add(1, Ordering::Relaxed) > isize::MAX as usize {
+            abort();
+        }
+        NodeRef(self.0)
+    }
+}
+
+impl Drop for NodeRef {
+    fn drop(&mut self) {
+        // SAFETY: we own one count.
+        unsafe { release(self.0.as_ptr()) }
+    }
+}
+
+/// Drops one count of `ptr`, freeing nodes up the chain while counts reach
+/// zero, in a loop (N1, N5).
+///
+/// # Safety
+/// The caller owns one count of `ptr`.
+unsafe fn release(mut ptr: *const Node) {
+    loop {
+        // SAFETY: we own a count, so the node is alive.
+        if unsafe { (*ptr).refs.fetch_sub(1, Ordering::Release) } != 1 {
+            return;
+        }
+        fence(Ordering::Acquire);
+        // SAFETY: that was the last count: nobody else can reach the node,
+        // and it came from `Box::into_raw`.
+        let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
+        let parent = node.parent.take();
+        drop(node);
+        match parent {
+            // Continue with the parent's count instead of recursing into it.
+            Some(parent) => ptr = ManuallyDrop::new(parent).as_ptr(),
+            None => return,
+        }
+    }
+}
+
+/// Derives a child of `parent` (or of `root` when there is no cancelable
+/// ancestor) and returns two counts of it, for a `Context` and a
+/// `CancelHandle`.
+pub(crate) fn derive(parent: Option<&NodeRef>, root: Root, kind: Kind) -> (NodeRef, NodeRef) {
+    let Some(parent) = parent else {
+        let ptr = NodeRef::alloc(Node::new(
+            2,
+            state::ACTIVE,
+            ChildList::new(),
+            None,
+            root,
+            kind,
+        ));
+        // SAFETY: two counts, handed to the two refs.
+        return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
+    };
+
+    let parent_word = parent.state_word();
+    if state::is_canceled(parent_word) {
+        return born_canceled(parent, parent_word, root, kind);
+    }
+    // Three counts: the two handles and the parent's list (N1).
+    let ptr = NodeRef::alloc(Node::new(
+        3,
+        state::ACTIVE,
+        ChildList::new(),
+        Some(parent.clone()),
+        root,
+        kind,
+    ));
+    if parent.children.attach(ptr).is_ok() {
+        // SAFETY: two of the three counts; the list holds the third.
+        return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
+    }
+    // The parent closed its list: it is canceled (N2). The node was never
+    // published, so nobody races with us; cancel it like the walk would.
+    // SAFETY: the list did not take its count, so we still own three.
+    let (a, b, list_count) = unsafe {
+        (
+            NodeRef::adopt(ptr),
+            NodeRef::adopt(ptr),
+            NodeRef::adopt(ptr),
+        )
+    };
+    drop(list_count);
+    inherit(&a, parent.state_word());
+    let _ = a.children.close();
+    (a, b)
+}
+
+fn born_canceled(
+    parent: &NodeRef,
+    parent_word: usize,
+    root: Root,
+    kind: Kind,
+) -> (NodeRef, NodeRef) {
+    // SAFETY: `parent` is alive, so its word's cause is too; the new word
+    // needs its own count.
+    unsafe { state::retain(parent_word) };
+    let ptr = NodeRef::alloc(Node::new(
+        2,
+        parent_word,
+        ChildList::new_closed(),
+        Some(parent.clone()),
+        root,
+        kind,
+    ));
+    // SAFETY: two counts, handed to the two refs.
+    unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
+}
+
+/// Claims `child` with a copy of its parent's canceled `parent_word` (N3).
+fn inherit(child: &Node, parent_word: usize) -> bool {
+    debug_assert!(
+        state::is_canceled(parent_word),
+        "N2: a closed list's owner is canceled"
+    );
+    if state::is_canceled(child.state_word()) {
+        return false;
+    }
+    // SAFETY: the parent is alive for the duration of the walk (the caller is
+    // pinned or holds it), so its cause count can be shared.
+    unsafe { state::retain(parent_word) };
+    child.claim(parent_word)
+}
+
+impl Node {
+    fn new(
+        refs: usize,
+        word: usize,
+        children: ChildList,
+        parent: Option<NodeRef>,
+        root: Root,
+        kind: Kind,
+    ) -> Node {
+        Node {
+            refs: AtomicUsize::new(refs),
+            state: AtomicUsize::new(word),
+            children,
+            link: ChildLink::new(),
+            waiter_gc: WaiterGc::new(),
+            parent,
+            root,
+            kind,
+        }
+    }
+}
+
+/// Cancels `node` with `err` and `cause` (first writer wins, S1) and returns
+/// once its whole subtree is canceled (N4).
+pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
+    if !state::is_canceled(node.state_word()) && node.claim(state::canceled(err, cause)) {
+        // A node canceled on its own leaves its parent's list (L1). Nodes
+        // canceled by their parent's walk skip this: that list is closed.
+        node.link.mark_deleted();
+    }
+    propagate(node);
+}
+
+/// Closes `node`'s children list and cancels everything below (N2, N4).
+fn propagate(node: &Node) {
+    match node.children.close() {
+        Close::Owner(0) | Close::Helper(0) => {}
+        Close::Owner(first) => walk(node, first, true),
+        #[cfg(not(ctxtree_plant = "skip_help"))]
+        Close::Helper(first) => walk(node, first, false),
+        #[cfg(ctxtree_plant = "skip_help")]
+        Close::Helper(_) => {}
+    }
+}
+
+/// The iterative subtree walk (N4, N5).
+fn walk(root: &Node, first: usize, owner: bool) {
+    let guard = epoch::pin();
+    // Lists this walk closed, to finish after everything below is canceled.
+    let mut owned: Vec<(*const Node, usize)> = Vec::new();
+    // Lists still to walk.
+    let mut work: Vec<(*const Node, usize)> = vec![(root as *const Node, first)];
+    if owner {
+        owned.push((root, first));
+    }
+    while let Some((parent, first)) = work.pop() {
+        // SAFETY (whole loop): `parent` and every child we reach were reachable
+        // after we pinned `guard`; their list references are released only
+        // through `defer` (L4), so they outlive this walk.
+        let parent_word = unsafe { (*parent).state_word() };
+        let mut cur = first;
+        while cur != 0 {
+            let child = unsafe { &*(cur as *const Node) };
+            cur = child.link.next_sibling();
+            inherit(child, parent_word);
+            match child.children.close() {
+                Close::Owner(0) | Close::Helper(0) => {}
+                Close::Owner(grand) => {
+                    owned.push((child, grand));
+                    #[cfg(not(ctxtree_plant = "shallow_walk"))]
+                    work.push((child, grand));
+                }
+                #[cfg(not(ctxtree_plant = "skip_help"))]
+                Close::Helper(grand) => work.push((child, grand)),
+                #[cfg(ctxtree_plant = "skip_help")]
+                Close::Helper(_) => {}
+            }
+        }
+    }
+    for (node, first) in owned {
+        // SAFETY: this walk closed the list (Owner), everything below is
+        // canceled now, and `guard` was pinned before the close.
+        unsafe { (*node).children.finish_close::<Node>(first, &guard) };
+    }
+}

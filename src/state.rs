@@ -1,0 +1,156 @@
+//! The state word: one `AtomicUsize` per cancelable node holding its whole
+//! lifecycle.
+//!
+//! ```text
+//!   active:    [ waiter-stack head pointer ............ | 0 0 0 ]
+//!   canceled:  [ cause pointer (or 0) ................. | C E 1 ]
+//!               bit 0  CANCELED
+//!               bit 1  E: err is DeadlineExceeded (else Canceled)
+//!               bit 2  C: with a 0 pointer, the cause is DeadlineExceeded
+//!                         (else Canceled); ignored with a custom pointer
+//! ```
+//!
+//! Both pointers are to 8-aligned `Arc` payloads, so the low three bits are
+//! free. The word owns one strong count of whatever its pointer names.
+//!
+//! Invariants:
+//! - **S1** The word goes from active to canceled exactly once, by one
+//!   compare-and-swap (the *claim*), and never changes again.
+//! - **S2** The claim writes err and cause together: they are published by that
+//!   same transition (Release) and read with one Acquire load, so a reader that
+//!   sees an err also sees its cause, and `err().is_some()` ⇔ `is_done()`.
+//! - **S3** The claim takes the whole waiter stack (the old word), so a waiter
+//!   push (a CAS on the same word) either lands before the claim and is woken
+//!   by the claimer, or fails because the word is already canceled.
+
+use crate::error::{BoxedError, Cause, Error};
+
+pub(crate) const CANCELED: usize = 0b001;
+const ERR_DEADLINE: usize = 0b010;
+const CAUSE_DEADLINE: usize = 0b100;
+const TAG_MASK: usize = 0b111;
+pub(crate) const PTR_MASK: usize = !TAG_MASK;
+
+const _: () = assert!(std::mem::align_of::<BoxedError>() > TAG_MASK);
+
+/// The state word of a fresh, active node with no waiters.
+pub(crate) const ACTIVE: usize = 0;
+
+pub(crate) fn is_canceled(word: usize) -> bool {
+    word & CANCELED != 0
+}
+
+/// The err recorded in `word`, `None` while active.
+pub(crate) fn err_of(word: usize) -> Option<Error> {
+    if !is_canceled(word) {
+        None
+    } else if word & ERR_DEADLINE != 0 {
+        Some(Error::DeadlineExceeded)
+    } else {
+        Some(Error::Canceled)
+    }
+}
+
+/// The waiter-stack head of an active word.
+pub(crate) fn waiter_head(word: usize) -> usize {
+    debug_assert!(!is_canceled(word));
+    word & PTR_MASK
+}
+
+/// Encodes a canceled word that owns the cause's strong count.
+pub(crate) fn canceled(err: Error, cause: Option<Cause>) -> usize {
+    let err_bits = match err {
+        Error::Canceled => CANCELED,
+        Error::DeadlineExceeded => CANCELED | ERR_DEADLINE,
+    };
+    let (ptr, inline) = match cause {
+        None => (0, Some(err)),
+        Some(cause) => cause.into_raw(),
+    };
+    let cause_bits = match inline {
+        Some(Error::DeadlineExceeded) => CAUSE_DEADLINE,
+        _ => 0,
+    };
+    ptr | err_bits | cause_bits
+}
+
+/// The cause recorded in a canceled `word`.
+///
+/// # Safety
+/// `word` was loaded from a live node's state word (which keeps the cause's
+/// strong count for the node's lifetime, S1).
+pub(crate) unsafe fn cause_of(word: usize) -> Option<Cause> {
+    if !is_canceled(word) {
+        return None;
+    }
+    let ptr = word & PTR_MASK;
+    if ptr == 0 {
+        let inline = if word & CAUSE_DEADLINE != 0 {
+            Error::DeadlineExceeded
+        } else {
+            Error::Canceled
+        };
+        Some(Cause::from_error(inline))
+    } else {
+        // SAFETY: the caller guarantees the word's owner is alive, so the
+        // pointer still owns its count while we add ours.
+        Some(unsafe { Cause::clone_from_raw(ptr) })
+    }
+}
+
+/// Adds a strong count for one more copy of a canceled `word` (a child
+/// inheriting its parent's err and cause shares the cause allocation).
+///
+/// # Safety
+/// As for [`cause_of`].
+pub(crate) unsafe fn retain(word: usize) {
+    debug_assert!(is_canceled(word));
+    let ptr = word & PTR_MASK;
+    if ptr != 0 {
+        // SAFETY: forwarded from the caller.
+        unsafe { Cause::retain_raw(ptr) }
+    }
+}
+
+/// Releases the count owned by a canceled `word` that will not be stored.
+///
+/// # Safety
+/// `word` owns its count (came from [`canceled`] or [`retain`]) and is dropped.
+pub(crate) unsafe fn release(word: usize) {
+    debug_assert!(is_canceled(word));
+    let ptr = word & PTR_MASK;
+    if ptr != 0 {
+        // SAFETY: forwarded from the caller.
+        unsafe { Cause::release_raw(ptr) }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_round_trip() {
+        for err in [Error::Canceled, Error::DeadlineExceeded] {
+            for cause in [Error::Canceled, Error::DeadlineExceeded] {
+                let w = canceled(err, Some(Cause::from(cause)));
+                assert_eq!(err_of(w), Some(err));
+                let got = unsafe { cause_of(w) }.unwrap();
+                assert_eq!(got.as_context_error(), Some(cause));
+                unsafe { release(w) };
+            }
+            let w = canceled(err, None);
+            assert_eq!(
+                unsafe { cause_of(w) }.unwrap().as_context_error(),
+                Some(err)
+            );
+        }
+        let custom = Cause::msg("boom");
+        let w = canceled(Error::Canceled, Some(custom.clone()));
+        unsafe { retain(w) };
+        assert_eq!(unsafe { cause_of(w) }, Some(custom.clone()));
+        unsafe { release(w) };
+        unsafe { release(w) };
+        assert_eq!(err_of(ACTIVE), None);
+    }
+}

@@ -1,0 +1,290 @@
+//! The waiter stack: who to wake when a node is canceled.
+//!
+//! A Treiber stack (Treiber 1986) whose head lives in the node's state word
+//! (`state.rs`), so registering a waiter and canceling are two CASes on one
+//! word and cannot miss each other. Each entry is an `Arc<Waiter>` shared by
+//! the stack and the thread or future that waits; the stack owns one count per
+//! entry through raw pointers.
+//!
+//! A waiter that gives up (a dropped `done()` future, a timed-out
+//! `wait_timeout`) cannot unlink itself from the middle of a Treiber stack.
+//! It only marks itself `ABANDONED`; an amortized *collection* removes marked
+//! entries: it takes the whole stack with one CAS (the word stays active),
+//! frees the abandoned entries, and pushes the survivors back.
+//!
+//! Invariants:
+//! - **W1** A waiter's `state` moves `WAITING → NOTIFIED` (by whoever notifies)
+//!   or `WAITING → ABANDONED` (by its owner), exactly once; the winner of that
+//!   race decides whether a wake-up is delivered.
+//! - **W2** Every entry is owned by exactly one of: the stack in the state word,
+//!   the claimer that took it (cancel), or a collector that took it. Whoever
+//!   owns an entry when the node is canceled notifies it: the claimer notifies
+//!   the chain it took (S3); a collector that finds the word canceled when it
+//!   returns the survivors notifies them itself. So no waiter registered
+//!   before the claim is left asleep.
+//! - **W3** `next` is written only by the entry's current owner before
+//!   publishing it (Release CAS) and read only by an owner that took it
+//!   (Acquire CAS).
+//! - **W4** Abandoned entries are bounded: a collection runs when the count
+//!   of abandoned entries reaches `max(MIN_COLLECT, survivors of the last
+//!   collection)`, so each collection's O(stack) walk frees at least as many
+//!   entries as it keeps, and the stack stays within about twice the live
+//!   waiters plus `MIN_COLLECT` (O(1) amortized per abandon).
+//!
+//! Linearization: a waiter is registered at its push CAS, woken-or-not is
+//! decided at its `state` transition (W1).
+
+use std::task::Waker;
+
+use crate::state::{self, ACTIVE};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+
+const WAITING: usize = 0;
+const NOTIFIED: usize = 1;
+const ABANDONED: usize = 2;
+
+/// Abandoned entries tolerated before a collection (W4). Tiny under loom so a
+/// model with two waiters exercises collection.
+const MIN_COLLECT: u32 = if cfg!(loom) { 1 } else { 32 };
+
+/// One registered waiter: a parked thread or an async task.
+pub(crate) struct Waiter {
+    /// `WAITING`, `NOTIFIED` or `ABANDONED` (W1).
+    state: AtomicUsize,
+    /// Immutable after creation; a future whose waker changes registers anew.
+    wake: Wake,
+    /// The entry below this one (a raw `Arc<Waiter>`, or 0); see W3.
+    next: UnsafeCell<usize>,
+}
+
+enum Wake {
+    Thread(Thread),
+    Task(Waker),
+}
+
+// SAFETY: `state` is atomic, `wake` is immutable and `Send + Sync`, and `next`
+// is accessed only by the entry's single current owner (W3), with ownership
+// handed over by Release/Acquire CASes on the state word.
+unsafe impl Send for Waiter {}
+// SAFETY: as above.
+unsafe impl Sync for Waiter {}
+
+impl Waiter {
+    pub(crate) fn for_thread() -> Arc<Waiter> {
+        Waiter::new(Wake::Thread(thread::current()))
+    }
+
+    pub(crate) fn for_task(waker: &Waker) -> Arc<Waiter> {
+        Waiter::new(Wake::Task(waker.clone()))
+    }
+
+    fn new(wake: Wake) -> Arc<Waiter> {
+        Arc::new(Waiter {
+            state: AtomicUsize::new(WAITING),
+            wake,
+            next: UnsafeCell::new(0),
+        })
+    }
+
+    /// True once a notifier delivered (or is delivering) the wake-up; the
+    /// node's state word is canceled by then (S3 happens before W1).
+    pub(crate) fn is_notified(&self) -> bool {
+        self.state.load(Ordering::Acquire) == NOTIFIED
+    }
+
+    /// Whether a poll with `waker` can keep this registration.
+    pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
+        match &self.wake {
+            Wake::Task(w) => w.will_wake(waker),
+            Wake::Thread(_) => false,
+        }
+    }
+
+    /// Gives up waiting. True if this call abandoned a still-waiting entry,
+    /// which the caller must report with [`note_abandoned`]; false if it was
+    /// already notified.
+    pub(crate) fn abandon(&self) -> bool {
+        self.state
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    fn notify(&self) {
+        if self.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
+            match &self.wake {
+                Wake::Thread(t) => t.unpark(),
+                Wake::Task(w) => w.wake_by_ref(),
+            }
+        }
+    }
+
+    fn next(&self) -> usize {
+        // SAFETY: only the entry's current owner calls this (W3).
+        self.next.with(|p| unsafe { *p })
+    }
+
+    fn set_next(&self, next: usize) {
+        // SAFETY: only the entry's current owner calls this, before publishing
+        // the entry (W3).
+        self.next.with_mut(|p| unsafe { *p = next })
+    }
+}
+
+/// Pushes `waiter` onto the stack in the active word `state`.
+///
+/// Returns the canceled word instead if the node is already canceled (S3): the
+/// caller is done waiting and nothing was registered.
+pub(crate) fn push(state: &AtomicUsize, waiter: Arc<Waiter>) -> Result<(), usize> {
+    let raw = Arc::into_raw(waiter);
+    let mut cur = state.load(Ordering::Acquire);
+    loop {
+        if state::is_canceled(cur) {
+            // SAFETY: `raw` came from `into_raw` above and was never published.
+            drop(unsafe { Arc::from_raw(raw) });
+            return Err(cur);
+        }
+        // SAFETY: `raw` is unpublished, so we are its only owner (W3).
+        unsafe { (*raw).set_next(state::waiter_head(cur)) };
+        // Release publishes `next` and the waker to whoever takes the stack.
+        #[cfg(not(ctxtree_plant = "relaxed_push"))]
+        let success = Ordering::AcqRel;
+        #[cfg(ctxtree_plant = "relaxed_push")]
+        let success = Ordering::Relaxed;
+        match state.compare_exchange_weak(cur, raw as usize, success, Ordering::Acquire) {
+            Ok(_) => return Ok(()),
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Notifies every entry of a chain taken from the stack and drops the stack's
+/// counts (the claimer's half of W2).
+///
+/// # Safety
+/// `head` is a chain this thread owns: taken by a CAS on the state word.
+pub(crate) unsafe fn wake_chain(head: usize) {
+    let mut cur = head;
+    while cur != 0 {
+        // SAFETY: we own the chain, so each entry's stack count is ours.
+        let waiter = unsafe { Arc::from_raw(cur as *const Waiter) };
+        cur = waiter.next();
+        waiter.notify();
+    }
+}
+
+/// Drops a chain's counts without notifying anyone: for a node being freed,
+/// whose remaining entries can only be abandoned (a live waiter holds the node).
+///
+/// # Safety
+/// As for [`wake_chain`].
+pub(crate) unsafe fn drop_chain(head: usize) {
+    let mut cur = head;
+    while cur != 0 {
+        // SAFETY: we own the chain.
+        let waiter = unsafe { Arc::from_raw(cur as *const Waiter) };
+        cur = waiter.next();
+    }
+}
+
+/// Bookkeeping for W4: low 32 bits count abandoned entries, high 32 bits hold
+/// the survivors of the last collection (the next threshold). Approximate under
+/// races (an abandon counted after its entry was already freed), which only
+/// moves a collection earlier.
+pub(crate) struct WaiterGc(AtomicU64);
+
+impl WaiterGc {
+    pub(crate) fn new() -> WaiterGc {
+        WaiterGc(AtomicU64::new(0))
+    }
+}
+
+/// Records that an entry of the stack in `state` was abandoned and collects
+/// when garbage reaches the threshold (W4).
+pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc) {
+    #[cfg(ctxtree_plant = "keep_abandoned")]
+    {
+        let _ = (state, gc);
+        return;
+    }
+    #[cfg(not(ctxtree_plant = "keep_abandoned"))]
+    {
+        let prev = gc.0.fetch_add(1, Ordering::Relaxed);
+        let abandoned = (prev as u32).wrapping_add(1);
+        let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
+        if abandoned >= threshold {
+            collect(state, gc);
+        }
+    }
+}
+
+/// Takes the stack, frees abandoned entries, returns the survivors.
+#[cfg_attr(ctxtree_plant = "keep_abandoned", allow(dead_code))]
+fn collect(state: &AtomicUsize, gc: &WaiterGc) {
+    let mut cur = state.load(Ordering::Acquire);
+    loop {
+        if state::is_canceled(cur) || state::waiter_head(cur) == 0 {
+            return; // the claimer owns the entries now, or there are none
+        }
+        match state.compare_exchange_weak(cur, ACTIVE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(actual) => cur = actual,
+        }
+    }
+
+    // We own the chain (W2). Rebuild it from the entries still waiting.
+    let (mut top, mut bottom) = (0usize, 0usize);
+    let (mut removed, mut kept) = (0u32, 0u32);
+    let mut next = state::waiter_head(cur);
+    while next != 0 {
+        // SAFETY: we own the chain, so each entry's stack count is ours.
+        let waiter = unsafe { Arc::from_raw(next as *const Waiter) };
+        next = waiter.next();
+        if waiter.state.load(Ordering::Acquire) == ABANDONED {
+            removed += 1;
+            continue; // dropping `waiter` frees the entry
+        }
+        kept += 1;
+        waiter.set_next(0);
+        let raw = Arc::into_raw(waiter) as usize;
+        if top == 0 {
+            top = raw;
+        } else {
+            // SAFETY: `bottom` is an entry of our chain, kept alive by its count.
+            unsafe { (*(bottom as *const Waiter)).set_next(raw) };
+        }
+        bottom = raw;
+    }
+    let _ =
+        gc.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(((kept as u64) << 32) | (v as u32).saturating_sub(removed) as u64)
+        });
+    if top == 0 {
+        return;
+    }
+
+    // Give the survivors back, or wake them if the node was canceled while we
+    // held them (W2).
+    let mut cur = state.load(Ordering::Acquire);
+    loop {
+        if state::is_canceled(cur) {
+            #[cfg(not(ctxtree_plant = "no_rewake"))]
+            // SAFETY: we still own the chain `top`.
+            unsafe {
+                wake_chain(top)
+            };
+            #[cfg(ctxtree_plant = "no_rewake")]
+            // SAFETY: as above (planted bug: drops without notifying).
+            unsafe {
+                drop_chain(top)
+            };
+            return;
+        }
+        // SAFETY: `bottom` belongs to our unpublished chain (W3).
+        unsafe { (*(bottom as *const Waiter)).set_next(state::waiter_head(cur)) };
+        match state.compare_exchange_weak(cur, top, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
