@@ -51,8 +51,9 @@ const DELETED: usize = 0b01;
 const DETACHED: usize = 0b10;
 const PTR_MASK: usize = !0b11;
 
-/// Inserts between sweeps, at least (L5). Tiny under loom so models sweep.
-const MIN_SWEEP: u32 = if cfg!(loom) { 1 } else { 64 };
+/// Inserts between sweeps, at least (L5). Under loom every insert sweeps, so
+/// the models explore sweeps against every other operation.
+const MIN_SWEEP: u32 = if cfg!(loom) { 0 } else { 64 };
 
 /// A type whose values can be children in a [`ChildList`].
 ///
@@ -201,7 +202,8 @@ impl ChildList {
         }
         let guard = epoch::pin();
         let live = self.sweep_from::<T>(cur & PTR_MASK, &guard);
-        self.budget.store(live.max(MIN_SWEEP), Ordering::Relaxed);
+        let budget = if cfg!(loom) { 0 } else { live.max(MIN_SWEEP) };
+        self.budget.store(budget, Ordering::Relaxed);
         self.head.fetch_and(!SWEEPING, Ordering::Release);
     }
 
@@ -229,7 +231,11 @@ impl ChildList {
             if next & DETACHED != 0 {
                 return live;
             }
-            if next & DELETED != 0 {
+            #[cfg(not(ctxtree_plant = "sweep_unmarked"))]
+            let unlink = next & DELETED != 0;
+            #[cfg(ctxtree_plant = "sweep_unmarked")]
+            let unlink = true;
+            if unlink {
                 // `node.next` can no longer change except for DETACHED: only
                 // the sweeper rewrites pointers, and not of marked nodes.
                 match unsafe { &(*prev).link().next }.compare_exchange(

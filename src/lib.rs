@@ -62,6 +62,11 @@ pub use context::{CancelHandle, Context};
 pub use done::{Done, DoneOwned};
 pub use error::{Cause, Error};
 
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -427,3 +427,41 @@ fn walk(root: &Node, first: usize, owner: bool) {
         unsafe { (*node).children.finish_close::<Node>(first, &guard) };
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_context_is_one_cache_line() {
+        // One allocation of this size per `with_cancel` (docs/design.md §1).
+        assert!(std::mem::size_of::<Node>() <= 64, "{}", std::mem::size_of::<Node>());
+    }
+
+    #[test]
+    fn release_frees_a_deep_chain_iteratively() {
+        let depth = if cfg!(miri) { 1_000 } else { 200_000 };
+        let run = move || {
+            let (mut ctx, mut handles) = (crate::Context::background(), Vec::new());
+            for _ in 0..depth {
+                let (child, handle) = ctx.with_cancel();
+                handles.push(handle);
+                ctx = child;
+            }
+            // Cancel at the root (one iterative walk of the whole chain), then
+            // drop the leaf and the handles: whichever reference goes last
+            // frees the chain upwards in `release`'s loop, never recursing.
+            handles[0].cancel();
+            drop(ctx);
+            while let Some(handle) = handles.pop() {
+                drop(handle);
+            }
+        };
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(run)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+}

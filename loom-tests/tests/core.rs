@@ -1,0 +1,200 @@
+//! loom models of ctxtree's core protocols (docs/design.md, "loom models").
+//!
+//! Run: `CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+//!       RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release -p loom-tests`
+//!
+//! Each model names the invariant it checks and the planted bug
+//! (`--cfg ctxtree_plant="..."`) that makes it fail.
+#![cfg(loom)]
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context as TaskContext, Poll, Waker};
+
+use ctxtree::{Cause, Context, Error};
+use loom::thread;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(3);
+    }
+    builder.check(f);
+}
+
+fn msg(text: &'static str) -> Cause {
+    Cause::msg(text)
+}
+
+/// L2, N2: a child derived while its parent is being canceled either lands in
+/// the list (and the walk cancels it) or sees the list closed and is born
+/// canceled; either way it ends up canceled with the parent's cause.
+/// Fails with `skip_close` (the closer does not close the list).
+#[test]
+fn cancel_vs_derive() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let p2 = parent.clone();
+        let deriver = thread::spawn(move || {
+            let (child, child_handle) = p2.with_cancel();
+            (child, child_handle)
+        });
+        let x = msg("x");
+        handle.cancel_with_cause(x.clone());
+        let (child, _child_handle) = deriver.join().unwrap();
+        assert_eq!(child.err(), Some(Error::Canceled));
+        assert_eq!(child.cause(), Some(x));
+    });
+}
+
+/// S1, N3, N4: two cancels of one node with different causes. Exactly one
+/// cause wins, every descendant inherits that one, and each cancel call
+/// returns only once the whole subtree is canceled (the loser helps).
+/// Fails with `skip_help` (the losing cancel returns before the walk ends).
+#[test]
+fn cancel_vs_cancel_with_causes() {
+    model(|| {
+        let (node, handle) = Context::background().with_cancel();
+        let handle = std::sync::Arc::new(handle);
+        let (child, _hc) = node.with_cancel();
+        let (grandchild, _hg) = child.with_cancel();
+        let (h2, g2) = (handle.clone(), grandchild.clone());
+        let other = thread::spawn(move || {
+            h2.cancel_with_cause(msg("y"));
+            assert!(g2.is_done(), "N4: cancel returned before the subtree was done");
+        });
+        handle.cancel_with_cause(msg("x"));
+        assert!(grandchild.is_done(), "N4: cancel returned before the subtree was done");
+        other.join().unwrap();
+        let winner = node.cause().unwrap();
+        assert!(winner.to_string() == "x" || winner.to_string() == "y");
+        assert_eq!(child.cause(), Some(winner.clone()));
+        assert_eq!(grandchild.cause(), Some(winner));
+    });
+}
+
+/// L1, L4, L5: a child cancels itself (logical delete) and a new child's
+/// insert sweeps it out, while the parent is canceled. Every node ends
+/// canceled, the list reference of each child is released exactly once (a
+/// double release would be a double free; a missed one leaks), and the
+/// sweeper never unlinks a live node (the live child must still be canceled).
+/// Fails with `sweep_unmarked` (the sweeper unlinks nodes that are not deleted).
+#[test]
+fn cancel_vs_child_drop_and_sweep() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (doomed, doomed_handle) = parent.with_cancel();
+        let (live, _live_handle) = parent.with_cancel();
+        let p2 = parent.clone();
+        let other = thread::spawn(move || {
+            drop(doomed_handle);
+            // An insert after the delete: with loom's sweep budget this sweeps.
+            let (late, late_handle) = p2.with_cancel();
+            (late, late_handle)
+        });
+        handle.cancel();
+        let (late, _late_handle) = other.join().unwrap();
+        assert!(doomed.is_done());
+        assert!(live.is_done());
+        assert_eq!(live.err(), Some(Error::Canceled));
+        assert!(late.is_done());
+    });
+}
+
+/// S3, W2: a thread blocking in `wait` pushes its waiter while another thread
+/// cancels; the waiter is either taken by the claim and woken, or its push
+/// fails. A missed wake-up shows as a loom deadlock.
+/// Fails with `relaxed_push` (the waiter's link is not published).
+#[test]
+fn cancel_vs_waiter_push() {
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let c2 = ctx.clone();
+        let waiter = thread::spawn(move || c2.wait());
+        handle.cancel();
+        assert_eq!(waiter.join().unwrap(), Error::Canceled);
+    });
+}
+
+/// The same race for an async waiter: `done()` driven by loom's executor.
+#[test]
+fn cancel_vs_future_wait() {
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let done = ctx.done_owned();
+        let waiter = thread::spawn(move || loom::future::block_on(done));
+        handle.cancel_with_cause(msg("x"));
+        assert_eq!(waiter.join().unwrap(), Error::Canceled);
+    });
+}
+
+/// W1: a `done()` future abandons its waiter (dropped after one pending poll)
+/// while the context is canceled. Exactly one of notify and abandon wins; with
+/// loom's collection threshold of one, the abandon also runs a collection that
+/// races the claim for the stack. Each waiter entry is a loom `Arc`, so a
+/// leaked or doubly freed entry fails the model.
+#[test]
+fn waiter_abandon_vs_cancel() {
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let c2 = ctx.clone();
+        let abandoner = thread::spawn(move || {
+            let mut done = pin!(c2.done());
+            let polled = done.as_mut().poll(&mut TaskContext::from_waker(Waker::noop()));
+            drop(done);
+            polled
+        });
+        handle.cancel();
+        match abandoner.join().unwrap() {
+            Poll::Ready(err) => assert_eq!(err, Error::Canceled),
+            Poll::Pending => {}
+        }
+        assert!(ctx.is_done());
+    });
+}
+
+/// W2, W4: a collection (triggered by an abandoned future) takes the stack
+/// holding a blocked thread's waiter while a cancel runs; the collector must
+/// hand the waiter back or wake it itself. A lost waiter is a loom deadlock.
+/// Fails with `no_rewake`.
+#[test]
+fn abandoned_cleanup_vs_push_vs_cancel() {
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let blocked = {
+            let ctx = ctx.clone();
+            thread::spawn(move || ctx.wait())
+        };
+        let abandoner = {
+            let ctx = ctx.clone();
+            thread::spawn(move || {
+                let mut done = pin!(ctx.done());
+                let _ = done.as_mut().poll(&mut TaskContext::from_waker(Waker::noop()));
+            })
+        };
+        handle.cancel();
+        abandoner.join().unwrap();
+        assert_eq!(blocked.join().unwrap(), Error::Canceled);
+    });
+}
+
+/// N2–N5: a grandchild is reached through its parent's list by the walk, even
+/// while a great-grandchild is being derived under it. When the root's cancel
+/// returns, every level is canceled with the root's cause.
+/// Fails with `shallow_walk` (the walk does not descend).
+#[test]
+fn grandchild_propagation() {
+    model(|| {
+        let (root, handle) = Context::background().with_cancel();
+        let (child, _hc) = root.with_cancel();
+        let (grandchild, _hg) = child.with_cancel();
+        let g2 = grandchild.clone();
+        let deriver = thread::spawn(move || g2.with_cancel());
+        let x = msg("x");
+        handle.cancel_with_cause(x.clone());
+        assert_eq!(child.cause(), Some(x.clone()));
+        assert_eq!(grandchild.cause(), Some(x.clone()));
+        let (great, _hgg) = deriver.join().unwrap();
+        assert_eq!(great.cause(), Some(x));
+    });
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Plants one known bug at a time (`--cfg ctxtree_plant="..."`) and checks that
+# the loom model written to catch it now fails. A model that still passes with
+# its bug planted is no model. Usage: scripts/loom-plant-check.sh [PLANT...]
+# Results are recorded in docs/design.md ("loom models").
+set -u
+cd "$(dirname "$0")/.."
+
+declare -A MODEL=(
+  [skip_close]=cancel_vs_derive
+  [skip_help]=cancel_vs_cancel_with_causes
+  [sweep_unmarked]=cancel_vs_child_drop_and_sweep
+  [relaxed_push]=cancel_vs_waiter_push
+  [no_rewake]=abandoned_cleanup_vs_push_vs_cancel
+  [shallow_walk]=grandchild_propagation
+)
+plants=("$@")
+[ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")
+
+status=0
+for plant in "${plants[@]}"; do
+  model=${MODEL[$plant]:?unknown plant $plant}
+  log=$(mktemp)
+  CARGO_TARGET_DIR=target/loom-plant LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
+    RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg ctxtree_plant=\"$plant\"" \
+    cargo test --release -p loom-tests --test core -- --exact "$model" >"$log" 2>&1
+  code=$?
+  if [ $code -ne 0 ] && grep -q "Running tests/core.rs" "$log"; then
+    why=$(grep -m1 -E "deadlock|Causality|assertion|N4|panicked at" "$log" | head -c 200)
+    echo "CAUGHT  $plant by $model: $why"
+  else
+    echo "MISSED  $plant: $model passed with the bug planted (or did not build)"
+    tail -20 "$log"
+    status=1
+  fi
+  rm -f "$log"
+done
+exit $status
