@@ -1,1 +1,219 @@
-fn main() {}
+//! Criterion benchmarks of ctxtree on its own (no peers; the side-by-side
+//! comparison with tokio-util and a mutex tree lives elsewhere).
+//!
+//! Run with `cargo bench --bench core`; `cargo bench --bench core -- --test`
+//! runs every benchmark once as a smoke test.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::{Arc, Barrier};
+use std::task::Context as TaskContext;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use ctxtree::{CancelHandle, Context};
+
+/// A live parent shared by the derive benchmarks; its handle must outlive them.
+fn live_parent() -> (Context, CancelHandle) {
+    Context::background().with_cancel()
+}
+
+/// Derive a child from a live parent, cancel it explicitly, drop both halves.
+fn derive_cancel_drop(c: &mut Criterion) {
+    let (parent, _parent_handle) = live_parent();
+    c.bench_function("derive_cancel_drop", |b| {
+        b.iter(|| {
+            let (child, handle) = black_box(&parent).with_cancel();
+            handle.cancel();
+            drop(handle);
+            drop(black_box(child));
+        })
+    });
+}
+
+/// Derive a child and let dropping the handle cancel it.
+fn derive_drop_handle(c: &mut Criterion) {
+    let (parent, _parent_handle) = live_parent();
+    c.bench_function("derive_drop_handle", |b| {
+        b.iter(|| {
+            let (child, handle) = black_box(&parent).with_cancel();
+            drop(handle);
+            drop(black_box(child));
+        })
+    });
+}
+
+/// `is_done` on a context that is not canceled.
+fn is_done_live(c: &mut Criterion) {
+    let (ctx, _handle) = live_parent();
+    c.bench_function("is_done_live", |b| b.iter(|| black_box(&ctx).is_done()));
+}
+
+/// `err` on a context that is not canceled.
+fn err_live(c: &mut Criterion) {
+    let (ctx, _handle) = live_parent();
+    c.bench_function("err_live", |b| b.iter(|| black_box(&ctx).err()));
+}
+
+/// A parent with `n` live children, built outside the timed region.
+struct Fanout {
+    parent: Context,
+    handle: CancelHandle,
+    children: Vec<(Context, CancelHandle)>,
+}
+
+fn build_fanout(n: usize) -> Fanout {
+    let (parent, handle) = Context::background().with_cancel();
+    let children = (0..n).map(|_| parent.with_cancel()).collect();
+    Fanout {
+        parent,
+        handle,
+        children,
+    }
+}
+
+/// Time only the parent's `cancel()` over `n` children; building the tree
+/// and dropping it happen outside the measurement.
+fn cancel_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cancel_fanout");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sampling_mode(SamplingMode::Flat);
+    for (n, batch) in [
+        (1_000usize, BatchSize::LargeInput),
+        (100_000, BatchSize::PerIteration),
+    ] {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(n.to_string(), |b| {
+            b.iter_batched(
+                || build_fanout(n),
+                |tree| {
+                    tree.handle.cancel();
+                    tree // dropped by criterion after the timer stops
+                },
+                batch,
+            )
+        });
+    }
+    group.finish();
+
+    // Not timed: the tree really is canceled once cancel() returns.
+    let tree = build_fanout(1_000);
+    tree.handle.cancel();
+    assert!(tree.parent.is_done());
+    assert!(tree.children.iter().all(|(child, _)| child.is_done()));
+}
+
+/// Go's `BenchmarkCancelTree` (Root=OpenCanceler, depth 1000): derive a root,
+/// build a 1000-deep chain under it, cancel the root, drop everything. All of
+/// it is timed.
+fn chain(c: &mut Criterion) {
+    const DEPTH: usize = 1_000;
+    let mut group = c.benchmark_group("chain");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    group.throughput(Throughput::Elements(DEPTH as u64));
+    group.bench_function(DEPTH.to_string(), |b| {
+        // Handles keep the chain alive (dropping one cancels it); the vector
+        // is reused so its allocation is not part of the figure.
+        let mut handles: Vec<CancelHandle> = Vec::with_capacity(DEPTH);
+        b.iter(|| {
+            let (root, root_handle) = Context::background().with_cancel();
+            let mut ctx = root;
+            for _ in 0..DEPTH {
+                let (child, handle) = ctx.with_cancel();
+                handles.push(handle);
+                ctx = child;
+            }
+            root_handle.cancel();
+            debug_assert!(ctx.is_done());
+            drop(black_box(ctx));
+            drop(root_handle);
+            handles.clear();
+        })
+    });
+    group.finish();
+}
+
+/// `N` threads blocked in `wait()`; time from `cancel()` until every thread
+/// has woken and been joined. Spawning and parking are outside the timer.
+fn wake_blocked_threads(c: &mut Criterion) {
+    const THREADS: usize = 8;
+    let mut group = c.benchmark_group("wake_blocked_threads");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sampling_mode(SamplingMode::Flat);
+    group.bench_function(THREADS.to_string(), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (ctx, handle) = Context::background().with_cancel();
+                let barrier = Arc::new(Barrier::new(THREADS + 1));
+                let workers: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        let ctx = ctx.clone();
+                        let barrier = Arc::clone(&barrier);
+                        thread::spawn(move || {
+                            barrier.wait();
+                            ctx.wait()
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                // Give every thread time to get from the barrier into wait().
+                thread::sleep(Duration::from_millis(5));
+                let start = Instant::now();
+                handle.cancel();
+                for w in workers {
+                    assert_eq!(w.join().unwrap(), ctxtree::Error::Canceled);
+                }
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+/// Create `done()` on a live context, poll it once (it registers a waiter
+/// and returns Pending), drop it (abandoning the waiter).
+fn done_future_poll_drop(c: &mut Criterion) {
+    let (ctx, _handle) = live_parent();
+    let waker = futures::task::noop_waker();
+    {
+        // Not timed: on a live context the first poll really is Pending.
+        let mut fut = ctx.done();
+        let poll = Pin::new(&mut fut).poll(&mut TaskContext::from_waker(&waker));
+        assert!(poll.is_pending());
+    }
+    c.bench_function("done_future_poll_drop", |b| {
+        b.iter(|| {
+            let mut cx = TaskContext::from_waker(&waker);
+            let mut fut = black_box(&ctx).done();
+            let poll = Pin::new(&mut fut).poll(&mut cx);
+            drop(fut);
+            poll // black-boxed by criterion
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    derive_cancel_drop,
+    derive_drop_handle,
+    is_done_live,
+    err_live,
+    cancel_fanout,
+    chain,
+    wake_blocked_threads,
+    done_future_poll_drop
+);
+criterion_main!(benches);

@@ -435,7 +435,11 @@ mod tests {
     #[test]
     fn a_cancel_context_is_one_cache_line() {
         // One allocation of this size per `with_cancel` (docs/design.md §1).
-        assert!(std::mem::size_of::<Node>() <= 64, "{}", std::mem::size_of::<Node>());
+        assert!(
+            std::mem::size_of::<Node>() <= 64,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
     }
 
     #[test]

@@ -61,10 +61,16 @@ fn cancel_vs_cancel_with_causes() {
         let (h2, g2) = (handle.clone(), grandchild.clone());
         let other = thread::spawn(move || {
             h2.cancel_with_cause(msg("y"));
-            assert!(g2.is_done(), "N4: cancel returned before the subtree was done");
+            assert!(
+                g2.is_done(),
+                "N4: cancel returned before the subtree was done"
+            );
         });
         handle.cancel_with_cause(msg("x"));
-        assert!(grandchild.is_done(), "N4: cancel returned before the subtree was done");
+        assert!(
+            grandchild.is_done(),
+            "N4: cancel returned before the subtree was done"
+        );
         other.join().unwrap();
         let winner = node.cause().unwrap();
         assert!(winner.to_string() == "x" || winner.to_string() == "y");
@@ -140,7 +146,9 @@ fn waiter_abandon_vs_cancel() {
         let c2 = ctx.clone();
         let abandoner = thread::spawn(move || {
             let mut done = pin!(c2.done());
-            let polled = done.as_mut().poll(&mut TaskContext::from_waker(Waker::noop()));
+            let polled = done
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(Waker::noop()));
             drop(done);
             polled
         });
@@ -169,7 +177,9 @@ fn abandoned_cleanup_vs_push_vs_cancel() {
             let ctx = ctx.clone();
             thread::spawn(move || {
                 let mut done = pin!(ctx.done());
-                let _ = done.as_mut().poll(&mut TaskContext::from_waker(Waker::noop()));
+                let _ = done
+                    .as_mut()
+                    .poll(&mut TaskContext::from_waker(Waker::noop()));
             })
         };
         handle.cancel();
