@@ -154,26 +154,23 @@ impl ChildList {
         }
     }
 
-    /// Marks the walk of a list closed by this thread complete and releases
-    /// the list's references (L3, L4).
+    /// Marks the walk of a list closed by this thread complete and claims the
+    /// list's references (L3, L4) into `released`, for [`release_later`].
     ///
     /// # Safety
     /// This thread's `close` returned `Owner(first)`, every descendant below is
-    /// canceled, and `guard` has been held since before that `close`.
-    pub(crate) unsafe fn finish_close<T: Listed>(&self, first: usize, guard: &Guard) {
+    /// canceled, and the caller has been pinned since before that `close`.
+    pub(crate) unsafe fn finish_close<T: Listed>(&self, first: usize, released: &mut Vec<*const T>) {
         self.head.store(CLOSED, Ordering::Release);
         let mut cur = first;
         while cur != 0 {
             let node = cur as *const T;
-            // SAFETY: `node` was reachable after we pinned `guard`, so its
+            // SAFETY: `node` was reachable after the caller pinned, so its
             // release (L4) cannot have run yet.
             let old = unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
             cur = old & PTR_MASK;
             if old & DETACHED == 0 {
-                // SAFETY: we claimed the list's reference (L4); walkers that
-                // can still reach `node` are pinned, and the deferred release
-                // waits for them.
-                unsafe { guard.defer_unchecked(move || T::release_listed(node)) };
+                released.push(node);
             }
         }
     }
@@ -201,14 +198,17 @@ impl ChildList {
             }
         }
         let guard = epoch::pin();
-        let live = self.sweep_from::<T>(cur & PTR_MASK, &guard);
+        let mut released = Vec::new();
+        let live = self.sweep_from::<T>(cur & PTR_MASK, &mut released);
+        // SAFETY: each node was unlinked and claimed by this sweep (L4).
+        unsafe { release_later(&guard, released) };
         let budget = if cfg!(loom) { 0 } else { live.max(MIN_SWEEP) };
         self.budget.store(budget, Ordering::Relaxed);
         self.head.fetch_and(!SWEEPING, Ordering::Release);
     }
 
     /// The sweeper's walk; returns the number of live nodes it saw.
-    fn sweep_from<T: Listed>(&self, first: usize, guard: &Guard) -> u32 {
+    fn sweep_from<T: Listed>(&self, first: usize, released: &mut Vec<*const T>) -> u32 {
         if first == 0 {
             return 0;
         }
@@ -248,9 +248,7 @@ impl ChildList {
                         let old =
                             unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
                         if old & DETACHED == 0 {
-                            // SAFETY: unlinked and claimed (L4); pinned walkers
-                            // that still hold `node` delay the release.
-                            unsafe { guard.defer_unchecked(move || T::release_listed(node)) };
+                            released.push(node); // unlinked and claimed (L4)
                         }
                         cur = next & PTR_MASK;
                         continue;
@@ -267,6 +265,33 @@ impl ChildList {
         }
         live
     }
+}
+
+/// Releases the list references in `released` once no pinned thread can
+/// still reach those nodes (L4).
+///
+/// One deferred closure per batch, then a flush: crossbeam-epoch collects at
+/// most a few hundred deferred objects every 128 pins, so deferring one object
+/// per node lets garbage outgrow collection under churn (crossbeam#566). With
+/// one object per pin and a flush, collection keeps up.
+///
+/// # Safety
+/// Each pointer is a list reference claimed by this thread (DETACHED, L4),
+/// and `guard` was pinned before the nodes were detached.
+pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*const T>) {
+    if released.is_empty() {
+        return;
+    }
+    // SAFETY: walkers that can still reach these nodes are pinned; the
+    // closure runs after they unpin, and each reference is released once.
+    unsafe {
+        guard.defer_unchecked(move || {
+            for node in released {
+                T::release_listed(node);
+            }
+        })
+    };
+    guard.flush();
 }
 
 impl ChildLink {

@@ -29,7 +29,7 @@ use std::ops::Deref;
 use std::process::abort;
 use std::ptr::NonNull;
 
-use crate::children::{ChildLink, ChildList, Close, Listed};
+use crate::children::{self, ChildLink, ChildList, Close, Listed};
 use crate::error::{Cause, Error};
 use crate::state;
 use crate::sync::{epoch, fence, AtomicUsize, Ordering};
@@ -421,11 +421,14 @@ fn walk(root: &Node, first: usize, owner: bool) {
             }
         }
     }
+    let mut released = Vec::new();
     for (node, first) in owned {
         // SAFETY: this walk closed the list (Owner), everything below is
         // canceled now, and `guard` was pinned before the close.
-        unsafe { (*node).children.finish_close::<Node>(first, &guard) };
+        unsafe { (*node).children.finish_close::<Node>(first, &mut released) };
     }
+    // SAFETY: the references were claimed by `finish_close` while pinned.
+    unsafe { children::release_later(&guard, released) };
 }
 
 #[cfg(all(test, not(loom)))]
