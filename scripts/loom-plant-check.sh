@@ -13,6 +13,7 @@ declare -A MODEL=(
   [relaxed_push]=cancel_vs_waiter_push
   [no_rewake]=abandoned_cleanup_vs_push_vs_cancel
   [shallow_walk]=grandchild_propagation
+  [pin_late]=helper_walk_vs_owner_release
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -86,11 +86,27 @@ pub(crate) struct Node {
     root: Root,
     /// How this node was derived (for `Display`). Immutable.
     kind: Kind,
+    /// Model-checking oracle: set when the count reaches zero. Under loom a
+    /// freed node's memory is kept so that any later access fails an
+    /// assertion instead of reading reused memory (a use-after-free).
+    #[cfg(loom)]
+    freed: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
     pub(crate) fn state_word(&self) -> usize {
+        self.assert_live();
         self.state.load(Ordering::Acquire)
+    }
+
+    /// Under loom, fails the model if this node was already freed.
+    #[inline(always)]
+    fn assert_live(&self) {
+        #[cfg(loom)]
+        assert!(
+            !self.freed.load(std::sync::atomic::Ordering::Relaxed),
+            "use after free of a ctxtree node"
+        );
     }
 
     pub(crate) fn err(&self) -> Option<Error> {
@@ -142,8 +158,24 @@ impl Node {
     }
 }
 
+impl Node {
+    /// Under loom, what freeing does, minus the deallocation (see `freed`).
+    #[cfg(loom)]
+    fn dispose(&mut self) -> Option<NodeRef> {
+        self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.free_resources();
+        self.parent.take()
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
+        self.free_resources();
+    }
+}
+
+impl Node {
+    fn free_resources(&mut self) {
         // Relaxed suffices: `release` fenced (Acquire) after the last count.
         let word = self.state.load(Ordering::Relaxed);
         if state::is_canceled(word) {
@@ -239,15 +271,25 @@ impl Drop for NodeRef {
 unsafe fn release(mut ptr: *const Node) {
     loop {
         // SAFETY: we own a count, so the node is alive.
+        unsafe { (*ptr).assert_live() };
+        // SAFETY: as above.
         if unsafe { (*ptr).refs.fetch_sub(1, Ordering::Release) } != 1 {
             return;
         }
         fence(Ordering::Acquire);
-        // SAFETY: that was the last count: nobody else can reach the node,
-        // and it came from `Box::into_raw`.
-        let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
-        let parent = node.parent.take();
-        drop(node);
+        #[cfg(not(loom))]
+        let parent = {
+            // SAFETY: that was the last count: nobody else can reach the
+            // node, and it came from `Box::into_raw`.
+            let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
+            let parent = node.parent.take();
+            drop(node);
+            parent
+        };
+        #[cfg(loom)]
+        // SAFETY: as above; under loom the memory is kept (see `freed`), its
+        // resources are released by `dispose` and later accesses assert.
+        let parent = unsafe { (*(ptr as *mut Node)).dispose() };
         match parent {
             // Continue with the parent's count instead of recursing into it.
             Some(parent) => ptr = ManuallyDrop::new(parent).as_ptr(),
@@ -360,6 +402,8 @@ impl Node {
             parent,
             root,
             kind,
+            #[cfg(loom)]
+            freed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -377,19 +421,35 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
 
 /// Closes `node`'s children list and cancels everything below (N2, N4).
 fn propagate(node: &Node) {
+    // A leaf (the common case) needs no pin: its list is empty.
     match node.children.close() {
         Close::Owner(0) | Close::Helper(0) => {}
-        Close::Owner(first) => walk(node, first, true),
+        Close::Owner(unpinned) => walk(node, unpinned, true),
         #[cfg(not(ctxtree_plant = "skip_help"))]
-        Close::Helper(first) => walk(node, first, false),
+        Close::Helper(unpinned) => walk(node, unpinned, false),
         #[cfg(ctxtree_plant = "skip_help")]
         Close::Helper(_) => {}
     }
 }
 
-/// The iterative subtree walk (N4, N5).
-fn walk(root: &Node, first: usize, owner: bool) {
+/// The iterative subtree walk (N4, N5). `owner`: this thread closed `root`'s
+/// list; `unpinned`: the first child as `close` saw it, before pinning.
+fn walk(root: &Node, unpinned: usize, owner: bool) {
     let guard = epoch::pin();
+    // Read the first child again now that we are pinned: a pointer read before
+    // pinning may already have been released (L4). Only the owner resets the
+    // head (L3), so an owner reads the same child; a helper may find the walk
+    // finished.
+    #[cfg(not(ctxtree_plant = "pin_late"))]
+    let first = {
+        let _ = unpinned;
+        root.children.first()
+    };
+    #[cfg(ctxtree_plant = "pin_late")]
+    let first = unpinned;
+    if first == 0 {
+        return;
+    }
     // Lists this walk closed, to finish after everything below is canceled.
     let mut owned: Vec<(*const Node, usize)> = Vec::new();
     // Lists still to walk.

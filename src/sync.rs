@@ -18,7 +18,113 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Or
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 
+#[cfg(not(loom))]
 pub(crate) use crossbeam_epoch as epoch;
+
+/// crossbeam-epoch's contract, modelled for loom.
+///
+/// crossbeam-epoch itself cannot be model-checked soundly here: on x86 its
+/// `pin` publishes the pinned epoch with a `SeqCst` compare-exchange, and loom
+/// treats `SeqCst` accesses as `AcqRel` (tokio-rs/loom#180). loom then finds
+/// executions where `try_advance` misses a pinned thread and frees garbage it
+/// can still reach, corrupting crossbeam's own heap (docs/design.md §10).
+///
+/// This collector implements exactly the guarantee ctxtree relies on, and as
+/// aggressively as it allows: a deferred function runs as soon as every guard
+/// pinned *before* the defer has been dropped, at every unpin and flush. A
+/// thread that follows a pointer it obtained without being pinned (or a
+/// release that is not deferred) is therefore exposed to a real free.
+#[cfg(loom)]
+pub(crate) mod epoch {
+    use std::marker::PhantomData;
+
+    use loom::sync::Mutex;
+
+    /// A deferred function. loom runs every modelled thread on one OS thread,
+    /// so moving one between modelled threads is sound.
+    struct Deferred(Box<dyn FnOnce()>);
+
+    // SAFETY: see above: all modelled threads share one OS thread.
+    unsafe impl Send for Deferred {}
+
+    struct Collector {
+        /// Advances at each defer; a guard remembers the tick it pinned at.
+        tick: u64,
+        /// Pin ticks of the live guards.
+        pinned: Vec<u64>,
+        /// Deferred functions with the tick they were deferred at.
+        deferred: Vec<(u64, Deferred)>,
+    }
+
+    loom::lazy_static! {
+        static ref COLLECTOR: Mutex<Collector> = Mutex::new(Collector {
+            tick: 0,
+            pinned: Vec::new(),
+            deferred: Vec::new(),
+        });
+    }
+
+    /// A pinned participant; `!Send`, like crossbeam's.
+    pub(crate) struct Guard {
+        tick: u64,
+        _not_send: PhantomData<*const ()>,
+    }
+
+    pub(crate) fn pin() -> Guard {
+        let mut c = COLLECTOR.lock().unwrap();
+        let tick = c.tick;
+        c.pinned.push(tick);
+        Guard {
+            tick,
+            _not_send: PhantomData,
+        }
+    }
+
+    impl Guard {
+        /// # Safety
+        /// As crossbeam's: `f` may run on any thread once every guard pinned
+        /// before this call has been dropped.
+        pub(crate) unsafe fn defer_unchecked<F: FnOnce() + 'static>(&self, f: F) {
+            let mut c = COLLECTOR.lock().unwrap();
+            let tick = c.tick;
+            c.tick += 1;
+            c.deferred.push((tick, Deferred(Box::new(f))));
+        }
+
+        pub(crate) fn flush(&self) {
+            collect();
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            {
+                let mut c = COLLECTOR.lock().unwrap();
+                let at = c.pinned.iter().position(|&t| t == self.tick);
+                if let Some(at) = at {
+                    c.pinned.swap_remove(at);
+                }
+            }
+            collect();
+        }
+    }
+
+    /// Runs every deferred function that no live guard protects.
+    fn collect() {
+        let ready: Vec<Deferred> = {
+            let mut c = COLLECTOR.lock().unwrap();
+            let oldest_pin = c.pinned.iter().copied().min().unwrap_or(u64::MAX);
+            let (ready, kept) = std::mem::take(&mut c.deferred)
+                .into_iter()
+                .partition(|(tick, _)| *tick < oldest_pin);
+            c.deferred = kept;
+            ready.into_iter().map(|(_, f)| f).collect()
+        };
+        for f in ready {
+            (f.0)();
+        }
+    }
+}
 
 /// Thread parking, the only blocking primitive ctxtree uses (in `wait`).
 pub(crate) mod thread {

@@ -208,3 +208,29 @@ fn grandchild_propagation() {
         assert_eq!(great.cause(), Some(x));
     });
 }
+
+/// L4 and the reclamation argument (docs/design.md §5): two cancels of a
+/// parent walk its list at once. The owner finishes the list and releases its
+/// reference to a child that nothing else holds while the helper may still be
+/// walking. The helper must not reach the child through a pointer it read
+/// before pinning. Under loom, the modelled collector (src/sync.rs) frees as
+/// early as crossbeam-epoch is allowed to, and a freed node fails an assertion
+/// when touched.
+/// Fails with `pin_late` (the walk uses the head it read before pinning).
+#[test]
+fn helper_walk_vs_owner_release() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let handle = std::sync::Arc::new(handle);
+        {
+            let (child, child_handle) = parent.with_cancel();
+            drop(child);
+            drop(child_handle); // canceled: only the parent's list holds it
+        }
+        let h2 = handle.clone();
+        let other = thread::spawn(move || h2.cancel());
+        handle.cancel_with_cause(msg("x"));
+        other.join().unwrap();
+        assert!(parent.is_done());
+    });
+}
