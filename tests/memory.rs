@@ -1,0 +1,451 @@
+//! Memory stays flat: churning children, futures and timed-out waits on a
+//! long-lived context must not grow the live heap, and a canceled, dropped
+//! tree gives its memory back.
+//!
+//! A counting global allocator tracks live heap bytes. The allocator is
+//! process-wide, so the tests in this file run one at a time (`serial()`),
+//! and every bound is generous against the test harness's own allocations.
+//! No flush or collect API is used: the library must bound its garbage
+//! (children list sweeps, waiter collection, epoch-deferred frees) by itself.
+//!
+//! The library releases children-list references through crossbeam-epoch,
+//! which frees garbage lazily, when threads pin. Where a test measures after
+//! a one-off batch (a canceled wide tree), it first does a few ordinary
+//! operations ([`settle`]), as any program that keeps using contexts would.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::time::Duration;
+
+use ctxtree::{Context, Error};
+use futures::task::noop_waker_ref;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: forwards to `System` unchanged; only counts sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Live heap bytes right now.
+fn live() -> isize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+const MIB: isize = 1 << 20;
+/// The bound on growth for every churn test.
+const MAX_GROWTH: isize = 4 * MIB;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Serializes the tests of this file (the allocator counts every thread).
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn scaled(normal: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else {
+        normal
+    }
+}
+
+/// Runs `cycle` `warmup` times, takes a baseline, runs it `iterations` more
+/// times and returns the live-heap growth, also checking it at a few points
+/// along the way (so garbage that grows and is later dropped in one batch is
+/// still caught).
+fn growth_over(warmup: usize, iterations: usize, mut cycle: impl FnMut(usize)) -> isize {
+    for i in 0..warmup {
+        cycle(i);
+    }
+    let baseline = live();
+    let mut worst = 0;
+    let checkpoints = 8;
+    for i in 0..iterations {
+        cycle(warmup + i);
+        if (i + 1) % (iterations / checkpoints).max(1) == 0 {
+            worst = worst.max(live() - baseline);
+        }
+    }
+    worst.max(live() - baseline)
+}
+
+#[track_caller]
+fn assert_flat(what: &str, growth: isize) {
+    eprintln!("{what}: live heap growth {} KiB", growth / 1024);
+    assert!(
+        growth < MAX_GROWTH,
+        "{what}: live heap grew by {:.1} MiB (bound {} MiB)",
+        growth as f64 / MIB as f64,
+        MAX_GROWTH / MIB
+    );
+}
+
+/// A few ordinary operations that pin the epoch (a cancel that walks a
+/// child), letting deferred frees from earlier batches run.
+fn settle() {
+    for _ in 0..scaled(1_000, 50) {
+        let (p, h) = Context::background().with_cancel();
+        let (_c, _ch) = p.with_cancel();
+        h.cancel();
+    }
+}
+
+fn cycles() -> usize {
+    scaled(1_000_000, 2_000)
+}
+
+fn warmup() -> usize {
+    scaled(10_000, 200)
+}
+
+// ---------------------------------------------------------------- (a) child churn
+
+#[test]
+fn derive_cancel_drop_cycles_under_a_live_parent() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let (child, handle) = parent.with_cancel();
+        handle.cancel();
+        debug_assert!(child.is_done());
+        drop(child);
+        drop(handle);
+    });
+    assert_flat("derive/cancel/drop", growth);
+    assert!(!parent.is_done());
+}
+
+#[test]
+fn derive_and_drop_handle_without_cancel_cycles() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let (child, handle) = parent.with_cancel();
+        drop(handle); // cancels
+        drop(child);
+    });
+    assert_flat("derive/drop handle", growth);
+}
+
+#[test]
+fn child_context_outlives_its_handle_briefly() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let mut recent: VecDeque<Context> = VecDeque::new();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let (child, handle) = parent.with_cancel();
+        drop(handle);
+        recent.push_back(child);
+        if recent.len() > 16 {
+            recent.pop_front();
+        }
+    });
+    assert_flat("child outlives handle", growth);
+}
+
+#[test]
+fn context_dropped_before_handle_cycles() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let (child, handle) = parent.with_cancel();
+        drop(child);
+        drop(handle);
+    });
+    assert_flat("drop context then handle", growth);
+}
+
+/// Children with grandchildren churned under a live parent: the walk path.
+#[test]
+fn subtree_churn_under_a_live_parent() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let growth = growth_over(warmup() / 4, cycles() / 4, |_| {
+        let (child, handle) = parent.with_cancel();
+        let (grandchild, _gh) = child.with_cancel();
+        let (_great, _gth) = grandchild.with_cancel();
+        drop(handle);
+    });
+    assert_flat("subtree churn", growth);
+}
+
+/// Long-lived siblings stay linked while others churn: sweeps must skip the
+/// live ones and still free the rest.
+#[test]
+fn churn_next_to_long_lived_siblings() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let siblings: Vec<_> = (0..scaled(1000, 20))
+        .map(|_| parent.with_cancel())
+        .collect();
+    let growth = growth_over(warmup(), cycles() / 2, |_| {
+        let (child, handle) = parent.with_cancel();
+        drop(handle);
+        drop(child);
+    });
+    assert_flat("churn next to live siblings", growth);
+    assert!(siblings.iter().all(|(c, _)| !c.is_done()));
+}
+
+/// Churn from two threads at once on one parent.
+#[test]
+fn two_threads_churn_one_parent() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let per_thread = cycles() / 2;
+    let run = |n: usize| {
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..n {
+                        let (c, h) = parent.with_cancel();
+                        drop(h);
+                        drop(c);
+                    }
+                });
+            }
+        });
+    };
+    run(warmup());
+    let baseline = live();
+    run(per_thread);
+    assert_flat("two-thread churn", live() - baseline);
+}
+
+// ---------------------------------------------------------------- (b) waiter churn
+
+struct Nop;
+
+impl Wake for Nop {
+    fn wake(self: std::sync::Arc<Self>) {}
+}
+
+fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+    Pin::new(fut).poll(&mut TaskContext::from_waker(waker))
+}
+
+#[test]
+fn done_futures_polled_and_dropped_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let mut done = ctx.done();
+        assert!(poll_with(&mut done, noop_waker_ref()).is_pending());
+    });
+    assert_flat("done() churn", growth);
+}
+
+#[test]
+fn done_owned_futures_polled_and_dropped_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles() / 2, |_| {
+        let mut done = ctx.done_owned();
+        assert!(poll_with(&mut done, noop_waker_ref()).is_pending());
+    });
+    assert_flat("done_owned() churn", growth);
+}
+
+/// A `select!`-style loop that keeps some futures alive while churning others,
+/// and re-polls futures with a changed waker (which replaces the waiter).
+#[test]
+fn done_futures_with_changing_wakers_and_live_neighbours() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let a = Waker::from(std::sync::Arc::new(Nop));
+    let b = Waker::from(std::sync::Arc::new(Nop));
+    let mut live_futures: Vec<_> = (0..100).map(|_| ctx.done_owned()).collect();
+    for f in &mut live_futures {
+        assert!(poll_with(f, &a).is_pending());
+    }
+    let growth = growth_over(warmup(), cycles() / 4, |i| {
+        let mut done = ctx.done();
+        assert!(poll_with(&mut done, &a).is_pending());
+        assert!(poll_with(&mut done, &b).is_pending());
+        assert!(poll_with(&mut done, &a).is_pending());
+        let f = &mut live_futures[i % 100];
+        let w = if i % 2 == 0 { &b } else { &a };
+        assert!(poll_with(f, w).is_pending());
+    });
+    assert_flat("changing wakers", growth);
+    drop(_h);
+    for f in &mut live_futures {
+        assert_eq!(poll_with(f, &a), Poll::Ready(Error::Canceled));
+    }
+}
+
+#[test]
+fn zero_timeout_waits_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let growth = growth_over(warmup() / 10, scaled(100_000, 500), |_| {
+        assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
+    });
+    assert_flat("wait_timeout(0) churn", growth);
+}
+
+#[test]
+fn tiny_timeout_waits_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let growth = growth_over(100, scaled(3_000, 50), |i| {
+        let t = Duration::from_nanos(1 + (i % 3) as u64 * 500);
+        assert_eq!(ctx.wait_timeout(t), None);
+    });
+    assert_flat("wait_timeout(tiny) churn", growth);
+}
+
+#[test]
+fn two_threads_churn_futures_on_one_context() {
+    let _serial = serial();
+    let (ctx, _h) = Context::background().with_cancel();
+    let run = |n: usize| {
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let ctx = &ctx;
+                s.spawn(move || {
+                    for i in 0..n {
+                        if t == 1 && i % 16 == 0 {
+                            assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
+                        } else {
+                            let mut done = ctx.done();
+                            assert!(poll_with(&mut done, noop_waker_ref()).is_pending());
+                        }
+                    }
+                });
+            }
+        });
+    };
+    run(warmup());
+    let baseline = live();
+    run(cycles() / 2);
+    assert_flat("two-thread future churn", live() - baseline);
+}
+
+// ---------------------------------------------------------------- (c) wide tree
+
+#[test]
+fn wide_tree_cancels_and_returns_its_memory() {
+    let _serial = serial();
+    let n = scaled(200_000, 500);
+    // Warm up the thread-local and global machinery first.
+    {
+        let (p, _h) = Context::background().with_cancel();
+        let kids: Vec<_> = (0..1000).map(|_| p.with_cancel()).collect();
+        drop(_h);
+        drop(kids);
+    }
+    let baseline = live();
+    let (parent, parent_h) = Context::background().with_cancel();
+    let mut children = Vec::with_capacity(n);
+    for _ in 0..n {
+        children.push(parent.with_cancel());
+    }
+    let peak = live() - baseline;
+    assert!(children.iter().all(|(c, _)| !c.is_done()));
+    parent_h.cancel();
+    assert!(children.iter().all(|(c, h)| c.is_done() && h.is_canceled()));
+    assert!(children
+        .iter()
+        .all(|(c, _)| c.cause().unwrap().as_context_error() == Some(Error::Canceled)));
+    drop(children);
+    drop(parent);
+    drop(parent_h);
+    settle();
+    let after = live() - baseline;
+    eprintln!(
+        "wide tree: peak {} KiB, after drop {} KiB",
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        after < MAX_GROWTH.min(peak / 4),
+        "wide tree: {:.1} MiB still live after everything was dropped (peak {:.1} MiB)",
+        after as f64 / MIB as f64,
+        peak as f64 / MIB as f64
+    );
+}
+
+/// A parent with many children that are canceled one by one (not by the
+/// parent): the parent's list must shrink, so a later parent cancel and drop
+/// frees them.
+#[test]
+fn children_canceled_individually_are_freed_while_parent_lives() {
+    let _serial = serial();
+    let n = scaled(200_000, 500);
+    let (parent, _parent_h) = Context::background().with_cancel();
+    // Warm up.
+    for _ in 0..warmup() {
+        let _ = parent.with_cancel();
+    }
+    let baseline = live();
+    let children: Vec<_> = (0..n).map(|_| parent.with_cancel()).collect();
+    let peak = live() - baseline;
+    drop(children); // each handle drop cancels its child alone
+                    // The list is swept amortized over inserts (L5: after about as many
+                    // inserts as the last sweep found live nodes), so use the parent some more.
+    for _ in 0..2 * n {
+        let _ = parent.with_cancel();
+    }
+    let after = live() - baseline;
+    eprintln!(
+        "individually canceled: peak {} KiB, after {} KiB",
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        after < MAX_GROWTH.min(peak / 4),
+        "{:.1} MiB of {:.1} MiB still live after the children were dropped",
+        after as f64 / MIB as f64,
+        peak as f64 / MIB as f64
+    );
+    assert!(!parent.is_done());
+}
