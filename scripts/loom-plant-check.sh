@@ -14,6 +14,7 @@ declare -A MODEL=(
   [no_rewake]=abandoned_cleanup_vs_push_vs_cancel
   [shallow_walk]=grandchild_propagation
   [pin_late]=helper_walk_vs_owner_release
+  [fire_no_propagate]=derive_under_firing_deadline
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

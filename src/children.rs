@@ -55,6 +55,9 @@ const PTR_MASK: usize = !0b11;
 /// the models explore sweeps against every other operation.
 const MIN_SWEEP: u32 = if cfg!(loom) { 0 } else { 64 };
 
+/// Batches at least this large are flushed to the global epoch queue at once.
+const FLUSH_BATCH: usize = if cfg!(loom) { 1 } else { 64 };
+
 /// A type whose values can be children in a [`ChildList`].
 ///
 /// # Safety
@@ -74,9 +77,18 @@ pub(crate) unsafe trait Listed: Sized + 'static {
 /// The list head, stored in the parent.
 pub(crate) struct ChildList {
     head: AtomicUsize,
-    /// Inserts left before the next sweep (L5); approximate, updated with
-    /// plain loads and stores because a lost decrement only delays a sweep.
-    budget: AtomicU32,
+}
+
+/// Inserts left before the parent's next sweep (L5), stored in the parent
+/// beside its `ChildList` (separate so the node packs into 64 bytes).
+/// Approximate: updated with plain loads and stores, because a lost decrement
+/// only delays a sweep. No correctness argument depends on it.
+pub(crate) struct SweepBudget(AtomicU32);
+
+impl SweepBudget {
+    pub(crate) fn new() -> SweepBudget {
+        SweepBudget(AtomicU32::new(MIN_SWEEP))
+    }
 }
 
 /// The sibling link, stored in the child.
@@ -97,7 +109,6 @@ impl ChildList {
     pub(crate) fn new() -> ChildList {
         ChildList {
             head: AtomicUsize::new(0),
-            budget: AtomicU32::new(MIN_SWEEP),
         }
     }
 
@@ -105,13 +116,16 @@ impl ChildList {
     pub(crate) fn new_closed() -> ChildList {
         ChildList {
             head: AtomicUsize::new(CLOSED),
-            budget: AtomicU32::new(MIN_SWEEP),
         }
     }
 
     /// Links `child` at the head. On success the list owns one reference to
     /// it (L4); on `Err` the list is closed and the caller keeps it.
-    pub(crate) fn attach<T: Listed>(&self, child: *const T) -> Result<(), ()> {
+    pub(crate) fn attach<T: Listed>(
+        &self,
+        child: *const T,
+        budget: &SweepBudget,
+    ) -> Result<(), ()> {
         // SAFETY: the caller passes a live node that is not in any list.
         let link = unsafe { &(*child).link().next };
         let mut cur = self.head.load(Ordering::Acquire);
@@ -132,11 +146,11 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
-        let budget = self.budget.load(Ordering::Relaxed);
-        if budget > 0 {
-            self.budget.store(budget - 1, Ordering::Relaxed);
+        let left = budget.0.load(Ordering::Relaxed);
+        if left > 0 {
+            budget.0.store(left - 1, Ordering::Relaxed);
         } else {
-            self.sweep::<T>();
+            self.sweep::<T>(budget);
         }
         Ok(())
     }
@@ -194,7 +208,7 @@ impl ChildList {
     }
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
-    fn sweep<T: Listed>(&self) {
+    fn sweep<T: Listed>(&self, budget: &SweepBudget) {
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
             if cur & (CLOSED | SWEEPING) != 0 {
@@ -216,13 +230,13 @@ impl ChildList {
         // SAFETY: each node was unlinked and claimed by this sweep (L4).
         unsafe { release_later(&guard, released) };
         #[cfg(not(loom))]
-        let budget = live.max(MIN_SWEEP);
+        let next = live.max(MIN_SWEEP);
         #[cfg(loom)]
-        let budget = {
+        let next = {
             let _ = live;
             0
         };
-        self.budget.store(budget, Ordering::Relaxed);
+        budget.0.store(next, Ordering::Relaxed);
         self.head.fetch_and(!SWEEPING, Ordering::Release);
     }
 
@@ -289,10 +303,12 @@ impl ChildList {
 /// Releases the list references in `released` once no pinned thread can
 /// still reach those nodes (L4).
 ///
-/// One deferred closure per batch, then a flush: crossbeam-epoch collects at
-/// most a few hundred deferred objects every 128 pins, so deferring one object
-/// per node lets garbage outgrow collection under churn (crossbeam#566). With
-/// one object per pin and a flush, collection keeps up.
+/// One deferred closure per batch: crossbeam-epoch collects up to 8 bags of
+/// 64 deferred objects every 128 pins of a thread, so deferring one object per
+/// node let garbage outgrow collection under churn (crossbeam#566), while one
+/// object per pin is always outpaced by collection. A large batch is also
+/// flushed (bag to the global queue, collection attempted) so its nodes do not
+/// wait for 64 more batches before they can be freed.
 ///
 /// # Safety
 /// Each pointer is a list reference claimed by this thread (DETACHED, L4),
@@ -301,6 +317,7 @@ pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*cons
     if released.is_empty() {
         return;
     }
+    let large = released.len() >= FLUSH_BATCH;
     // SAFETY: walkers that can still reach these nodes are pinned; the
     // closure runs after they unpin, and each reference is released once.
     unsafe {
@@ -310,7 +327,9 @@ pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*cons
             }
         })
     };
-    guard.flush();
+    if large {
+        guard.flush();
+    }
 }
 
 impl ChildLink {

@@ -2,11 +2,12 @@
 //! needs no allocation) and `CancelHandle` (cancels on drop).
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::done::{self, Done, DoneOwned};
 use crate::error::{Cause, Error};
 use crate::node::{self, Kind, NodeRef, Root};
+use crate::timer::{self, Deadline};
 
 /// A context: a cancellation signal, an err and a cause that flow from a
 /// parent to everything derived from it (Go's `context.Context`).
@@ -82,11 +83,134 @@ impl Context {
     /// assert!(late.is_done());
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
+        self.derive(Kind::Cancel, self.deadline_raw(), None)
+    }
+
+    /// Derives a child that is also canceled, with
+    /// [`Error::DeadlineExceeded`], when `deadline` passes (Go's
+    /// `WithDeadline`).
+    ///
+    /// As in Go: if this context's deadline is already earlier, the child is a
+    /// plain [`with_cancel`](Context::with_cancel) child reporting that
+    /// earlier deadline, and no timer is armed; a deadline at or before now
+    /// cancels the child at once. Canceling through the handle gives
+    /// [`Error::Canceled`].
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, _cancel) = Context::background()
+    ///     .with_deadline(Instant::now() + Duration::from_millis(20));
+    /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// ```
+    pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
+        let deadline = Deadline::from_instant(deadline);
+        self.with_deadline_at(deadline, deadline <= Deadline::now(), None)
+    }
+
+    /// Like [`with_deadline`](Context::with_deadline), recording `cause` as
+    /// the [`cause`](Context::cause) if the deadline fires (Go's
+    /// `WithDeadlineCause`). A manual cancel still records its own cause.
+    pub fn with_deadline_cause(
+        &self,
+        deadline: Instant,
+        cause: impl Into<Cause>,
+    ) -> (Context, CancelHandle) {
+        let deadline = Deadline::from_instant(deadline);
+        self.with_deadline_at(deadline, deadline <= Deadline::now(), Some(cause.into()))
+    }
+
+    /// [`with_deadline`](Context::with_deadline) at `now + timeout` (Go's
+    /// `WithTimeout`). A timeout too large to represent (`Duration::MAX`)
+    /// means no deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, cancel) = ctxtree::Context::background().with_timeout(Duration::from_secs(30));
+    /// assert!(ctx.deadline().is_some());
+    /// cancel.cancel(); // disarms the timer
+    /// assert_eq!(ctx.err(), Some(ctxtree::Error::Canceled));
+    /// ```
+    pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
+        // `now + timeout` is in the past only for a zero timeout: one clock read.
+        let deadline = Deadline::after(Deadline::now(), timeout);
+        self.with_deadline_at(deadline, timeout.is_zero(), None)
+    }
+
+    /// [`with_deadline_cause`](Context::with_deadline_cause) at
+    /// `now + timeout` (Go's `WithTimeoutCause`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Cause, Context, Error};
+    ///
+    /// let (ctx, _cancel) = Context::background()
+    ///     .with_timeout_cause(Duration::ZERO, Cause::msg("backend too slow"));
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "backend too slow");
+    /// ```
+    pub fn with_timeout_cause(
+        &self,
+        timeout: Duration,
+        cause: impl Into<Cause>,
+    ) -> (Context, CancelHandle) {
+        let deadline = Deadline::after(Deadline::now(), timeout);
+        self.with_deadline_at(deadline, timeout.is_zero(), Some(cause.into()))
+    }
+
+    /// The deadline after which this context is canceled, its own or the
+    /// nearest ancestor's; `None` if it has none (Go's `Deadline`).
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline_raw().to_instant()
+    }
+
+    fn deadline_raw(&self) -> Deadline {
+        match &self.repr {
+            Repr::Root(_) => Deadline::NEVER,
+            Repr::Node(node) => node.deadline(),
+        }
+    }
+
+    /// `expired`: the deadline is at or before now (the caller read the clock).
+    fn with_deadline_at(
+        &self,
+        deadline: Deadline,
+        expired: bool,
+        cause: Option<Cause>,
+    ) -> (Context, CancelHandle) {
+        if self.deadline_raw() <= deadline {
+            // The parent ends first anyway: no timer (Go's rule).
+            return self.with_cancel();
+        }
+        if expired {
+            let (ctx, handle) = self.derive(Kind::Deadline, deadline, None);
+            if let Some(node) = ctx.node() {
+                node::cancel(node, Error::DeadlineExceeded, cause);
+            }
+            return (ctx, handle);
+        }
+        let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause);
+        if let Some(node) = ctx.node() {
+            if node.err().is_none() {
+                timer::arm(node.clone());
+            }
+        }
+        (ctx, handle)
+    }
+
+    fn derive(
+        &self,
+        kind: Kind,
+        deadline: Deadline,
+        deadline_cause: Option<Cause>,
+    ) -> (Context, CancelHandle) {
         let (parent, root) = match &self.repr {
             Repr::Root(root) => (None, *root),
             Repr::Node(node) => (Some(node), node.root()),
         };
-        let (ctx, handle) = node::derive(parent, root, Kind::Cancel);
+        let (ctx, handle) = node::derive(parent, root, kind, deadline, deadline_cause);
         (
             Context {
                 repr: Repr::Node(ctx),
@@ -192,7 +316,8 @@ impl Default for Context {
     }
 }
 
-/// Go-style derivation path, root first: `context.Background.WithCancel`.
+/// Go-style derivation path, root first: `context.Background.WithCancel`,
+/// `context.TODO.WithDeadline([1.500s]).WithCancel`.
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let node = match &self.repr {
@@ -200,16 +325,25 @@ impl fmt::Display for Context {
             Repr::Node(node) => node,
         };
         // Iterative: chains can be a million deep.
-        let mut kinds = Vec::new();
+        let mut chain = Vec::new();
         let mut cur: Option<&NodeRef> = Some(node);
         while let Some(n) = cur {
-            kinds.push(n.kind());
+            chain.push((n.kind(), n.deadline()));
             cur = n.parent();
         }
         f.write_str(node.root().name())?;
-        for kind in kinds.iter().rev() {
-            f.write_str(".")?;
-            f.write_str(kind.name())?;
+        let now = Deadline::now();
+        for (kind, deadline) in chain.iter().rev() {
+            match kind {
+                Kind::Cancel => f.write_str(".WithCancel")?,
+                Kind::Deadline => {
+                    // Go prints the wall-clock deadline and the time left; an
+                    // `Instant` has no wall clock, so only the time left.
+                    let (past, left) = deadline.remaining(now);
+                    let sign = if past { "-" } else { "" };
+                    write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
+                }
+            }
         }
         Ok(())
     }

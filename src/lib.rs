@@ -56,11 +56,19 @@ mod error;
 mod node;
 mod state;
 mod sync;
+mod timer;
 mod waiters;
 
 pub use context::{CancelHandle, Context};
 pub use done::{Done, DoneOwned};
 pub use error::{Cause, Error};
+
+/// Hooks for the loom models only: there is no timer thread under loom.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_hooks {
+    pub use crate::timer::fire_armed;
+}
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

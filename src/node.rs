@@ -29,10 +29,11 @@ use std::ops::Deref;
 use std::process::abort;
 use std::ptr::NonNull;
 
-use crate::children::{self, ChildLink, ChildList, Close, Listed};
+use crate::children::{self, ChildLink, ChildList, Close, Listed, SweepBudget};
 use crate::error::{Cause, Error};
 use crate::state;
 use crate::sync::{epoch, fence, AtomicUsize, Ordering};
+use crate::timer::{Deadline, TimerSlot};
 use crate::waiters::{self, WaiterGc};
 
 /// The context a node was derived from, when it has no cancelable parent.
@@ -55,15 +56,10 @@ impl Root {
 /// kinds join here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
+    /// `with_cancel`, or a `with_deadline` later than the parent's.
     Cancel,
-}
-
-impl Kind {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Kind::Cancel => "WithCancel",
-        }
-    }
+    /// `with_deadline` / `with_timeout` that armed its own timer.
+    Deadline,
 }
 
 pub(crate) struct Node {
@@ -74,6 +70,8 @@ pub(crate) struct Node {
     pub(crate) state: AtomicUsize,
     /// Children of this node (L1–L5). Closed by the first walk after the claim.
     children: ChildList,
+    /// Inserts until the next sweep of `children` (L5).
+    sweep_budget: SweepBudget,
     /// This node's link in its parent's list; written by the parent's list
     /// operations and by this node's own cancel (`mark_deleted`).
     link: ChildLink,
@@ -82,6 +80,9 @@ pub(crate) struct Node {
     /// The nearest cancelable ancestor, or `None` below a root. Immutable
     /// until the node is freed, when `release` takes it (N1, N5).
     parent: Option<NodeRef>,
+    /// The effective deadline: this node's own, or the nearest ancestor's
+    /// (copied at derivation, so `deadline()` is one read). Immutable.
+    deadline: Deadline,
     /// The root at the top of this node's chain (for `Display`). Immutable.
     root: Root,
     /// How this node was derived (for `Display`). Immutable.
@@ -128,6 +129,21 @@ impl Node {
 
     pub(crate) fn kind(&self) -> Kind {
         self.kind
+    }
+
+    pub(crate) fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// The timer slot of a `Kind::Deadline` node.
+    pub(crate) fn timer_slot(&self) -> &TimerSlot {
+        assert!(
+            self.kind == Kind::Deadline,
+            "only deadline nodes have a timer slot"
+        );
+        // SAFETY: deadline nodes are always allocated as `TimedNode`
+        // (`NodeRef::alloc`), whose first field is this node (`repr(C)`).
+        unsafe { &(*(self as *const Node as *const TimedNode)).timer }
     }
 
     /// Installs the canceled `word` (which owns its cause count) if the node
@@ -214,9 +230,44 @@ unsafe impl Send for NodeRef {}
 // SAFETY: as above.
 unsafe impl Sync for NodeRef {}
 
+/// A deadline node: the node followed by its timer slot, one allocation.
+/// `repr(C)` puts `node` at offset 0, so a `*const Node` names both.
+#[repr(C)]
+struct TimedNode {
+    node: Node,
+    timer: TimerSlot,
+}
+
 impl NodeRef {
-    fn alloc(node: Node) -> *const Node {
-        Box::into_raw(Box::new(node))
+    /// Allocates `node`; a `Kind::Deadline` node gets a timer slot holding
+    /// the cause to record if its deadline fires.
+    fn alloc(node: Node, deadline_cause: Option<Cause>) -> *const Node {
+        if node.kind == Kind::Deadline {
+            let timed = Box::new(TimedNode {
+                node,
+                timer: TimerSlot::new(deadline_cause),
+            });
+            Box::into_raw(timed) as *const Node
+        } else {
+            debug_assert!(deadline_cause.is_none());
+            Box::into_raw(Box::new(node))
+        }
+    }
+
+    /// Gives up this count as a raw pointer (for the timer's queues).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_raw(self) -> *const Node {
+        ManuallyDrop::new(self).as_ptr()
+    }
+
+    /// Takes back a count given up by [`NodeRef::into_raw`].
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` and that count is not used again.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) unsafe fn from_raw(ptr: *const Node) -> NodeRef {
+        // SAFETY: forwarded from the caller.
+        unsafe { NodeRef::adopt(ptr) }
     }
 
     /// Adopts one of the counts of `ptr`.
@@ -281,10 +332,19 @@ unsafe fn release(mut ptr: *const Node) {
         let parent = {
             // SAFETY: that was the last count: nobody else can reach the
             // node, and it came from `Box::into_raw`.
-            let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
-            let parent = node.parent.take();
-            drop(node);
-            parent
+            // SAFETY (both arms): the allocation's type follows the kind
+            // (`NodeRef::alloc`).
+            if unsafe { (*ptr).kind } == Kind::Deadline {
+                let mut timed = unsafe { Box::from_raw(ptr as *mut TimedNode) };
+                let parent = timed.node.parent.take();
+                drop(timed);
+                parent
+            } else {
+                let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
+                let parent = node.parent.take();
+                drop(node);
+                parent
+            }
         };
         #[cfg(loom)]
         // SAFETY: as above; under loom the memory is kept (see `freed`), its
@@ -300,35 +360,43 @@ unsafe fn release(mut ptr: *const Node) {
 
 /// Derives a child of `parent` (or of `root` when there is no cancelable
 /// ancestor) and returns two counts of it, for a `Context` and a
-/// `CancelHandle`.
-pub(crate) fn derive(parent: Option<&NodeRef>, root: Root, kind: Kind) -> (NodeRef, NodeRef) {
+/// `CancelHandle`. `deadline` is the child's effective deadline: the parent's
+/// for a plain cancel child, or an earlier one of its own.
+pub(crate) fn derive(
+    parent: Option<&NodeRef>,
+    root: Root,
+    kind: Kind,
+    deadline: Deadline,
+    deadline_cause: Option<Cause>,
+) -> (NodeRef, NodeRef) {
+    let shape = Shape {
+        root,
+        kind,
+        deadline,
+    };
     let Some(parent) = parent else {
-        let ptr = NodeRef::alloc(Node::new(
-            2,
-            state::ACTIVE,
-            ChildList::new(),
-            None,
-            root,
-            kind,
-        ));
+        let node = Node::new(2, state::ACTIVE, ChildList::new(), None, shape);
+        let ptr = NodeRef::alloc(node, deadline_cause);
         // SAFETY: two counts, handed to the two refs.
         return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
     };
 
     let parent_word = parent.state_word();
     if state::is_canceled(parent_word) {
-        return born_canceled(parent, parent_word, root, kind);
+        return born_canceled(parent, parent_word, shape, deadline_cause);
     }
     // Three counts: the two handles and the parent's list (N1).
-    let ptr = NodeRef::alloc(Node::new(
-        3,
-        state::ACTIVE,
-        ChildList::new(),
-        Some(parent.clone()),
-        root,
-        kind,
-    ));
-    if parent.children.attach(ptr).is_ok() {
+    let ptr = NodeRef::alloc(
+        Node::new(
+            3,
+            state::ACTIVE,
+            ChildList::new(),
+            Some(parent.clone()),
+            shape,
+        ),
+        deadline_cause,
+    );
+    if parent.children.attach(ptr, &parent.sweep_budget).is_ok() {
         // SAFETY: two of the three counts; the list holds the third.
         return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
     }
@@ -351,20 +419,22 @@ pub(crate) fn derive(parent: Option<&NodeRef>, root: Root, kind: Kind) -> (NodeR
 fn born_canceled(
     parent: &NodeRef,
     parent_word: usize,
-    root: Root,
-    kind: Kind,
+    shape: Shape,
+    deadline_cause: Option<Cause>,
 ) -> (NodeRef, NodeRef) {
     // SAFETY: `parent` is alive, so its word's cause is too; the new word
     // needs its own count.
     unsafe { state::retain(parent_word) };
-    let ptr = NodeRef::alloc(Node::new(
-        2,
-        parent_word,
-        ChildList::new_closed(),
-        Some(parent.clone()),
-        root,
-        kind,
-    ));
+    let ptr = NodeRef::alloc(
+        Node::new(
+            2,
+            parent_word,
+            ChildList::new_closed(),
+            Some(parent.clone()),
+            shape,
+        ),
+        deadline_cause,
+    );
     // SAFETY: two counts, handed to the two refs.
     unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
 }
@@ -384,24 +454,34 @@ fn inherit(child: &Node, parent_word: usize) -> bool {
     child.claim(parent_word)
 }
 
+/// The immutable description of a new node.
+#[derive(Clone, Copy)]
+struct Shape {
+    root: Root,
+    kind: Kind,
+    /// Already the earlier of the node's own and its parent's deadline.
+    deadline: Deadline,
+}
+
 impl Node {
     fn new(
         refs: usize,
         word: usize,
         children: ChildList,
         parent: Option<NodeRef>,
-        root: Root,
-        kind: Kind,
+        shape: Shape,
     ) -> Node {
         Node {
             refs: AtomicUsize::new(refs),
             state: AtomicUsize::new(word),
             children,
+            sweep_budget: SweepBudget::new(),
             link: ChildLink::new(),
             waiter_gc: WaiterGc::new(),
             parent,
-            root,
-            kind,
+            deadline: shape.deadline,
+            root: shape.root,
+            kind: shape.kind,
             #[cfg(loom)]
             freed: std::sync::atomic::AtomicBool::new(false),
         }
@@ -417,6 +497,14 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
         node.link.mark_deleted();
     }
     propagate(node);
+}
+
+/// Planted bug for the timer's loom models: claims without propagating.
+#[cfg(ctxtree_plant = "fire_no_propagate")]
+pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {
+    if !state::is_canceled(node.state_word()) && node.claim(state::canceled(err, cause)) {
+        node.link.mark_deleted();
+    }
 }
 
 /// Closes `node`'s children list and cancels everything below (N2, N4).
@@ -498,11 +586,8 @@ mod tests {
     #[test]
     fn a_cancel_context_is_one_cache_line() {
         // One allocation of this size per `with_cancel` (docs/design.md §1).
-        assert!(
-            std::mem::size_of::<Node>() <= 64,
-            "{}",
-            std::mem::size_of::<Node>()
-        );
+        let size = std::mem::size_of::<Node>();
+        assert!(size <= 64, "Node is {size} bytes");
     }
 
     #[test]

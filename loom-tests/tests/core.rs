@@ -234,3 +234,70 @@ fn helper_walk_vs_owner_release() {
         assert!(parent.is_done());
     });
 }
+
+/// T4, S1, N3: a deadline firing (the driver's `fire`, called directly: there
+/// is no timer thread under loom), a manual cancel of the same node and a
+/// cancel of its parent all race. Exactly one wins the node; its child agrees.
+/// The outcome is one of Go's three: (DeadlineExceeded, T), (Canceled,
+/// Canceled) or (Canceled, F).
+#[test]
+fn deadline_fire_vs_manual_cancel_vs_parent_cancel() {
+    model(|| {
+        let (parent, parent_handle) = Context::background().with_cancel();
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let (timed, handle) = parent.with_deadline_cause(far, msg("T"));
+        let (child, _hc) = timed.with_cancel();
+        let firer = thread::spawn(ctxtree::loom_hooks::fire_armed);
+        let canceler = thread::spawn(move || handle.cancel());
+        parent_handle.cancel_with_cause(msg("F"));
+        firer.join().unwrap();
+        canceler.join().unwrap();
+        let outcome = (timed.err().unwrap(), timed.cause().unwrap().to_string());
+        let expected = [
+            (Error::DeadlineExceeded, "T".to_string()),
+            (Error::Canceled, "context canceled".to_string()),
+            (Error::Canceled, "F".to_string()),
+        ];
+        assert!(expected.contains(&outcome), "{outcome:?}");
+        assert_eq!(child.err(), timed.err());
+        assert_eq!(child.cause(), timed.cause());
+    });
+}
+
+/// T1, T3: dropping the handle (disarm) races the deadline firing. Exactly one
+/// transition happens, and the armed entry's reference to the node is dropped
+/// either way (a leaked entry would keep the waiter below alive: loom
+/// reports leaked `Arc`s).
+#[test]
+fn deadline_disarm_vs_fire() {
+    model(|| {
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let (timed, handle) = Context::background().with_deadline(far);
+        let waiter = {
+            let timed = timed.clone();
+            thread::spawn(move || timed.wait())
+        };
+        let firer = thread::spawn(ctxtree::loom_hooks::fire_armed);
+        drop(handle);
+        firer.join().unwrap();
+        let err = waiter.join().unwrap();
+        assert_eq!(Some(err), timed.err());
+    });
+}
+
+/// N2 with T4: a child derived while its parent's deadline fires is either
+/// canceled by the fire's walk or born canceled — with DeadlineExceeded and
+/// the deadline's cause.
+#[test]
+fn derive_under_firing_deadline() {
+    model(|| {
+        let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+        let (timed, _handle) = Context::background().with_deadline_cause(far, msg("T"));
+        let t2 = timed.clone();
+        let deriver = thread::spawn(move || t2.with_cancel());
+        ctxtree::loom_hooks::fire_armed();
+        let (child, _hc) = deriver.join().unwrap();
+        assert_eq!(child.err(), Some(Error::DeadlineExceeded));
+        assert_eq!(child.cause().unwrap().to_string(), "T");
+    });
+}

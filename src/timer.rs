@@ -1,0 +1,373 @@
+//! Deadlines: their representation, and the timer driver that fires them.
+//!
+//! A deadline is stored on its node as data: nanoseconds since a process-wide
+//! base instant (`Deadline`, 8 bytes; `NEVER` when absent or unrepresentable).
+//! Firing is done by one lazily started background thread, `ctxtree-timer`,
+//! that owns a binary heap of armed deadlines and cancels each due node
+//! through the ordinary cancel path (`node::cancel` with `DeadlineExceeded`).
+//!
+//! Arming never takes a lock and touches no word shared by all threads: the
+//! arming thread pushes an entry onto one of `SHARDS` cache-padded Treiber
+//! stacks (chosen per thread), and the driver drains all shards.
+//!
+//! Invariants:
+//! - **T1** Every armed entry is, at every moment, in exactly one place: its
+//!   shard's stack, or the driver's heap, or being fired / dropped by the
+//!   driver. Entries own a count of their node, so a node outlives its entry.
+//! - **T2** No missed wake-up: an arming thread pushes, then (after a `SeqCst`
+//!   fence) reads `sleeping_until`; the driver stores `sleeping_until`, then
+//!   (after a `SeqCst` fence) checks every shard before it parks. Store-
+//!   buffering with fences on both sides: either the driver sees the entry,
+//!   or the arming thread sees the driver's deadline and unparks it if the new
+//!   deadline is earlier.
+//! - **T3** Disarming is lazy but bounded: a canceled node's entry is dropped
+//!   when the driver drains it, or at the next compaction, which runs whenever
+//!   the heap reaches twice its size after the last compaction (min
+//!   `MIN_COMPACT`). A shard that accumulates `BACKLOG` entries wakes the
+//!   driver. So armed-then-canceled timers cost O(1) amortized and hold at
+//!   most about `2 × live + SHARDS × BACKLOG + MIN_COMPACT` entries.
+//! - **T4** A fire is the ordinary cancel (first writer wins, S1), so a
+//!   deadline racing a manual or parent cancel needs no extra protocol. A
+//!   panic while firing (a waker's) is caught: the driver keeps running.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::error::{Cause, Error};
+use crate::node::{self, NodeRef};
+
+/// A point in time as nanoseconds since `base()`; `NEVER` means no deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct Deadline(u64);
+
+/// The instant all deadlines count from: the first use of deadlines. An
+/// `Instant` before it saturates to 0, which is in the past anyway.
+fn base() -> Instant {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    *BASE.get_or_init(Instant::now)
+}
+
+impl Deadline {
+    pub(crate) const NEVER: Deadline = Deadline(u64::MAX);
+
+    pub(crate) fn now() -> Deadline {
+        Deadline::from_instant(Instant::now())
+    }
+
+    /// The deadline at `instant`; `NEVER` if too far to represent (≈584 years).
+    pub(crate) fn from_instant(instant: Instant) -> Deadline {
+        let since = instant.saturating_duration_since(base());
+        // Seconds and nanoseconds separately: cheaper than `as_nanos` (u128).
+        match since
+            .as_secs()
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(u64::from(since.subsec_nanos())))
+        {
+            Some(nanos) if nanos < u64::MAX => Deadline(nanos),
+            _ => Deadline::NEVER,
+        }
+    }
+
+    /// `now + timeout`, or `NEVER` if that overflows (`Duration::MAX`).
+    pub(crate) fn after(now: Deadline, timeout: Duration) -> Deadline {
+        let nanos = timeout
+            .as_secs()
+            .checked_mul(1_000_000_000)
+            .and_then(|n| n.checked_add(u64::from(timeout.subsec_nanos())))
+            .unwrap_or(u64::MAX);
+        match now.0.checked_add(nanos) {
+            Some(at) if at < u64::MAX => Deadline(at),
+            _ => Deadline::NEVER,
+        }
+    }
+
+    pub(crate) fn is_never(self) -> bool {
+        self == Deadline::NEVER
+    }
+
+    pub(crate) fn to_instant(self) -> Option<Instant> {
+        if self.is_never() {
+            None
+        } else {
+            base().checked_add(Duration::from_nanos(self.0))
+        }
+    }
+
+    /// Signed time from `now` to this deadline, for `Display`.
+    pub(crate) fn remaining(self, now: Deadline) -> (bool, Duration) {
+        if self.0 >= now.0 {
+            (false, Duration::from_nanos(self.0 - now.0))
+        } else {
+            (true, Duration::from_nanos(now.0 - self.0))
+        }
+    }
+
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+/// The part of a deadline node that only the timer uses, allocated with the
+/// node (`node::TimedNode`): no allocation of its own per armed deadline.
+pub(crate) struct TimerSlot {
+    /// The next node in a submission shard's stack (T1). Written by the
+    /// arming thread before it publishes the node, read by the driver after
+    /// it takes the stack.
+    #[cfg_attr(loom, allow(dead_code))]
+    next: crate::sync::AtomicUsize,
+    /// The cause to record if the deadline fires (`None`: the err itself).
+    /// Immutable.
+    cause: Option<Cause>,
+}
+
+impl TimerSlot {
+    pub(crate) fn new(cause: Option<Cause>) -> TimerSlot {
+        TimerSlot {
+            next: crate::sync::AtomicUsize::new(0),
+            cause,
+        }
+    }
+}
+
+/// One armed deadline: the node's own (effective) deadline and a count of it.
+#[cfg_attr(loom, allow(dead_code))]
+struct Entry {
+    deadline: Deadline,
+    node: NodeRef,
+}
+
+/// Fires `entry` if its node is still active (T4).
+fn fire(entry: Entry) {
+    let node = entry.node;
+    if node.err().is_some() {
+        return;
+    }
+    let cause = node.timer_slot().cause.clone();
+    // A panicking waker must not take the driver down with it (T4).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(not(ctxtree_plant = "fire_no_propagate"))]
+        node::cancel(&node, Error::DeadlineExceeded, cause);
+        #[cfg(ctxtree_plant = "fire_no_propagate")]
+        node::cancel_without_propagation(&node, Error::DeadlineExceeded, cause);
+    }));
+}
+
+#[cfg(not(loom))]
+pub(crate) use driver::arm;
+
+#[cfg(not(loom))]
+mod driver {
+    use std::cmp::Ordering as CmpOrdering;
+    use std::collections::BinaryHeap;
+    use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::OnceLock;
+    use std::thread::{self, Thread};
+    use std::time::Duration;
+
+    use crossbeam_utils::CachePadded;
+
+    use super::{fire, Deadline, Entry};
+    use crate::node::NodeRef;
+
+    /// Submission shards (T1); a power of two.
+    const SHARDS: usize = 16;
+    /// Entries a shard may collect before it wakes the driver (T3).
+    const BACKLOG: usize = 4096;
+    /// Smallest heap size that triggers a compaction (T3).
+    const MIN_COMPACT: usize = 1024;
+
+    struct Driver {
+        shards: Box<[CachePadded<Shard>]>,
+        /// The deadline the driver sleeps until; 0 while it is awake and will
+        /// drain before sleeping again (T2).
+        sleeping_until: AtomicU64,
+        thread: Thread,
+    }
+
+    /// A Treiber stack of armed nodes linked through their `TimerSlot`,
+    /// pushed by arming threads, taken whole by the driver.
+    struct Shard {
+        head: AtomicUsize,
+        pending: AtomicUsize,
+    }
+
+    impl PartialEq for Entry {
+        fn eq(&self, other: &Entry) -> bool {
+            self.deadline == other.deadline
+        }
+    }
+    impl Eq for Entry {}
+    impl PartialOrd for Entry {
+        fn partial_cmp(&self, other: &Entry) -> Option<CmpOrdering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Entry {
+        /// Reversed, so `BinaryHeap` pops the earliest deadline first.
+        fn cmp(&self, other: &Entry) -> CmpOrdering {
+            other.deadline.cmp(&self.deadline)
+        }
+    }
+
+    fn driver() -> &'static Driver {
+        static DRIVER: OnceLock<Driver> = OnceLock::new();
+        DRIVER.get_or_init(|| {
+            let handle = thread::Builder::new()
+                .name("ctxtree-timer".into())
+                .spawn(|| run(driver()))
+                .expect("ctxtree: cannot spawn the timer thread");
+            Driver {
+                shards: (0..SHARDS)
+                    .map(|_| {
+                        CachePadded::new(Shard {
+                            head: AtomicUsize::new(0),
+                            pending: AtomicUsize::new(0),
+                        })
+                    })
+                    .collect(),
+                sleeping_until: AtomicU64::new(0),
+                thread: handle.thread().clone(),
+            }
+        })
+    }
+
+    /// This thread's shard: threads are dealt out round-robin on first use.
+    fn shard_index() -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        INDEX.with(|i| *i)
+    }
+
+    /// Arms `node`'s own deadline (T1, T2). The shard's stack takes over
+    /// the count `node` carries.
+    pub(crate) fn arm(node: NodeRef) {
+        let driver = driver();
+        let shard = &driver.shards[shard_index()];
+        let deadline = node.deadline();
+        let slot_next = &node.timer_slot().next as *const std::sync::atomic::AtomicUsize;
+        let raw = node.into_raw() as usize;
+        let mut head = shard.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the node is alive (the stack owns a count of it) and
+            // unpublished until the CAS succeeds.
+            unsafe { (*slot_next).store(head, Ordering::Relaxed) };
+            match shard
+                .head
+                .compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => head = actual,
+            }
+        }
+        fence(Ordering::SeqCst); // T2
+        let backlog = shard.pending.fetch_add(1, Ordering::Relaxed) + 1 >= BACKLOG;
+        if backlog || deadline.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
+            driver.thread.unpark();
+        }
+    }
+
+    fn run(driver: &'static Driver) {
+        let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
+        let mut compact_at = MIN_COMPACT;
+        loop {
+            driver.sleeping_until.store(0, Ordering::Relaxed);
+            drain(driver, &mut heap);
+
+            let now = Deadline::now();
+            while heap.peek().is_some_and(|top| top.deadline <= now) {
+                if let Some(entry) = heap.pop() {
+                    fire(entry);
+                }
+            }
+
+            if heap.len() >= compact_at {
+                heap.retain(|e| e.node.err().is_none());
+                if heap.capacity() > 4 * heap.len().max(MIN_COMPACT) {
+                    heap.shrink_to(2 * heap.len().max(MIN_COMPACT));
+                }
+                compact_at = (2 * heap.len()).max(MIN_COMPACT);
+            }
+
+            let next = heap.peek().map_or(Deadline::NEVER, |top| top.deadline);
+            driver.sleeping_until.store(next.raw(), Ordering::Relaxed);
+            fence(Ordering::SeqCst); // T2
+            if driver
+                .shards
+                .iter()
+                .any(|s| s.head.load(Ordering::Relaxed) != 0)
+            {
+                continue;
+            }
+            if next.is_never() {
+                thread::park();
+            } else {
+                let (_, wait) = next.remaining(Deadline::now());
+                if !wait.is_zero() {
+                    thread::park_timeout(wait.max(Duration::from_micros(50)));
+                }
+            }
+        }
+    }
+
+    /// Moves every shard's entries into the heap, dropping those whose node
+    /// is already canceled (T3).
+    fn drain(driver: &Driver, heap: &mut BinaryHeap<Entry>) {
+        for shard in driver.shards.iter() {
+            if shard.head.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            shard.pending.store(0, Ordering::Relaxed);
+            let mut next = shard.head.swap(0, Ordering::Acquire);
+            while next != 0 {
+                // SAFETY: the swap took the whole stack; each node's count
+                // came from `NodeRef::into_raw` in `arm` and is ours now (T1).
+                let node = unsafe { NodeRef::from_raw(next as *const crate::node::Node) };
+                next = node.timer_slot().next.load(Ordering::Relaxed);
+                if node.err().is_none() {
+                    heap.push(Entry {
+                        deadline: node.deadline(),
+                        node,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Under loom there is no driver thread: armed entries wait in a list that a
+/// model fires explicitly with [`fire_armed`], through the same `fire`.
+#[cfg(loom)]
+mod model {
+    use super::{fire, Entry};
+    use crate::node::NodeRef;
+
+    loom::lazy_static! {
+        static ref ARMED: loom::sync::Mutex<Vec<Entry>> = loom::sync::Mutex::new(Vec::new());
+    }
+
+    // SAFETY: loom runs all modelled threads on one OS thread.
+    unsafe impl Send for Entry {}
+
+    pub(crate) fn arm(node: NodeRef) {
+        ARMED.lock().unwrap().push(Entry {
+            deadline: node.deadline(),
+            node,
+        });
+    }
+
+    /// Fires every armed deadline as if it were due.
+    pub fn fire_armed() {
+        let armed = std::mem::take(&mut *ARMED.lock().unwrap());
+        for entry in armed {
+            fire(entry);
+        }
+    }
+}
+
+#[cfg(loom)]
+pub(crate) use model::arm;
+#[cfg(loom)]
+pub use model::fire_armed;
