@@ -27,7 +27,7 @@ pub(crate) use crossbeam_epoch as epoch;
 /// `pin` publishes the pinned epoch with a `SeqCst` compare-exchange, and loom
 /// treats `SeqCst` accesses as `AcqRel` (tokio-rs/loom#180). loom then finds
 /// executions where `try_advance` misses a pinned thread and frees garbage it
-/// can still reach, corrupting crossbeam's own heap (docs/design.md §10).
+/// can still reach, corrupting crossbeam's own heap (docs/design.md §11).
 ///
 /// This collector implements exactly the guarantee ctxtree relies on, and as
 /// aggressively as it allows: a deferred function runs as soon as every guard
