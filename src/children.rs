@@ -271,6 +271,8 @@ impl ChildList {
             if unlink {
                 // `node.next` can no longer change except for DETACHED: only
                 // the sweeper rewrites pointers, and not of marked nodes.
+                // SAFETY: `prev` is linked (we never unlink it) and reached
+                // while pinned, so it is alive (L4).
                 match unsafe { &(*prev).link().next }.compare_exchange(
                     cur,
                     next & PTR_MASK,
@@ -278,6 +280,8 @@ impl ChildList {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
+                        // SAFETY: `node` was reached while pinned; its release
+                        // cannot run before we unpin (L4).
                         let old =
                             unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
                         if old & DETACHED == 0 {

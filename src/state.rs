@@ -131,26 +131,28 @@ mod tests {
 
     #[test]
     fn encodings_round_trip() {
-        for err in [Error::Canceled, Error::DeadlineExceeded] {
-            for cause in [Error::Canceled, Error::DeadlineExceeded] {
-                let w = canceled(err, Some(Cause::from(cause)));
-                assert_eq!(err_of(w), Some(err));
-                let got = unsafe { cause_of(w) }.unwrap();
-                assert_eq!(got.as_context_error(), Some(cause));
-                unsafe { release(w) };
+        // SAFETY: every word comes from `canceled` and owns one cause count;
+        // `retain` adds one; each count is released exactly once, after the
+        // last `cause_of` that reads it.
+        unsafe {
+            for err in [Error::Canceled, Error::DeadlineExceeded] {
+                for cause in [Error::Canceled, Error::DeadlineExceeded] {
+                    let w = canceled(err, Some(Cause::from(cause)));
+                    assert_eq!(err_of(w), Some(err));
+                    let got = cause_of(w).unwrap();
+                    assert_eq!(got.as_context_error(), Some(cause));
+                    release(w);
+                }
+                let w = canceled(err, None); // an inline cause owns no count
+                assert_eq!(cause_of(w).unwrap().as_context_error(), Some(err));
             }
-            let w = canceled(err, None);
-            assert_eq!(
-                unsafe { cause_of(w) }.unwrap().as_context_error(),
-                Some(err)
-            );
+            let custom = Cause::msg("boom");
+            let w = canceled(Error::Canceled, Some(custom.clone()));
+            retain(w);
+            assert_eq!(cause_of(w), Some(custom.clone()));
+            release(w); // the count from `canceled`
+            release(w); // the count from `retain`
+            assert_eq!(err_of(ACTIVE), None);
         }
-        let custom = Cause::msg("boom");
-        let w = canceled(Error::Canceled, Some(custom.clone()));
-        unsafe { retain(w) };
-        assert_eq!(unsafe { cause_of(w) }, Some(custom.clone()));
-        unsafe { release(w) };
-        unsafe { release(w) };
-        assert_eq!(err_of(ACTIVE), None);
     }
 }
