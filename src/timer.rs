@@ -29,6 +29,12 @@
 //! - **T4** A fire is the ordinary cancel (first writer wins, S1), so a
 //!   deadline racing a manual or parent cancel needs no extra protocol. A
 //!   panic while firing (a waker's) is caught: the driver keeps running.
+//! - **T5** Every `SELF_COLLECT` arms, the arming thread takes its own shard's
+//!   stack, drops entries already canceled and pushes the rest back, then
+//!   fences and checks `sleeping_until` exactly like an arm (T2). Whoever
+//!   takes a stack owns its entries (T1), so driver and collectors need no
+//!   other coordination. Most timeouts are canceled long before they fire;
+//!   this frees them on the thread that allocated them.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -176,6 +182,8 @@ mod driver {
     const BACKLOG: usize = 4096;
     /// Smallest heap size that triggers a compaction (T3).
     const MIN_COMPACT: usize = 1024;
+    /// An arming thread collects its shard after this many arms (T5).
+    const SELF_COLLECT: usize = 64;
 
     struct Driver {
         shards: Box<[CachePadded<Shard>]>,
@@ -263,8 +271,61 @@ mod driver {
             }
         }
         fence(Ordering::SeqCst); // T2
-        let backlog = shard.pending.fetch_add(1, Ordering::Relaxed) + 1 >= BACKLOG;
-        if backlog || deadline.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
+        let pending = shard.pending.fetch_add(1, Ordering::Relaxed) + 1;
+        if pending >= BACKLOG || deadline.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
+            driver.thread.unpark();
+        } else if pending % SELF_COLLECT == 0 {
+            collect(driver, shard);
+        }
+    }
+
+    /// An arming thread's own clean-up of its shard (T3, T5): takes the
+    /// stack, drops the entries whose node is already canceled — on this
+    /// thread, which usually allocated them, so the allocator's thread cache
+    /// stays warm — and pushes the rest back like an arm would (T2).
+    fn collect(driver: &Driver, shard: &Shard) {
+        let mut next = shard.head.swap(0, Ordering::Acquire);
+        let (mut top, mut bottom, mut kept) = (0usize, 0usize, 0usize);
+        let mut earliest = Deadline::NEVER;
+        while next != 0 {
+            // SAFETY: the swap took the whole stack; each count is ours (T1).
+            let node = unsafe { NodeRef::from_raw(next as *const crate::node::Node) };
+            next = node.timer_slot().next.load(Ordering::Relaxed);
+            if node.err().is_some() {
+                continue; // dropping `node` gives back the timer's count
+            }
+            earliest = earliest.min(node.deadline());
+            kept += 1;
+            node.timer_slot().next.store(0, Ordering::Relaxed);
+            let raw = node.into_raw() as usize;
+            if top == 0 {
+                top = raw;
+            } else {
+                // SAFETY: `bottom` is a node of our chain; we own its count.
+                let prev = unsafe { &*(bottom as *const crate::node::Node) };
+                prev.timer_slot().next.store(raw, Ordering::Relaxed);
+            }
+            bottom = raw;
+        }
+        shard.pending.store(kept, Ordering::Relaxed);
+        if top == 0 {
+            return;
+        }
+        // SAFETY: as above.
+        let last = unsafe { &*(bottom as *const crate::node::Node) };
+        let mut head = shard.head.load(Ordering::Relaxed);
+        loop {
+            last.timer_slot().next.store(head, Ordering::Relaxed);
+            match shard
+                .head
+                .compare_exchange_weak(head, top, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => head = actual,
+            }
+        }
+        fence(Ordering::SeqCst); // T2, as for an arm
+        if earliest.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
             driver.thread.unpark();
         }
     }
