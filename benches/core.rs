@@ -12,7 +12,9 @@ use std::task::Context as TaskContext;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use ctxtree::{CancelHandle, Context};
 
 /// A live parent shared by the derive benchmarks; its handle must outlive them.
@@ -205,6 +207,62 @@ fn done_future_poll_drop(c: &mut Criterion) {
     });
 }
 
+/// A timeout that never fires during a run (Go's benchmarks use an hour).
+const LONG_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// One `with_timeout` child of a live parent, canceled explicitly, both
+/// halves dropped. Nothing else is armed in the driver beforehand.
+fn with_timeout_cancel_drop(c: &mut Criterion) {
+    let (parent, _parent_handle) = live_parent();
+    c.bench_function("with_timeout_cancel_drop", |b| {
+        b.iter(|| {
+            let (child, handle) = black_box(&parent).with_timeout(LONG_TIMEOUT);
+            handle.cancel();
+            drop(handle);
+            drop(black_box(child));
+        })
+    });
+}
+
+/// Go's `BenchmarkWithTimeout` shape: per op, create 10 `with_timeout(1h)`
+/// children of a shared parent and cancel all 10 (so one op is 10 creates +
+/// 10 cancels, as in Go), with 40 / 4,000 / 400,000 other timeouts of the
+/// same parent armed and live throughout. The other timeouts are armed once
+/// per benchmark, outside the measurement. Single-threaded (Go's runs on
+/// every P with `RunParallel`).
+fn with_timeout_cancel(c: &mut Criterion) {
+    const PER_OP: usize = 10;
+    let mut group = c.benchmark_group("with_timeout_cancel");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let (parent, _parent_handle) = live_parent();
+    for others in [40usize, 4_000, 400_000] {
+        let live: Vec<(Context, CancelHandle)> = (0..others)
+            .map(|_| parent.with_timeout(LONG_TIMEOUT))
+            .collect();
+        group.bench_function(BenchmarkId::from_parameter(others), |b| {
+            // Go keeps the 10 CancelFuncs in an array; reuse one vector.
+            let mut handles: Vec<CancelHandle> = Vec::with_capacity(PER_OP);
+            b.iter(|| {
+                for _ in 0..PER_OP {
+                    let (ctx, handle) = black_box(&parent).with_timeout(LONG_TIMEOUT);
+                    drop(black_box(ctx));
+                    handles.push(handle);
+                }
+                for handle in handles.drain(..) {
+                    handle.cancel();
+                }
+            })
+        });
+        // Not timed: the other timeouts stayed armed and live throughout.
+        assert!(live.iter().all(|(ctx, _)| !ctx.is_done()));
+        drop(live);
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     derive_cancel_drop,
@@ -214,6 +272,8 @@ criterion_group!(
     cancel_fanout,
     chain,
     wake_blocked_threads,
-    done_future_poll_drop
+    done_future_poll_drop,
+    with_timeout_cancel_drop,
+    with_timeout_cancel
 );
 criterion_main!(benches);

@@ -382,6 +382,12 @@ impl CancelHandle {
     /// [`Error::Canceled`] as err and cause. Does nothing if the context is
     /// already canceled (the first cancel wins). When it returns, every
     /// descendant reports [`Context::is_done`].
+    ///
+    /// Waiting futures are woken on this thread. If a `Waker` panics, the
+    /// cancel still completes — every other waiter is woken and the whole
+    /// subtree canceled — and then the first such panic is resumed here
+    /// (unless this thread is already unwinding, e.g. a handle dropped during
+    /// a panic, in which case it is dropped).
     pub fn cancel(&self) {
         node::cancel(&self.node, Error::Canceled, None);
     }

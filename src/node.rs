@@ -135,6 +135,14 @@ impl Node {
         self.deadline
     }
 
+    /// Tells the timer that an armed deadline of this node will never fire
+    /// (T3), so the driver can reclaim its entry early.
+    fn note_disarmed(&self) {
+        if self.kind == Kind::Deadline {
+            crate::timer::note_disarmed();
+        }
+    }
+
     /// The timer slot of a `Kind::Deadline` node.
     pub(crate) fn timer_slot(&self) -> &TimerSlot {
         assert!(
@@ -451,7 +459,11 @@ fn inherit(child: &Node, parent_word: usize) -> bool {
     // SAFETY: the parent is alive for the duration of the walk (the caller is
     // pinned or holds it), so its cause count can be shared.
     unsafe { state::retain(parent_word) };
-    child.claim(parent_word)
+    let won = child.claim(parent_word);
+    if won {
+        child.note_disarmed();
+    }
+    won
 }
 
 /// The immutable description of a new node.
@@ -495,8 +507,12 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
         // A node canceled on its own leaves its parent's list (L1). Nodes
         // canceled by their parent's walk skip this: that list is closed.
         node.link.mark_deleted();
+        node.note_disarmed();
     }
     propagate(node);
+    // A waker that panicked was held until now, so the whole subtree is
+    // canceled and every other waiter woken before the panic reaches us.
+    waiters::panics::resume();
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.

@@ -21,20 +21,24 @@
 //!   or the arming thread sees the driver's deadline and unparks it if the new
 //!   deadline is earlier.
 //! - **T3** Disarming is lazy but bounded: a canceled node's entry is dropped
-//!   when the driver drains it, or at the next compaction, which runs whenever
-//!   the heap reaches twice its size after the last compaction (min
-//!   `MIN_COMPACT`). A shard that accumulates `BACKLOG` entries wakes the
-//!   driver. So armed-then-canceled timers cost O(1) amortized and hold at
-//!   most about `2 × live + SHARDS × BACKLOG + MIN_COMPACT` entries.
+//!   when its shard is drained or collected (T5), or at the next compaction of
+//!   the driver's heap. Every cancel of a deadline node is counted in the
+//!   canceling thread's shard (`disarmed`); the driver compacts when the
+//!   disarms it has collected reach half its heap (or the heap doubled since
+//!   the last compaction), and a shard with `BACKLOG` pending arms or disarms
+//!   wakes it. So each disarm costs O(1) amortized, and canceled entries
+//!   never outnumber about `live + SHARDS × BACKLOG + MIN_COMPACT`.
 //! - **T4** A fire is the ordinary cancel (first writer wins, S1), so a
 //!   deadline racing a manual or parent cancel needs no extra protocol. A
 //!   panic while firing (a waker's) is caught: the driver keeps running.
 //! - **T5** Every `SELF_COLLECT` arms, the arming thread takes its own shard's
 //!   stack, drops entries already canceled and pushes the rest back, then
-//!   fences and checks `sleeping_until` exactly like an arm (T2). Whoever
-//!   takes a stack owns its entries (T1), so driver and collectors need no
-//!   other coordination. Most timeouts are canceled long before they fire;
-//!   this frees them on the thread that allocated them.
+//!   fences and checks `sleeping_until` exactly like an arm (T2); if it kept
+//!   `SELF_COLLECT` or more live entries it wakes the driver to take them, so
+//!   no collection rescans a long run of live entries (O(1) amortized per
+//!   arm). Whoever takes a stack owns its entries (T1), so driver and
+//!   collectors need no other coordination. Most timeouts are canceled long
+//!   before they fire; this frees them on the thread that allocated them.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -46,11 +50,19 @@ use crate::node::{self, NodeRef};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Deadline(u64);
 
-/// The instant all deadlines count from: the first use of deadlines. An
-/// `Instant` before it saturates to 0, which is in the past anyway.
+/// The instant all deadlines count from: 20 years before their first use (or
+/// as far back as the clock allows), so deadlines in the past are reported as
+/// given; only instants before the base saturate (to the base, already past).
+/// `u64` nanoseconds then reach about 560 years ahead.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    *BASE.get_or_init(Instant::now)
+    *BASE.get_or_init(|| {
+        let now = Instant::now();
+        [20 * 365 * 86_400, 86_400, 3_600, 1]
+            .iter()
+            .find_map(|&secs| now.checked_sub(Duration::from_secs(secs)))
+            .unwrap_or(now)
+    })
 }
 
 impl Deadline {
@@ -160,7 +172,7 @@ fn fire(entry: Entry) {
 }
 
 #[cfg(not(loom))]
-pub(crate) use driver::arm;
+pub(crate) use driver::{arm, note_disarmed};
 
 #[cfg(not(loom))]
 mod driver {
@@ -197,7 +209,11 @@ mod driver {
     /// pushed by arming threads, taken whole by the driver.
     struct Shard {
         head: AtomicUsize,
+        /// Arms since the shard was last drained or collected.
         pending: AtomicUsize,
+        /// Deadline nodes canceled by threads of this shard since the driver
+        /// last looked (T3).
+        disarmed: AtomicUsize,
     }
 
     impl PartialEq for Entry {
@@ -218,8 +234,21 @@ mod driver {
         }
     }
 
+    static DRIVER: OnceLock<Driver> = OnceLock::new();
+
+    /// Counts a canceled deadline node (T3). Starts nothing: without a driver
+    /// no deadline was ever armed.
+    pub(crate) fn note_disarmed() {
+        let Some(driver) = DRIVER.get() else {
+            return;
+        };
+        let shard = &driver.shards[shard_index()];
+        if shard.disarmed.fetch_add(1, Ordering::Relaxed) + 1 == BACKLOG {
+            driver.thread.unpark();
+        }
+    }
+
     fn driver() -> &'static Driver {
-        static DRIVER: OnceLock<Driver> = OnceLock::new();
         DRIVER.get_or_init(|| {
             let handle = thread::Builder::new()
                 .name("ctxtree-timer".into())
@@ -231,6 +260,7 @@ mod driver {
                         CachePadded::new(Shard {
                             head: AtomicUsize::new(0),
                             pending: AtomicUsize::new(0),
+                            disarmed: AtomicUsize::new(0),
                         })
                     })
                     .collect(),
@@ -311,6 +341,7 @@ mod driver {
         if top == 0 {
             return;
         }
+        let wake = kept >= SELF_COLLECT;
         // SAFETY: as above.
         let last = unsafe { &*(bottom as *const crate::node::Node) };
         let mut head = shard.head.load(Ordering::Relaxed);
@@ -325,7 +356,7 @@ mod driver {
             }
         }
         fence(Ordering::SeqCst); // T2, as for an arm
-        if earliest.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
+        if wake || earliest.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
             driver.thread.unpark();
         }
     }
@@ -333,9 +364,14 @@ mod driver {
     fn run(driver: &'static Driver) {
         let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
         let mut compact_at = MIN_COMPACT;
+        // Cancels of deadline nodes reported since the last compaction (T3).
+        let mut disarmed = 0usize;
         loop {
             driver.sleeping_until.store(0, Ordering::Relaxed);
             drain(driver, &mut heap);
+            for shard in driver.shards.iter() {
+                disarmed += shard.disarmed.swap(0, Ordering::Relaxed);
+            }
 
             let now = Deadline::now();
             while heap.peek().is_some_and(|top| top.deadline <= now) {
@@ -344,7 +380,9 @@ mod driver {
                 }
             }
 
-            if heap.len() >= compact_at {
+            let many_disarmed = disarmed >= MIN_COMPACT.max(heap.len() / 2);
+            if heap.len() >= compact_at || (many_disarmed && !heap.is_empty()) {
+                disarmed = 0;
                 heap.retain(|e| e.node.err().is_none());
                 if heap.capacity() > 4 * heap.len().max(MIN_COMPACT) {
                     heap.shrink_to(2 * heap.len().max(MIN_COMPACT));
@@ -419,6 +457,8 @@ mod model {
         });
     }
 
+    pub(crate) fn note_disarmed() {}
+
     /// Fires every armed deadline as if it were due.
     pub fn fire_armed() {
         let armed = std::mem::take(&mut *ARMED.lock().unwrap());
@@ -429,6 +469,6 @@ mod model {
 }
 
 #[cfg(loom)]
-pub(crate) use model::arm;
-#[cfg(loom)]
 pub use model::fire_armed;
+#[cfg(loom)]
+pub(crate) use model::{arm, note_disarmed};

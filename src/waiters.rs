@@ -34,6 +34,7 @@
 //! Linearization: a waiter is registered at its push CAS, woken-or-not is
 //! decided at its `state` transition (W1).
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
 
 use crate::state::{self, ACTIVE};
@@ -114,7 +115,15 @@ impl Waiter {
         if self.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
             match &self.wake {
                 Wake::Thread(t) => t.unpark(),
-                Wake::Task(w) => w.wake_by_ref(),
+                // A waker is foreign code and may panic. The cancel that is
+                // waking it must still wake everyone else and cancel the whole
+                // subtree, so the panic is held and re-raised once the cancel
+                // is complete (`panics::resume`).
+                Wake::Task(w) => {
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| w.wake_by_ref())) {
+                        panics::hold(payload);
+                    }
+                }
             }
         }
     }
@@ -285,6 +294,36 @@ fn collect(state: &AtomicUsize, gc: &WaiterGc) {
         match state.compare_exchange_weak(cur, top, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return,
             Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Panics raised by wakers during a cancel, held until the cancel is done.
+pub(crate) mod panics {
+    use std::any::Any;
+    use std::cell::Cell;
+
+    type Payload = Box<dyn Any + Send + 'static>;
+
+    std::thread_local! {
+        static HELD: Cell<Option<Payload>> = const { Cell::new(None) };
+    }
+
+    /// Keeps the first payload of this cancel; later ones are dropped.
+    pub(crate) fn hold(payload: Payload) {
+        HELD.with(|held| {
+            let first = held.take();
+            held.set(Some(first.unwrap_or(payload)));
+        });
+    }
+
+    /// Re-raises a held panic once the cancel that caught it has finished,
+    /// unless this thread is already unwinding (a second panic would abort).
+    pub(crate) fn resume() {
+        if let Some(payload) = HELD.with(Cell::take) {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(payload);
+            }
         }
     }
 }

@@ -838,3 +838,36 @@ fn same_is_identity() {
     assert!(!bg.same(&a));
     assert!(a.done_owned().context().same(&a));
 }
+
+/// A panicking waker must not stop a manual cancel half-way: every other
+/// waiter is woken and the whole subtree is canceled, then the panic reaches
+/// the caller of `cancel`.
+#[test]
+fn panicking_waker_does_not_stop_a_manual_cancel() {
+    struct Bomb;
+    impl Wake for Bomb {
+        fn wake(self: Arc<Self>) {
+            panic!("waker exploded");
+        }
+    }
+
+    let (ctx, handle) = Context::background().with_cancel();
+    let (child, _child_handle) = ctx.with_cancel();
+    let (grandchild, _gh) = child.with_cancel();
+    let bomb = Waker::from(Arc::new(Bomb));
+    let mut first = Box::pin(ctx.done());
+    assert!(first
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(&bomb))
+        .is_pending());
+    let sleeper = {
+        let ctx = ctx.clone();
+        thread::spawn(move || ctx.wait_timeout(Duration::from_secs(20)))
+    };
+    thread::sleep(Duration::from_millis(20));
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.cancel()));
+    assert!(panicked.is_err(), "the waker's panic reaches the canceler");
+    assert_eq!(sleeper.join().unwrap(), Some(Error::Canceled));
+    assert!(child.is_done() && grandchild.is_done());
+    drop(first);
+}
