@@ -4,14 +4,15 @@
 //! deadlock regression. Every blocking step has a timeout, so a lost wake-up
 //! or a deadlock fails the test instead of hanging it.
 
-use std::future::Future;
-use std::pin::Pin;
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
-use std::task::{Context as TaskContext, Poll, Wake, Waker};
+use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+use common::waker::{poll_with, CountingWaker};
 use ctxtree::{CancelHandle, Cause, Context, DoneOwned, Error};
 use futures::task::noop_waker_ref;
 
@@ -88,33 +89,6 @@ fn with_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + '
             panic!("{what}: hung for {HANG:?} (deadlock or lost wake-up)")
         }
     }
-}
-
-/// A waker that counts its wake-ups.
-struct CountingWaker(AtomicUsize);
-
-impl CountingWaker {
-    fn new() -> Arc<CountingWaker> {
-        Arc::new(CountingWaker(AtomicUsize::new(0)))
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
-    Pin::new(fut).poll(&mut TaskContext::from_waker(waker))
 }
 
 /// A breadth-first tree of cancelable contexts under `Context::background()`:

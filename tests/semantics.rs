@@ -3,52 +3,21 @@
 //! born-canceled children, the `err`/`is_done`/`done()` agreement, the
 //! futures and the blocking waits.
 
+mod common;
+
 use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+use common::waker::{poll_noop, poll_with, CountingWaker};
 use ctxtree::{CancelHandle, Cause, Context, Error};
 use futures::executor::block_on;
-use futures::task::noop_waker_ref;
-
-/// A waker that counts its wake-ups.
-struct CountingWaker(AtomicUsize);
-
-impl CountingWaker {
-    fn new() -> Arc<CountingWaker> {
-        Arc::new(CountingWaker(AtomicUsize::new(0)))
-    }
-
-    fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-impl Wake for CountingWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
-    Pin::new(fut).poll(&mut TaskContext::from_waker(waker))
-}
-
-fn poll_noop<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
-    poll_with(fut, noop_waker_ref())
-}
 
 /// `err().is_some()` ⇔ `is_done()` ⇔ `done()` ready ⇔ `cause().is_some()`.
 #[track_caller]

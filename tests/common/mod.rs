@@ -1,0 +1,101 @@
+//! Helpers shared by the integration tests (each test binary includes this
+//! module with `mod common;` and uses the parts it needs).
+#![allow(dead_code)]
+
+/// A global allocator that counts live heap bytes. Each memory test binary
+/// installs it: `#[global_allocator] static GLOBAL: common::alloc::Counting =
+/// common::alloc::Counting;`.
+pub mod alloc {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicIsize, Ordering};
+
+    pub struct Counting;
+
+    pub static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+    // SAFETY: forwards to `System` unchanged; only counts sizes.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded contract.
+            let p = unsafe { System.alloc(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            // SAFETY: forwarded contract.
+            let p = unsafe { System.alloc_zeroed(layout) };
+            if !p.is_null() {
+                LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: forwarded contract.
+            unsafe { System.dealloc(ptr, layout) };
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            // SAFETY: forwarded contract.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
+            if !p.is_null() {
+                LIVE.fetch_add(
+                    new_size as isize - layout.size() as isize,
+                    Ordering::Relaxed,
+                );
+            }
+            p
+        }
+    }
+
+    /// Live heap bytes right now.
+    pub fn live() -> isize {
+        LIVE.load(Ordering::SeqCst)
+    }
+}
+
+/// Wakers that count, and one-shot polling.
+pub mod waker {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::task::{Context as TaskContext, Poll, Wake, Waker};
+
+    use futures::task::noop_waker_ref;
+
+    /// A waker that counts its wake-ups.
+    pub struct CountingWaker(AtomicUsize);
+
+    impl CountingWaker {
+        pub fn new() -> Arc<CountingWaker> {
+            Arc::new(CountingWaker(AtomicUsize::new(0)))
+        }
+
+        pub fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    pub fn poll_with<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
+        Pin::new(fut).poll(&mut TaskContext::from_waker(waker))
+    }
+
+    pub fn poll_noop<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
+        poll_with(fut, noop_waker_ref())
+    }
+}
