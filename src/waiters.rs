@@ -307,6 +307,9 @@ pub(crate) mod panics {
 
     std::thread_local! {
         static HELD: Cell<Option<Payload>> = const { Cell::new(None) };
+        /// Whether `HELD` may be set: a flag without a destructor, so the
+        /// check on every cancel is one thread-local load.
+        static ANY_HELD: Cell<bool> = const { Cell::new(false) };
     }
 
     /// Keeps the first payload of this cancel; later ones are dropped.
@@ -315,11 +318,21 @@ pub(crate) mod panics {
             let first = held.take();
             held.set(Some(first.unwrap_or(payload)));
         });
+        ANY_HELD.with(|any| any.set(true));
     }
 
     /// Re-raises a held panic once the cancel that caught it has finished,
     /// unless this thread is already unwinding (a second panic would abort).
+    #[inline]
     pub(crate) fn resume() {
+        if ANY_HELD.with(Cell::get) {
+            resume_held();
+        }
+    }
+
+    #[cold]
+    fn resume_held() {
+        ANY_HELD.with(|any| any.set(false));
         if let Some(payload) = HELD.with(Cell::take) {
             if !std::thread::panicking() {
                 std::panic::resume_unwind(payload);
