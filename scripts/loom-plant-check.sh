@@ -15,6 +15,7 @@ declare -A MODEL=(
   [shallow_walk]=grandchild_propagation
   [pin_late]=helper_walk_vs_owner_release
   [fire_no_propagate]=derive_under_firing_deadline
+  [stale_link]=collect_repush_vs_push_vs_cancel
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -277,6 +277,15 @@ fn collect(state: &AtomicUsize, gc: &WaiterGc) {
     let mut cur = state.load(Ordering::Acquire);
     loop {
         if state::is_canceled(cur) {
+            // A failed CAS below may have linked `bottom` to entries the
+            // claimer has since taken, woken and released: cut that link
+            // before waking our own chain (found by the concurrent fuzz
+            // target as a use-after-free; W2).
+            #[cfg(not(ctxtree_plant = "stale_link"))]
+            // SAFETY: `bottom` belongs to our unpublished chain (W3).
+            unsafe {
+                (*(bottom as *const Waiter)).set_next(0)
+            };
             #[cfg(not(ctxtree_plant = "no_rewake"))]
             // SAFETY: we still own the chain `top`.
             unsafe {

@@ -301,3 +301,51 @@ fn derive_under_firing_deadline() {
         assert_eq!(child.cause().unwrap().to_string(), "T");
     });
 }
+
+/// W2, W3: a collection (an abandoned future with loom's threshold of one)
+/// holds a surviving waiter and is returning it while another waiter is
+/// pushed and the node is canceled. If the collector's return CAS fails
+/// because of the cancel, it must wake only its own chain: the link it wrote
+/// towards the pushed entry is stale (that entry was taken by the claimer).
+/// Found by the `concurrent` fuzz target as a use-after-free. Waiter entries
+/// are loom `Arc`s, so a double release fails the model.
+/// Fails with `stale_link` (the link is not cut before waking).
+#[test]
+fn collect_repush_vs_push_vs_cancel() {
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let waker = Waker::noop();
+        // The survivor: pushed before anything races.
+        let mut survivor = Box::pin(ctx.done());
+        assert!(survivor
+            .as_mut()
+            .poll(&mut TaskContext::from_waker(waker))
+            .is_pending());
+        let abandoner = {
+            let ctx = ctx.clone();
+            thread::spawn(move || {
+                let mut done = pin!(ctx.done());
+                let _ = done
+                    .as_mut()
+                    .poll(&mut TaskContext::from_waker(Waker::noop()));
+                // dropped here: abandon, then collect (takes the survivor)
+            })
+        };
+        let pusher = {
+            let ctx = ctx.clone();
+            thread::spawn(move || {
+                let mut done = Box::pin(ctx.done_owned());
+                let polled = done
+                    .as_mut()
+                    .poll(&mut TaskContext::from_waker(Waker::noop()));
+                (done, polled)
+            })
+        };
+        handle.cancel();
+        abandoner.join().unwrap();
+        let (mut pushed, _) = pusher.join().unwrap();
+        let cx = &mut TaskContext::from_waker(waker);
+        assert_eq!(survivor.as_mut().poll(cx), Poll::Ready(Error::Canceled));
+        assert_eq!(pushed.as_mut().poll(cx), Poll::Ready(Error::Canceled));
+    });
+}
