@@ -263,6 +263,74 @@ fn with_timeout_cancel(c: &mut Criterion) {
     group.finish();
 }
 
+/// Go's `BenchmarkWithTimeout` exactly: the root is `Background`, the other
+/// live timeouts are spread over the threads, and the measured loop runs on
+/// every core at once (Go's `b.RunParallel` with GOMAXPROCS = cores); one op
+/// is 10 `with_timeout` + 10 cancels, and time per op is wall time divided by
+/// the ops of all threads, as Go reports it. This is the figure to set beside
+/// Go's ≈5.6 µs/op on this machine.
+fn with_timeout_cancel_go_shape(c: &mut Criterion) {
+    const PER_OP: usize = 10;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut group = c.benchmark_group("with_timeout_cancel_go_shape");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    let root = Context::background();
+    for others in [40usize, 4_000, 400_000] {
+        let live: Vec<(Context, CancelHandle)> = std::thread::scope(|s| {
+            let spawned: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..others / threads)
+                            .map(|_| root.with_timeout(Duration::from_secs(3600)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            spawned
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        group.bench_function(BenchmarkId::from_parameter(others), |b| {
+            b.iter_custom(|iters| {
+                let per_thread = iters.div_ceil(threads as u64);
+                let start = Barrier::new(threads + 1);
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            let mut handles: Vec<CancelHandle> = Vec::with_capacity(PER_OP);
+                            start.wait();
+                            for _ in 0..per_thread {
+                                for _ in 0..PER_OP {
+                                    let (ctx, handle) = root.with_timeout(LONG_TIMEOUT);
+                                    drop(black_box(ctx));
+                                    handles.push(handle);
+                                }
+                                for handle in handles.drain(..) {
+                                    handle.cancel();
+                                }
+                            }
+                        });
+                    }
+                    start.wait();
+                    let began = Instant::now();
+                    // The scope joins every thread before it returns.
+                    (began, per_thread * threads as u64)
+                })
+                .0
+                .elapsed()
+                .mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
+            })
+        });
+        assert!(live.iter().all(|(ctx, _)| !ctx.is_done()));
+        drop(live);
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     derive_cancel_drop,
@@ -274,6 +342,7 @@ criterion_group!(
     wake_blocked_threads,
     done_future_poll_drop,
     with_timeout_cancel_drop,
-    with_timeout_cancel
+    with_timeout_cancel,
+    with_timeout_cancel_go_shape
 );
 criterion_main!(benches);

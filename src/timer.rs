@@ -14,20 +14,23 @@
 //! - **T1** Every armed entry is, at every moment, in exactly one place: its
 //!   shard's stack, or the driver's heap, or being fired / dropped by the
 //!   driver. Entries own a count of their node, so a node outlives its entry.
-//! - **T2** No missed wake-up: an arming thread pushes, then (after a `SeqCst`
-//!   fence) reads `sleeping_until`; the driver stores `sleeping_until`, then
-//!   (after a `SeqCst` fence) checks every shard before it parks. Store-
-//!   buffering with fences on both sides: either the driver sees the entry,
-//!   or the arming thread sees the driver's deadline and unparks it if the new
-//!   deadline is earlier.
+//! - **T2** No missed wake-up: an arming thread pushes (a `SeqCst` CAS), then
+//!   reads `sleeping_until` (`SeqCst`); the driver stores `sleeping_until`
+//!   (`SeqCst`), then checks every shard (`SeqCst` loads) before it parks.
+//!   All four are in the single total order of `SeqCst` operations, so this
+//!   store-buffering pattern cannot lose both ways: either the driver sees
+//!   the entry, or the arming thread sees the driver's deadline and unparks
+//!   it if the new deadline is earlier. (On x86 a `SeqCst` CAS is the same
+//!   `lock cmpxchg` as an AcqRel one, so arming needs no separate fence.)
 //! - **T3** Disarming is lazy but bounded: a canceled node's entry is dropped
 //!   when its shard is drained or collected (T5), or at the next compaction of
 //!   the driver's heap. Every cancel of a deadline node is counted in the
-//!   canceling thread's shard (`disarmed`); the driver compacts when the
-//!   disarms it has collected reach half its heap (or the heap doubled since
-//!   the last compaction), and a shard with `BACKLOG` pending arms or disarms
-//!   wakes it. So each disarm costs O(1) amortized, and canceled entries
-//!   never outnumber about `live + SHARDS × BACKLOG + MIN_COMPACT`.
+//!   canceling thread's shard (`disarmed`, in batches of `DISARM_BATCH` from
+//!   a thread-local count); the driver compacts when the disarms it has
+//!   collected reach half its heap (or the heap doubled since the last
+//!   compaction), and a shard whose count crosses `BACKLOG` wakes it. So each
+//!   disarm costs O(1) amortized, and canceled entries in the heap never
+//!   outnumber about `live + SHARDS × BACKLOG + MIN_COMPACT`.
 //! - **T4** A fire is the ordinary cancel (first writer wins, S1), so a
 //!   deadline racing a manual or parent cancel needs no extra protocol. A
 //!   panic while firing (a waker's) is caught: the driver keeps running.
@@ -176,9 +179,10 @@ pub(crate) use driver::{arm, note_disarmed};
 
 #[cfg(not(loom))]
 mod driver {
+    use std::cell::Cell;
     use std::cmp::Ordering as CmpOrdering;
     use std::collections::BinaryHeap;
-    use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
     use std::sync::OnceLock;
     use std::thread::{self, Thread};
     use std::time::Duration;
@@ -190,8 +194,10 @@ mod driver {
 
     /// Submission shards (T1); a power of two.
     const SHARDS: usize = 16;
-    /// Entries a shard may collect before it wakes the driver (T3).
+    /// Disarms a shard may count before it wakes the driver (T3).
     const BACKLOG: usize = 4096;
+    /// Disarms a thread counts locally before adding them to its shard.
+    const DISARM_BATCH: usize = 64;
     /// Smallest heap size that triggers a compaction (T3).
     const MIN_COMPACT: usize = 1024;
     /// An arming thread collects its shard after this many arms (T5).
@@ -209,11 +215,30 @@ mod driver {
     /// pushed by arming threads, taken whole by the driver.
     struct Shard {
         head: AtomicUsize,
-        /// Arms since the shard was last drained or collected.
-        pending: AtomicUsize,
         /// Deadline nodes canceled by threads of this shard since the driver
         /// last looked (T3).
         disarmed: AtomicUsize,
+    }
+
+    /// Per-thread timer state: one thread-local access per arm or disarm.
+    struct Local {
+        /// This thread's shard: threads are dealt out round-robin.
+        shard: usize,
+        /// Arms by this thread; every `SELF_COLLECT`th collects (T5).
+        arms: Cell<usize>,
+        /// Disarms not yet added to the shard's count (T3).
+        disarms: Cell<usize>,
+    }
+
+    thread_local! {
+        static LOCAL: Local = Local {
+            shard: {
+                static NEXT: AtomicUsize = AtomicUsize::new(0);
+                NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+            },
+            arms: Cell::new(0),
+            disarms: Cell::new(0),
+        };
     }
 
     impl PartialEq for Entry {
@@ -242,8 +267,17 @@ mod driver {
         let Some(driver) = DRIVER.get() else {
             return;
         };
-        let shard = &driver.shards[shard_index()];
-        if shard.disarmed.fetch_add(1, Ordering::Relaxed) + 1 == BACKLOG {
+        let Ok(Some(shard)) = LOCAL.try_with(|local| {
+            let n = local.disarms.get() + 1;
+            local.disarms.set(n % DISARM_BATCH);
+            (n == DISARM_BATCH).then_some(local.shard)
+        }) else {
+            return; // not a batch boundary (or the thread is exiting)
+        };
+        let before = driver.shards[shard]
+            .disarmed
+            .fetch_add(DISARM_BATCH, Ordering::Relaxed);
+        if before < BACKLOG && before + DISARM_BATCH >= BACKLOG {
             driver.thread.unpark();
         }
     }
@@ -259,7 +293,6 @@ mod driver {
                     .map(|_| {
                         CachePadded::new(Shard {
                             head: AtomicUsize::new(0),
-                            pending: AtomicUsize::new(0),
                             disarmed: AtomicUsize::new(0),
                         })
                     })
@@ -270,20 +303,16 @@ mod driver {
         })
     }
 
-    /// This thread's shard: threads are dealt out round-robin on first use.
-    fn shard_index() -> usize {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-        }
-        INDEX.with(|i| *i)
-    }
-
     /// Arms `node`'s own deadline (T1, T2). The shard's stack takes over
     /// the count `node` carries.
     pub(crate) fn arm(node: NodeRef) {
         let driver = driver();
-        let shard = &driver.shards[shard_index()];
+        let (shard, collect_now) = LOCAL.with(|local| {
+            let arms = local.arms.get().wrapping_add(1);
+            local.arms.set(arms);
+            (local.shard, arms % SELF_COLLECT == 0)
+        });
+        let shard = &driver.shards[shard];
         let deadline = node.deadline();
         let slot_next = &node.timer_slot().next as *const std::sync::atomic::AtomicUsize;
         let raw = node.into_raw() as usize;
@@ -292,19 +321,18 @@ mod driver {
             // SAFETY: the node is alive (the stack owns a count of it) and
             // unpublished until the CAS succeeds.
             unsafe { (*slot_next).store(head, Ordering::Relaxed) };
+            // SeqCst: T2 (and Release: publishes the node's link).
             match shard
                 .head
-                .compare_exchange_weak(head, raw, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(head, raw, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(actual) => head = actual,
             }
         }
-        fence(Ordering::SeqCst); // T2
-        let pending = shard.pending.fetch_add(1, Ordering::Relaxed) + 1;
-        if pending >= BACKLOG || deadline.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
-            driver.thread.unpark();
-        } else if pending % SELF_COLLECT == 0 {
+        if deadline.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
+            driver.thread.unpark(); // T2
+        } else if collect_now {
             collect(driver, shard);
         }
     }
@@ -337,7 +365,6 @@ mod driver {
             }
             bottom = raw;
         }
-        shard.pending.store(kept, Ordering::Relaxed);
         if top == 0 {
             return;
         }
@@ -347,16 +374,16 @@ mod driver {
         let mut head = shard.head.load(Ordering::Relaxed);
         loop {
             last.timer_slot().next.store(head, Ordering::Relaxed);
+            // SeqCst: T2, as for an arm.
             match shard
                 .head
-                .compare_exchange_weak(head, top, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(head, top, Ordering::SeqCst, Ordering::Relaxed)
             {
                 Ok(_) => break,
                 Err(actual) => head = actual,
             }
         }
-        fence(Ordering::SeqCst); // T2, as for an arm
-        if wake || earliest.raw() < driver.sleeping_until.load(Ordering::Relaxed) {
+        if wake || earliest.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
             driver.thread.unpark();
         }
     }
@@ -391,12 +418,11 @@ mod driver {
             }
 
             let next = heap.peek().map_or(Deadline::NEVER, |top| top.deadline);
-            driver.sleeping_until.store(next.raw(), Ordering::Relaxed);
-            fence(Ordering::SeqCst); // T2
+            driver.sleeping_until.store(next.raw(), Ordering::SeqCst); // T2
             if driver
                 .shards
                 .iter()
-                .any(|s| s.head.load(Ordering::Relaxed) != 0)
+                .any(|s| s.head.load(Ordering::SeqCst) != 0)
             {
                 continue;
             }
@@ -418,7 +444,6 @@ mod driver {
             if shard.head.load(Ordering::Relaxed) == 0 {
                 continue;
             }
-            shard.pending.store(0, Ordering::Relaxed);
             let mut next = shard.head.swap(0, Ordering::Acquire);
             while next != 0 {
                 // SAFETY: the swap took the whole stack; each node's count
