@@ -222,6 +222,7 @@ impl Context {
     /// `Some(err)` once the context is canceled, `None` before (Go's `Err`).
     /// One atomic load; when it returns `Some`, [`Context::is_done`] is true
     /// and [`Context::done`] is ready.
+    #[inline]
     pub fn err(&self) -> Option<Error> {
         match &self.repr {
             Repr::Root(_) => None,
@@ -248,6 +249,7 @@ impl Context {
     }
 
     /// True once the context is canceled. One atomic load.
+    #[inline]
     pub fn is_done(&self) -> bool {
         self.err().is_some()
     }
@@ -301,6 +303,7 @@ impl Context {
         }
     }
 
+    #[inline]
     pub(crate) fn node(&self) -> Option<&NodeRef> {
         match &self.repr {
             Repr::Root(_) => None,
@@ -399,6 +402,7 @@ impl CancelHandle {
     }
 
     /// True once the context is canceled (by this handle or an ancestor).
+    #[inline]
     pub fn is_canceled(&self) -> bool {
         self.node.err().is_some()
     }

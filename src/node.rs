@@ -95,6 +95,7 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    #[inline]
     pub(crate) fn state_word(&self) -> usize {
         self.assert_live();
         self.state.load(Ordering::Acquire)
@@ -110,6 +111,7 @@ impl Node {
         );
     }
 
+    #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
         state::err_of(self.state_word())
     }
@@ -299,6 +301,7 @@ impl NodeRef {
 impl Deref for NodeRef {
     type Target = Node;
 
+    #[inline]
     fn deref(&self) -> &Node {
         // SAFETY: we own a count, so the node is alive (N1).
         unsafe { self.0.as_ref() }

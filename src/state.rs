@@ -36,11 +36,13 @@ const _: () = assert!(std::mem::align_of::<BoxedError>() > TAG_MASK);
 /// The state word of a fresh, active node with no waiters.
 pub(crate) const ACTIVE: usize = 0;
 
+#[inline]
 pub(crate) fn is_canceled(word: usize) -> bool {
     word & CANCELED != 0
 }
 
 /// The err recorded in `word`, `None` while active.
+#[inline]
 pub(crate) fn err_of(word: usize) -> Option<Error> {
     if !is_canceled(word) {
         None
