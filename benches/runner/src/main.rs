@@ -1,0 +1,201 @@
+//! `ctxtree-bench`: the comparison runner. ctxtree, a Go-style mutex tree and
+//! tokio-util's `CancellationToken` through the same scenarios in one run;
+//! medians, ratios against ctxtree, a markdown report, JSON/CSV and SVG plots.
+//!
+//! `cargo run --release -p ctxtree-bench -- --help`
+
+mod alloc;
+mod cli;
+mod machine;
+mod measure;
+mod mutex_tree;
+mod progress;
+mod report;
+mod scenarios;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use cli::{Action, Options};
+use progress::Progress;
+use report::Report;
+
+#[global_allocator]
+static GLOBAL: alloc::Counting = alloc::Counting;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("__child") {
+        return match scenarios::child_main(&args[1..]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    match cli::parse(&args) {
+        Ok(Action::Help) => {
+            print!("{}", cli::usage());
+            ExitCode::SUCCESS
+        }
+        Ok(Action::Run(opts)) => run(&opts, &args),
+        Err(e) => {
+            eprintln!("error: {e}\n\nRun `cargo run --release -p ctxtree-bench -- --help` for the options.");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// How this run was started, for the report.
+fn command_line(args: &[String]) -> String {
+    let mut cmd = if std::env::var_os("CARGO").is_some() {
+        let profile = if cfg!(debug_assertions) {
+            ""
+        } else {
+            " --release"
+        };
+        let mut c = format!("cargo run{profile} -p ctxtree-bench");
+        if !args.is_empty() {
+            c.push_str(" --");
+        }
+        c
+    } else {
+        "ctxtree-bench".to_string()
+    };
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(a);
+    }
+    cmd
+}
+
+/// `<workspace>/target/ctxtree-bench/<stamp>`, or relative to the current
+/// folder when the workspace is not where the binary was built.
+fn default_out(stamp: &str) -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let base = if workspace.join("Cargo.toml").is_file() {
+        workspace.join("target")
+    } else {
+        PathBuf::from("target")
+    };
+    base.join("ctxtree-bench").join(stamp)
+}
+
+fn run(opts: &Options, args: &[String]) -> ExitCode {
+    let cfg = opts.config();
+    let mut machine = machine::Machine::probe(command_line(args));
+    let dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&machine::utc_now().stamp()));
+    // Fail before the benchmarks, not after.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!(
+            "error: cannot create the output folder {}: {e}",
+            dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("warning: this is a debug build; use `cargo run --release -p ctxtree-bench`");
+    }
+    eprintln!(
+        "ctxtree-bench: {} cores, load average {}; {}",
+        machine.cores,
+        machine.load_before,
+        opts.settings(&cfg)
+    );
+    let mut progress = if opts.progress {
+        Progress::new(cfg.steps())
+    } else {
+        Progress::hidden(cfg.steps())
+    };
+    let rows = scenarios::run_all(&cfg, &mut progress);
+    progress.finish();
+    machine.load_after = machine::load_average();
+    let report = Report {
+        machine,
+        settings: opts.settings(&cfg),
+        threads: cfg.threads.clone(),
+        rows,
+    };
+    println!();
+    print!("{}", report::console_table(&report));
+    println!();
+    print!("{}", report::console_targets(&report));
+    match report::write_all(&report, &dir, opts.formats) {
+        Ok(files) => {
+            println!("\nReport written to {}/", dir.display());
+            for f in files {
+                println!("  {}", f.file_name().unwrap_or_default().to_string_lossy());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: writing the report to {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `--quick --only derive` produces a report folder (with sampling cut
+    /// down further so the test takes milliseconds).
+    #[test]
+    fn quick_only_one_scenario_writes_a_report() {
+        let dir = std::env::temp_dir().join(format!("ctxtree-bench-main-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let args: Vec<String> = [
+            "--quick",
+            "--only",
+            "derive",
+            "--out",
+            dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let Ok(Action::Run(opts)) = cli::parse(&args) else {
+            panic!("parse failed");
+        };
+        let mut cfg = opts.config();
+        cfg.sampling.samples = 3;
+        cfg.sampling.target = Duration::from_micros(200);
+        let mut progress = Progress::hidden(cfg.steps());
+        let rows = scenarios::run_all(&cfg, &mut progress);
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0]
+            .cells
+            .iter()
+            .all(|c| c.median().is_some_and(|m| m > 0.0)));
+        assert!(rows[1].cells[2].median().is_some_and(|m| m > 0.0));
+        let report = Report {
+            machine: machine::Machine::probe(command_line(&args)),
+            settings: opts.settings(&cfg),
+            threads: cfg.threads.clone(),
+            rows,
+        };
+        report::write_all(&report, opts.out.as_ref().unwrap(), opts.formats).unwrap();
+        let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+        assert!(
+            md.contains("| derive + cancel + drop, 1 thread | ns |"),
+            "{md}"
+        );
+        assert!(md.contains("--quick --only derive"));
+        assert!(dir.join("results.json").is_file());
+        assert!(!dir.join("results.csv").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn default_out_is_under_target() {
+        let p = default_out("20260101-000000");
+        assert!(p.ends_with("target/ctxtree-bench/20260101-000000"));
+    }
+}

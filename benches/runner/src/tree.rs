@@ -1,0 +1,384 @@
+//! One small trait over the three context trees, so every scenario runs the
+//! same code for each of them (monomorphized: no dynamic dispatch in loops).
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::mutex_tree;
+
+/// A context tree: derive children, cancel them (explicitly or by dropping the
+/// handle), check and wait for cancellation.
+pub trait Tree: 'static {
+    /// Short name used in tables, JSON and on the command line.
+    const NAME: &'static str;
+    /// A context: cheap to clone, shareable across threads.
+    type Ctx: Clone + Send + Sync + 'static;
+    /// Cancels its context when [`Tree::cancel`] is called or when dropped.
+    type Handle: Send + Sync + 'static;
+    /// A `'static` future that resolves once the context is canceled.
+    type Done: Future + Send + 'static;
+
+    /// A root that is never canceled.
+    fn background() -> Self::Ctx;
+    /// Derives a cancelable child of `parent`.
+    fn derive(parent: &Self::Ctx) -> (Self::Ctx, Self::Handle);
+    /// Cancels the handle's context and its subtree.
+    fn cancel(handle: &Self::Handle);
+    /// True once the context is canceled.
+    fn is_done(ctx: &Self::Ctx) -> bool;
+    /// Blocks the calling thread until the context is canceled.
+    fn wait(ctx: &Self::Ctx);
+    /// A future for cancellation.
+    fn done(ctx: &Self::Ctx) -> Self::Done;
+    /// `with_timeout`, where the implementation has deadlines.
+    fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)>;
+}
+
+/// ctxtree, the crate under test.
+pub struct CtxTree;
+
+impl Tree for CtxTree {
+    const NAME: &'static str = "ctxtree";
+    type Ctx = ctxtree::Context;
+    type Handle = ctxtree::CancelHandle;
+    type Done = ctxtree::DoneOwned;
+
+    fn background() -> Self::Ctx {
+        ctxtree::Context::background()
+    }
+    #[inline]
+    fn derive(parent: &Self::Ctx) -> (Self::Ctx, Self::Handle) {
+        parent.with_cancel()
+    }
+    #[inline]
+    fn cancel(handle: &Self::Handle) {
+        handle.cancel()
+    }
+    #[inline]
+    fn is_done(ctx: &Self::Ctx) -> bool {
+        ctx.is_done()
+    }
+    fn wait(ctx: &Self::Ctx) {
+        ctx.wait();
+    }
+    fn done(ctx: &Self::Ctx) -> Self::Done {
+        ctx.done_owned()
+    }
+    fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)> {
+        Some(parent.with_timeout(timeout))
+    }
+}
+
+/// The Go-style mutex tree of [`mutex_tree`].
+pub struct MutexTree;
+
+impl Tree for MutexTree {
+    const NAME: &'static str = "mutex-tree";
+    type Ctx = mutex_tree::Ctx;
+    type Handle = mutex_tree::Handle;
+    type Done = mutex_tree::DoneFuture;
+
+    fn background() -> Self::Ctx {
+        mutex_tree::Ctx::background()
+    }
+    #[inline]
+    fn derive(parent: &Self::Ctx) -> (Self::Ctx, Self::Handle) {
+        parent.with_cancel()
+    }
+    #[inline]
+    fn cancel(handle: &Self::Handle) {
+        handle.cancel()
+    }
+    #[inline]
+    fn is_done(ctx: &Self::Ctx) -> bool {
+        ctx.is_done()
+    }
+    fn wait(ctx: &Self::Ctx) {
+        ctx.wait();
+    }
+    fn done(ctx: &Self::Ctx) -> Self::Done {
+        ctx.done()
+    }
+    fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)> {
+        Some(parent.with_timeout(timeout))
+    }
+}
+
+/// tokio-util's `CancellationToken`. It has no separate cancel handle, so the
+/// handle is a second token (`clone()`) that cancels on drop, exactly what
+/// `token.clone().drop_guard()` gives; it has no blocking wait, so `wait`
+/// blocks on `cancelled()` with `futures::executor::block_on`; it has no
+/// deadlines.
+pub struct TokioTree;
+
+/// `DropGuard` with a `cancel(&self)`.
+pub struct TokioHandle(tokio_util::sync::CancellationToken);
+
+impl Drop for TokioHandle {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+impl Tree for TokioTree {
+    const NAME: &'static str = "tokio-util";
+    type Ctx = tokio_util::sync::CancellationToken;
+    type Handle = TokioHandle;
+    type Done = tokio_util::sync::WaitForCancellationFutureOwned;
+
+    fn background() -> Self::Ctx {
+        tokio_util::sync::CancellationToken::new()
+    }
+    #[inline]
+    fn derive(parent: &Self::Ctx) -> (Self::Ctx, Self::Handle) {
+        let child = parent.child_token();
+        let handle = TokioHandle(child.clone());
+        (child, handle)
+    }
+    #[inline]
+    fn cancel(handle: &Self::Handle) {
+        handle.0.cancel()
+    }
+    #[inline]
+    fn is_done(ctx: &Self::Ctx) -> bool {
+        ctx.is_cancelled()
+    }
+    fn wait(ctx: &Self::Ctx) {
+        futures::executor::block_on(ctx.cancelled());
+    }
+    fn done(ctx: &Self::Ctx) -> Self::Done {
+        ctx.clone().cancelled_owned()
+    }
+    fn with_timeout(_: &Self::Ctx, _: Duration) -> Option<(Self::Ctx, Self::Handle)> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Instant;
+
+    /// Cancel reaches children and grandchildren, not the parent or siblings.
+    fn propagates<T: Tree>() {
+        let root = T::background();
+        let (parent, ph) = T::derive(&root);
+        let (child, ch) = T::derive(&parent);
+        let (grandchild, _gh) = T::derive(&child);
+        let (sibling, _sh) = T::derive(&parent);
+        assert!(!T::is_done(&grandchild));
+        T::cancel(&ch);
+        assert!(T::is_done(&child), "{}", T::NAME);
+        assert!(T::is_done(&grandchild), "{}", T::NAME);
+        assert!(!T::is_done(&parent), "{}", T::NAME);
+        assert!(!T::is_done(&sibling), "{}", T::NAME);
+        T::cancel(&ph);
+        assert!(T::is_done(&sibling), "{}", T::NAME);
+        assert!(!T::is_done(&root), "{}", T::NAME);
+        // Born canceled under a canceled parent.
+        let (late, _lh) = T::derive(&parent);
+        assert!(T::is_done(&late), "{}", T::NAME);
+    }
+
+    /// Dropping a handle cancels its context.
+    fn drop_cancels<T: Tree>() {
+        let (parent, _ph) = T::derive(&T::background());
+        let (child, ch) = T::derive(&parent);
+        let (grandchild, _gh) = T::derive(&child);
+        drop(ch);
+        assert!(T::is_done(&child), "{}", T::NAME);
+        assert!(T::is_done(&grandchild), "{}", T::NAME);
+        assert!(!T::is_done(&parent), "{}", T::NAME);
+    }
+
+    /// A fan-out of children is canceled at once.
+    fn fanout<T: Tree>() {
+        let (parent, ph) = T::derive(&T::background());
+        let kids: Vec<_> = (0..1000).map(|_| T::derive(&parent)).collect();
+        T::cancel(&ph);
+        assert!(kids.iter().all(|(c, _)| T::is_done(c)), "{}", T::NAME);
+    }
+
+    /// Threads blocked in `wait` wake on cancel, and not before.
+    fn waits_wake<T: Tree>() {
+        let (ctx, h) = T::derive(&T::background());
+        let (child, _ch) = T::derive(&ctx);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let c = if i % 2 == 0 {
+                    ctx.clone()
+                } else {
+                    child.clone()
+                };
+                let woken = Arc::clone(&woken);
+                thread::spawn(move || {
+                    T::wait(&c);
+                    assert!(T::is_done(&c));
+                    woken.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(30));
+        assert_eq!(woken.load(Ordering::SeqCst), 0, "{}", T::NAME);
+        T::cancel(&h);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 4, "{}", T::NAME);
+    }
+
+    /// The `done` future is pending while live and resolves on cancel, also
+    /// when polled by a real executor from another thread.
+    fn done_resolves<T: Tree>() {
+        use futures::task::noop_waker_ref;
+        let (ctx, h) = T::derive(&T::background());
+        let mut fut = Box::pin(T::done(&ctx));
+        let mut cx = std::task::Context::from_waker(noop_waker_ref());
+        assert!(fut.as_mut().poll(&mut cx).is_pending(), "{}", T::NAME);
+        // A dropped pending future leaves nothing that blocks cancel.
+        let mut other = Box::pin(T::done(&ctx));
+        assert!(other.as_mut().poll(&mut cx).is_pending());
+        drop(other);
+        let waiter = {
+            let fut = T::done(&ctx);
+            thread::spawn(move || {
+                futures::executor::block_on(fut);
+            })
+        };
+        thread::sleep(Duration::from_millis(10));
+        T::cancel(&h);
+        waiter.join().unwrap();
+        assert!(fut.as_mut().poll(&mut cx).is_ready(), "{}", T::NAME);
+    }
+
+    /// A 10^5-deep chain is built, canceled and dropped without overflowing a
+    /// test thread's stack (the runner gives peers a big stack for 10^6).
+    fn deep_chain<T: Tree>() {
+        let (root, rh) = T::derive(&T::background());
+        let mut handles = Vec::with_capacity(100_000);
+        let mut ctx = root;
+        for _ in 0..100_000 {
+            let (c, h) = T::derive(&ctx);
+            handles.push(h);
+            ctx = c;
+        }
+        T::cancel(&rh);
+        assert!(T::is_done(&ctx), "{}", T::NAME);
+        drop(ctx);
+        drop(handles);
+    }
+
+    fn timeout_fires<T: Tree>() {
+        let (parent, _ph) = T::derive(&T::background());
+        let start = Instant::now();
+        let (ctx, _h) = T::with_timeout(&parent, Duration::from_millis(20)).unwrap();
+        let (child, _ch) = T::derive(&ctx);
+        let (long, lh) = T::with_timeout(&parent, Duration::from_secs(3600)).unwrap();
+        let (inherits, _ih) = T::with_timeout(&ctx, Duration::from_secs(3600)).unwrap();
+        assert!(!T::is_done(&inherits));
+        T::wait(&child);
+        assert!(T::is_done(&ctx));
+        assert!(T::is_done(&inherits), "{}", T::NAME);
+        assert!(start.elapsed() >= Duration::from_millis(19), "{}", T::NAME);
+        assert!(!T::is_done(&long));
+        T::cancel(&lh);
+        assert!(T::is_done(&long));
+        assert!(!T::is_done(&parent));
+    }
+
+    macro_rules! behaves {
+        ($name:ident, $t:ty) => {
+            mod $name {
+                use super::*;
+                #[test]
+                fn cancel_propagates() {
+                    propagates::<$t>();
+                }
+                #[test]
+                fn dropping_the_handle_cancels() {
+                    drop_cancels::<$t>();
+                }
+                #[test]
+                fn fanout_is_canceled() {
+                    fanout::<$t>();
+                }
+                #[test]
+                fn blocked_threads_wake() {
+                    waits_wake::<$t>();
+                }
+                #[test]
+                fn done_future_resolves() {
+                    done_resolves::<$t>();
+                }
+                #[test]
+                fn deep_chain_is_fine() {
+                    deep_chain::<$t>();
+                }
+            }
+        };
+    }
+
+    behaves!(ctxtree_adapter, CtxTree);
+    behaves!(mutex_tree_adapter, MutexTree);
+    behaves!(tokio_adapter, TokioTree);
+
+    #[test]
+    fn ctxtree_timeout_fires() {
+        timeout_fires::<CtxTree>();
+    }
+
+    #[test]
+    fn mutex_tree_timeout_fires() {
+        timeout_fires::<MutexTree>();
+    }
+
+    #[test]
+    fn tokio_has_no_timeout() {
+        let root = TokioTree::background();
+        assert!(TokioTree::with_timeout(&root, Duration::from_secs(1)).is_none());
+    }
+
+    #[test]
+    fn mutex_tree_children_leave_their_parent() {
+        let (parent, _ph) = MutexTree::derive(&MutexTree::background());
+        let kids: Vec<_> = (0..100).map(|_| MutexTree::derive(&parent)).collect();
+        assert_eq!(parent.child_count(), 100);
+        // Cancel every other one, then drop the rest in reverse order:
+        // swap-remove must keep the stored indices right.
+        for (_, h) in kids.iter().step_by(2) {
+            MutexTree::cancel(h);
+        }
+        assert_eq!(parent.child_count(), 50);
+        for kid in kids.into_iter().rev() {
+            drop(kid);
+        }
+        assert_eq!(parent.child_count(), 0);
+        for _ in 0..1000 {
+            let _ = MutexTree::derive(&parent);
+        }
+        assert_eq!(parent.child_count(), 0);
+    }
+
+    #[test]
+    fn mutex_tree_timer_heap_is_purged() {
+        let (parent, _ph) = MutexTree::derive(&MutexTree::background());
+        for _ in 0..10_000 {
+            let (c, h) = MutexTree::with_timeout(&parent, Duration::from_secs(3600)).unwrap();
+            drop(h);
+            assert!(MutexTree::is_done(&c));
+        }
+        assert_eq!(parent.child_count(), 0);
+        // Still fires after the purges.
+        let (c, _h) = MutexTree::with_timeout(&parent, Duration::from_millis(5)).unwrap();
+        MutexTree::wait(&c);
+        assert_eq!(c.err(), Some(mutex_tree::Err::DeadlineExceeded));
+        // A later deadline under an earlier one is a plain child (Go's rule).
+        let (early, _eh) = MutexTree::with_timeout(&parent, Duration::from_secs(60)).unwrap();
+        let (late, _lh) = MutexTree::with_timeout(&early, Duration::from_secs(3600)).unwrap();
+        assert_eq!(late.deadline(), early.deadline());
+    }
+}
