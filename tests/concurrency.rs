@@ -12,6 +12,7 @@ use std::task::{Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+use common::tree::Tree;
 use common::waker::{poll_with, CountingWaker};
 use ctxtree::{CancelHandle, Cause, Context, DoneOwned, Error};
 use futures::task::noop_waker_ref;
@@ -88,40 +89,6 @@ fn with_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + '
         Err(mpsc::RecvTimeoutError::Timeout) => {
             panic!("{what}: hung for {HANG:?} (deadlock or lost wake-up)")
         }
-    }
-}
-
-/// A breadth-first tree of cancelable contexts under `Context::background()`:
-/// node `i > 0` has parent `(i - 1) / arity`.
-struct Tree {
-    ctxs: Vec<Context>,
-    handles: Vec<CancelHandle>,
-    arity: usize,
-}
-
-impl Tree {
-    fn under(root: &Context, arity: usize, depth: u32) -> Tree {
-        let n: usize = (0..=depth).map(|d| arity.pow(d)).sum();
-        let mut ctxs: Vec<Context> = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let (ctx, handle) = if i == 0 {
-                root.with_cancel()
-            } else {
-                ctxs[(i - 1) / arity].with_cancel()
-            };
-            ctxs.push(ctx);
-            handles.push(handle);
-        }
-        Tree {
-            ctxs,
-            handles,
-            arity,
-        }
-    }
-
-    fn parent(&self, i: usize) -> Option<usize> {
-        (i > 0).then(|| (i - 1) / self.arity)
     }
 }
 

@@ -15,8 +15,9 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
+use common::tree::Tree;
 use common::waker::{poll_noop, poll_with, CountingWaker};
-use ctxtree::{CancelHandle, Cause, Context, Error};
+use ctxtree::{Cause, Context, Error};
 use futures::executor::block_on;
 
 /// `err().is_some()` ⇔ `is_done()` ⇔ `done()` ready ⇔ `cause().is_some()`.
@@ -55,53 +56,6 @@ fn assert_canceled_with(ctx: &Context, cause: &Cause) {
 
 fn plain_cancel_cause() -> Cause {
     Cause::from(Error::Canceled)
-}
-
-/// A tree of cancelable contexts built breadth-first: node 0 is the root
-/// (child of `Context::background()`), node `i > 0` has parent `(i - 1) / arity`.
-struct Tree {
-    ctxs: Vec<Context>,
-    handles: Vec<CancelHandle>,
-    arity: usize,
-}
-
-impl Tree {
-    fn new(arity: usize, depth: u32) -> Tree {
-        let n: usize = (0..=depth).map(|d| arity.pow(d)).sum();
-        let mut ctxs: Vec<Context> = Vec::with_capacity(n);
-        let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let (ctx, handle) = if i == 0 {
-                Context::background().with_cancel()
-            } else {
-                ctxs[(i - 1) / arity].with_cancel()
-            };
-            ctxs.push(ctx);
-            handles.push(handle);
-        }
-        Tree {
-            ctxs,
-            handles,
-            arity,
-        }
-    }
-
-    fn parent(&self, i: usize) -> Option<usize> {
-        (i > 0).then(|| (i - 1) / self.arity)
-    }
-
-    /// True if `a` is `d` or an ancestor of `d`.
-    fn is_ancestor_or_self(&self, a: usize, mut d: usize) -> bool {
-        loop {
-            if a == d {
-                return true;
-            }
-            match self.parent(d) {
-                Some(p) => d = p,
-                None => return false,
-            }
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -209,7 +163,7 @@ fn debug_contains_the_path_and_err() {
 #[test]
 fn cancel_propagates_synchronously_to_every_descendant() {
     let depth = if cfg!(miri) { 3 } else { 5 };
-    let tree = Tree::new(3, depth);
+    let tree = Tree::under(&Context::background(), 3, depth);
     let n = tree.ctxs.len();
     let target = 2; // a node at level 1, with a whole subtree below
     let cause = Cause::msg("subtree");

@@ -99,3 +99,55 @@ pub mod waker {
         poll_with(fut, noop_waker_ref())
     }
 }
+
+/// A tree of cancelable contexts built breadth-first: node 0 is a child of
+/// `root`, node `i > 0` has parent `(i - 1) / arity`.
+pub mod tree {
+    use ctxtree::{CancelHandle, Context};
+
+    pub struct Tree {
+        pub ctxs: Vec<Context>,
+        pub handles: Vec<CancelHandle>,
+        pub arity: usize,
+    }
+
+    impl Tree {
+        /// A complete `arity`-ary tree of the given depth under `root`.
+        pub fn under(root: &Context, arity: usize, depth: u32) -> Tree {
+            let n: usize = (0..=depth).map(|d| arity.pow(d)).sum();
+            let mut ctxs: Vec<Context> = Vec::with_capacity(n);
+            let mut handles = Vec::with_capacity(n);
+            for i in 0..n {
+                let (ctx, handle) = if i == 0 {
+                    root.with_cancel()
+                } else {
+                    ctxs[(i - 1) / arity].with_cancel()
+                };
+                ctxs.push(ctx);
+                handles.push(handle);
+            }
+            Tree {
+                ctxs,
+                handles,
+                arity,
+            }
+        }
+
+        pub fn parent(&self, i: usize) -> Option<usize> {
+            (i > 0).then(|| (i - 1) / self.arity)
+        }
+
+        /// True if `a` is `d` or an ancestor of `d`.
+        pub fn is_ancestor_or_self(&self, a: usize, mut d: usize) -> bool {
+            loop {
+                if a == d {
+                    return true;
+                }
+                match self.parent(d) {
+                    Some(p) => d = p,
+                    None => return false,
+                }
+            }
+        }
+    }
+}
