@@ -56,7 +56,10 @@ const PTR_MASK: usize = !0b11;
 const MIN_SWEEP: u32 = if cfg!(loom) { 0 } else { 64 };
 
 /// Batches at least this large are flushed to the global epoch queue at once.
-const FLUSH_BATCH: usize = if cfg!(loom) { 1 } else { 64 };
+/// Every batch under loom (to explore collection) and under miri, where
+/// crossbeam-epoch shrinks its bags to 4 objects, so one deferred object per
+/// pin would outgrow its collection again without a flush.
+const FLUSH_BATCH: usize = if cfg!(any(loom, miri)) { 1 } else { 64 };
 
 /// A type whose values can be children in a [`ChildList`].
 ///

@@ -32,7 +32,12 @@ use futures::task::noop_waker_ref;
 const TOLERANCE: Duration = Duration::from_micros(1);
 
 /// Generous bound on how late a fire may be observed on a loaded machine.
-const LATE_BOUND: Duration = Duration::from_millis(250);
+const LATE_BOUND: Duration = if cfg!(miri) {
+    // miri runs far slower than the driver's deadlines; only gross misses count.
+    Duration::from_secs(5)
+} else {
+    Duration::from_millis(250)
+};
 
 /// "Never fires" is checked by waiting this long.
 const SHORT_WAIT: Duration = Duration::from_millis(30);
