@@ -13,6 +13,8 @@
 //! The timing-sensitive tests hold `timing()` so they do not measure each
 //! other.
 
+mod common;
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -22,6 +24,7 @@ use std::task::{Context as TaskContext, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::threads::thread_names;
 use ctxtree::{CancelHandle, Cause, Context, Error};
 use futures::executor::block_on;
 use futures::task::noop_waker_ref;
@@ -956,17 +959,6 @@ fn display_with_deadlines_in_the_middle_of_a_chain() {
 }
 
 // ---------------------------------------------------------------- the driver thread
-
-/// Names of this process's threads, or `None` where `/proc` is unavailable.
-fn thread_names() -> Option<Vec<String>> {
-    let dir = std::fs::read_dir("/proc/self/task").ok()?;
-    Some(
-        dir.flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-            .map(|s| s.trim_end().to_owned())
-            .collect(),
-    )
-}
 
 fn timer_threads() -> Option<usize> {
     thread_names().map(|names| names.iter().filter(|n| *n == "ctxtree-timer").count())

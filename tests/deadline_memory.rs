@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::alloc::live;
+use common::threads::thread_names;
 use ctxtree::{Context, Error};
 
 #[global_allocator]
@@ -60,17 +61,6 @@ fn serial() -> MutexGuard<'static, ()> {
     );
     BASELINE_THREADS.get_or_init(other_threads);
     guard
-}
-
-/// The names (`comm`) of this process's threads; `None` without `/proc`.
-fn thread_names() -> Option<Vec<String>> {
-    let dir = std::fs::read_dir("/proc/self/task").ok()?;
-    Some(
-        dir.flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
-            .map(|s| s.trim_end().to_owned())
-            .collect(),
-    )
 }
 
 /// Threads that are not libtest's test threads (whose `comm` is the test's

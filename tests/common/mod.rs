@@ -151,3 +151,18 @@ pub mod tree {
         }
     }
 }
+
+/// The process's threads, as the timer tests count them.
+pub mod threads {
+    /// Names (`comm`) of this process's threads, or `None` where `/proc` is
+    /// unavailable.
+    pub fn thread_names() -> Option<Vec<String>> {
+        let dir = std::fs::read_dir("/proc/self/task").ok()?;
+        Some(
+            dir.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+                .map(|s| s.trim_end().to_owned())
+                .collect(),
+        )
+    }
+}
