@@ -8,6 +8,7 @@ use crate::done::{self, Done, DoneOwned};
 use crate::error::{Cause, Error};
 use crate::node::{self, Kind, NodeRef, Root};
 use crate::timer::{self, Deadline};
+use crate::values::ValuesRef;
 
 /// A context: a cancellation signal, an err and a cause that flow from a
 /// parent to everything derived from it (Go's `context.Context`).
@@ -32,7 +33,10 @@ use crate::timer::{self, Deadline};
 /// ```
 #[derive(Clone)]
 pub struct Context {
+    /// The cancel part: the nearest cancel node, or a root.
     repr: Repr,
+    /// The nearest value layer (`values.rs`); `None` while there is none.
+    values: Option<ValuesRef>,
 }
 
 #[derive(Clone)]
@@ -53,6 +57,7 @@ impl Context {
     pub const fn background() -> Context {
         Context {
             repr: Repr::Root(Root::Background),
+            values: None,
         }
     }
 
@@ -65,6 +70,7 @@ impl Context {
     pub const fn todo() -> Context {
         Context {
             repr: Repr::Root(Root::Todo),
+            values: None,
         }
     }
 
@@ -160,6 +166,86 @@ impl Context {
         self.with_deadline_at(deadline, timeout.is_zero(), Some(cause.into()))
     }
 
+    /// Derives a context that carries `value`, keyed by its type (Go's
+    /// `WithValue`). [`value::<T>()`](Context::value) on it and on every
+    /// context derived from it returns the nearest value of type `T`.
+    ///
+    /// A value layer is transparent to cancellation: the returned context is
+    /// canceled exactly when this one is, and children derived from it hang
+    /// under this context's cancel node. Values stay readable after
+    /// cancellation and keep what they need alive after ancestors are
+    /// dropped.
+    ///
+    /// Use a type of your own as the key (a newtype), so that no other crate
+    /// can read or shadow your value: this is Go's "unexported key type"
+    /// rule, enforced by privacy.
+    ///
+    /// ```
+    /// use ctxtree::Context;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct RequestId(u64); // private: only this module can bind or read it
+    ///
+    /// let (request, cancel) = Context::background().with_cancel();
+    /// let request = request.with_value(RequestId(42));
+    /// let (subtask, _h) = request.with_cancel();
+    /// assert_eq!(subtask.value::<RequestId>(), Some(&RequestId(42)));
+    /// assert_eq!(subtask.value::<String>(), None);
+    ///
+    /// cancel.cancel();
+    /// assert!(subtask.is_done());
+    /// assert_eq!(subtask.value::<RequestId>(), Some(&RequestId(42))); // still there
+    /// ```
+    pub fn with_value<T: Send + Sync + 'static>(&self, value: T) -> Context {
+        let anchor = self.node().map_or(0, |n| n.as_ptr() as usize);
+        Context {
+            repr: self.repr.clone(),
+            values: Some(ValuesRef::bind(self.values.as_ref(), anchor, value)),
+        }
+    }
+
+    /// The nearest value of type `T` bound by [`with_value`](Context::with_value)
+    /// on this context or an ancestor (Go's `Value`); `None` if there is none.
+    ///
+    /// The cost does not depend on how many cancel or deadline layers lie in
+    /// between, and stays bounded as value layers pile up: at most eight
+    /// layers are checked, then one hash-table probe (docs/design.md §12).
+    ///
+    /// ```
+    /// let ctx = ctxtree::Context::background().with_value(1u8).with_value(2u8);
+    /// assert_eq!(ctx.value::<u8>(), Some(&2)); // the nearest wins
+    /// ```
+    #[inline]
+    pub fn value<T: 'static>(&self) -> Option<&T> {
+        self.values.as_ref()?.get::<T>()
+    }
+
+    /// A context with this context's values that is never canceled and has
+    /// no deadline (Go's `WithoutCancel`): `err`, `cause` and `deadline` are
+    /// `None`, and canceling this context does not reach contexts derived from
+    /// the returned one. Use it for work that must outlive a request, such as
+    /// a background flush that still needs the request's trace id.
+    ///
+    /// ```
+    /// use ctxtree::Context;
+    ///
+    /// let (request, cancel) = Context::background().with_cancel();
+    /// let request = request.with_value("trace-7");
+    /// let detached = request.without_cancel();
+    /// let (job, _job_handle) = detached.with_cancel();
+    /// cancel.cancel();
+    /// assert!(request.is_done());
+    /// assert!(!job.is_done());
+    /// assert_eq!(job.value::<&str>(), Some(&"trace-7"));
+    /// assert_eq!(detached.to_string(), "context.Background.WithCancel.WithValue(&str).WithoutCancel");
+    /// ```
+    pub fn without_cancel(&self) -> Context {
+        Context {
+            repr: Repr::Root(Root::Background),
+            values: Some(ValuesRef::detach(self.values.as_ref(), self.repr.clone())),
+        }
+    }
+
     /// The deadline after which this context is canceled, its own or the
     /// nearest ancestor's; `None` if it has none (Go's `Deadline`).
     pub fn deadline(&self) -> Option<Instant> {
@@ -214,6 +300,7 @@ impl Context {
         (
             Context {
                 repr: Repr::Node(ctx),
+                values: self.values.clone(),
             },
             CancelHandle { node: handle },
         )
@@ -296,11 +383,17 @@ impl Context {
 
     /// True if both handles name the same context.
     pub fn same(&self, other: &Context) -> bool {
-        match (&self.repr, &other.repr) {
-            (Repr::Root(a), Repr::Root(b)) => a == b,
-            (Repr::Node(a), Repr::Node(b)) => NodeRef::ptr_eq(a, b),
+        let values = match (&self.values, &other.values) {
+            (None, None) => true,
+            (Some(a), Some(b)) => ValuesRef::ptr_eq(a, b),
             _ => false,
-        }
+        };
+        values
+            && match (&self.repr, &other.repr) {
+                (Repr::Root(a), Repr::Root(b)) => a == b,
+                (Repr::Node(a), Repr::Node(b)) => NodeRef::ptr_eq(a, b),
+                _ => false,
+            }
     }
 
     #[inline]
@@ -320,32 +413,84 @@ impl Default for Context {
 }
 
 /// Go-style derivation path, root first: `context.Background.WithCancel`,
-/// `context.TODO.WithDeadline([1.500s]).WithCancel`.
+/// `context.TODO.WithDeadline([1.500s]).WithValue(app::RequestId)`,
+/// `context.Background.WithCancel.WithoutCancel`.
+///
+/// The cancel chain and the value chain are printed interleaved in the order
+/// they were derived: each value layer remembers the cancel node it was
+/// derived under. Iterative throughout (chains can be a million deep).
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let node = match &self.repr {
-            Repr::Root(root) => return f.write_str(root.name()),
-            Repr::Node(node) => node,
-        };
-        // Iterative: chains can be a million deep.
-        let mut chain = Vec::new();
-        let mut cur: Option<&NodeRef> = Some(node);
-        while let Some(n) = cur {
-            chain.push((n.kind(), n.deadline()));
-            cur = n.parent();
-        }
-        f.write_str(node.root().name())?;
-        let now = Deadline::now();
-        for (kind, deadline) in chain.iter().rev() {
-            match kind {
-                Kind::Cancel => f.write_str(".WithCancel")?,
-                Kind::Deadline => {
-                    // Go prints the wall-clock deadline and the time left; an
-                    // `Instant` has no wall clock, so only the time left.
-                    let (past, left) = deadline.remaining(now);
-                    let sign = if past { "-" } else { "" };
-                    write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
+        // Segments separated by `without_cancel`, newest first: each is a
+        // cancel part and the value layers derived since the previous detach.
+        let mut segments: Vec<(&Repr, Vec<&ValuesRef>)> = Vec::new();
+        let (mut repr, mut values) = (&self.repr, self.values.as_ref());
+        loop {
+            let mut layers = Vec::new();
+            let mut detach = None;
+            while let Some(layer) = values {
+                if layer.type_name().is_none() {
+                    detach = Some(layer);
+                    break;
                 }
+                layers.push(layer);
+                values = layer.parent();
+            }
+            layers.reverse();
+            segments.push((repr, layers));
+            match detach {
+                Some(layer) => {
+                    repr = layer.origin::<Repr>().expect("a detach layer");
+                    values = layer.parent();
+                }
+                None => break,
+            }
+        }
+        let now = Deadline::now();
+        for (i, (repr, layers)) in segments.iter().rev().enumerate() {
+            let mut nodes = Vec::new();
+            let mut cur = match repr {
+                Repr::Root(_) => None,
+                Repr::Node(node) => Some(node),
+            };
+            while let Some(n) = cur {
+                nodes.push(n);
+                cur = n.parent();
+            }
+            nodes.reverse();
+            if i == 0 {
+                let root = match repr {
+                    Repr::Root(root) => *root,
+                    Repr::Node(node) => node.root(),
+                };
+                f.write_str(root.name())?;
+            } else {
+                f.write_str(".WithoutCancel")?;
+            }
+            let mut layers = layers.iter().peekable();
+            let mut print_layers_at = |anchor: usize, f: &mut fmt::Formatter<'_>| {
+                while let Some(layer) = layers.next_if(|l| l.anchor() == anchor) {
+                    write!(f, ".WithValue({})", layer.type_name().unwrap_or("?"))?;
+                }
+                Ok::<(), fmt::Error>(())
+            };
+            print_layers_at(0, f)?;
+            for node in nodes {
+                match node.kind() {
+                    Kind::Cancel => f.write_str(".WithCancel")?,
+                    Kind::Deadline => {
+                        // Go prints the wall-clock deadline and the time left;
+                        // an `Instant` has no wall clock, so only the time left.
+                        let (past, left) = node.deadline().remaining(now);
+                        let sign = if past { "-" } else { "" };
+                        write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
+                    }
+                }
+                print_layers_at(node.as_ptr() as usize, f)?;
+            }
+            // Unreachable unless an anchor was missed: print, do not drop.
+            for layer in layers {
+                write!(f, ".WithValue({})", layer.type_name().unwrap_or("?"))?;
             }
         }
         Ok(())

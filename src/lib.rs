@@ -57,6 +57,7 @@ mod node;
 mod state;
 mod sync;
 mod timer;
+mod values;
 mod waiters;
 
 pub use context::{CancelHandle, Context};
@@ -94,8 +95,8 @@ mod tests {
     }
 
     #[test]
-    fn background_is_pointer_sized_pair_and_unallocated() {
-        assert!(std::mem::size_of::<Context>() <= 16);
+    fn context_is_three_words_and_roots_are_unallocated() {
+        assert!(std::mem::size_of::<Context>() <= 24);
         assert_eq!(Context::background().err(), None);
         assert!(!Context::todo().is_done());
     }
