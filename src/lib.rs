@@ -49,6 +49,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 
+mod afterfunc;
 mod children;
 mod context;
 mod done;
@@ -60,6 +61,7 @@ mod timer;
 mod values;
 mod waiters;
 
+pub use afterfunc::AfterFunc;
 pub use context::{CancelHandle, Context};
 pub use done::{Done, DoneOwned};
 pub use error::{Cause, Error};
@@ -88,6 +90,7 @@ mod tests {
         assert_traits::<CancelHandle>();
         assert_traits::<DoneOwned>();
         assert_traits::<Cause>();
+        assert_traits::<AfterFunc>();
         fn done_is_send(ctx: &Context) -> impl Send + '_ {
             ctx.done()
         }

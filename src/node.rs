@@ -34,7 +34,7 @@ use crate::error::{Cause, Error};
 use crate::state;
 use crate::sync::{epoch, AtomicUsize, Ordering};
 use crate::timer::{Deadline, TimerSlot};
-use crate::waiters::{self, WaiterGc};
+use crate::waiters::{self, Callbacks, WaiterGc};
 
 /// The context a node was derived from, when it has no cancelable parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,9 +157,10 @@ impl Node {
     }
 
     /// Installs the canceled `word` (which owns its cause count) if the node
-    /// is still active, and wakes the waiters it took (S1, S3). Returns whether
-    /// this call made the transition.
-    fn claim(&self, word: usize) -> bool {
+    /// is still active, and wakes the waiters it took (S1, S3), queueing their
+    /// callbacks on `callbacks` (F2). Returns whether this call made the
+    /// transition.
+    fn claim(&self, word: usize, callbacks: &mut Callbacks) -> bool {
         let mut cur = self.state.load(Ordering::Acquire);
         loop {
             if state::is_canceled(cur) {
@@ -175,7 +176,7 @@ impl Node {
             {
                 Ok(_) => {
                     // SAFETY: the CAS moved the whole stack to us (S3).
-                    unsafe { waiters::wake_chain(state::waiter_head(cur)) };
+                    unsafe { waiters::wake_chain(state::waiter_head(cur), callbacks) };
                     return true;
                 }
                 Err(actual) => cur = actual,
@@ -427,7 +428,8 @@ pub(crate) fn derive(
         )
     };
     drop(list_count);
-    inherit(&a, parent.state_word());
+    // Unpublished, so no waiters and no callbacks to run.
+    inherit(&a, parent.state_word(), &mut Callbacks::default());
     let _ = a.children.close();
     (a, b)
 }
@@ -456,7 +458,7 @@ fn born_canceled(
 }
 
 /// Claims `child` with a copy of its parent's canceled `parent_word` (N3).
-fn inherit(child: &Node, parent_word: usize) -> bool {
+fn inherit(child: &Node, parent_word: usize, callbacks: &mut Callbacks) -> bool {
     debug_assert!(
         state::is_canceled(parent_word),
         "N2: a closed list's owner is canceled"
@@ -467,7 +469,7 @@ fn inherit(child: &Node, parent_word: usize) -> bool {
     // SAFETY: the parent is alive for the duration of the walk (the caller is
     // pinned or holds it), so its cause count can be shared.
     unsafe { state::retain(parent_word) };
-    let won = child.claim(parent_word);
+    let won = child.claim(parent_word, callbacks);
     if won {
         child.note_disarmed();
     }
@@ -509,36 +511,46 @@ impl Node {
 }
 
 /// Cancels `node` with `err` and `cause` (first writer wins, S1) and returns
-/// once its whole subtree is canceled (N4).
+/// once its whole subtree is canceled (N4) and the `after_func` callbacks this
+/// cancel found have run (F2).
 pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
-    if !state::is_canceled(node.state_word()) && node.claim(state::canceled(err, cause)) {
+    let mut callbacks = Callbacks::default();
+    if !state::is_canceled(node.state_word())
+        && node.claim(state::canceled(err, cause), &mut callbacks)
+    {
         // A node canceled on its own leaves its parent's list (L1). Nodes
         // canceled by their parent's walk skip this: that list is closed.
         node.link.mark_deleted();
         node.note_disarmed();
     }
-    propagate(node);
-    // A waker that panicked was held until now, so the whole subtree is
-    // canceled and every other waiter woken before the panic reaches us.
+    propagate(node, &mut callbacks);
+    // Callbacks run now: the subtree is canceled and nothing is pinned.
+    callbacks.run();
+    // A waker or callback that panicked was held until now, so the whole
+    // subtree is canceled and every other waiter woken before the panic
+    // reaches us.
     waiters::panics::resume();
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.
 #[cfg(ctxtree_plant = "fire_no_propagate")]
 pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {
-    if !state::is_canceled(node.state_word()) && node.claim(state::canceled(err, cause)) {
+    let mut callbacks = Callbacks::default();
+    if !state::is_canceled(node.state_word())
+        && node.claim(state::canceled(err, cause), &mut callbacks)
+    {
         node.link.mark_deleted();
     }
 }
 
 /// Closes `node`'s children list and cancels everything below (N2, N4).
-fn propagate(node: &Node) {
+fn propagate(node: &Node, callbacks: &mut Callbacks) {
     // A leaf (the common case) needs no pin: its list is empty.
     match node.children.close() {
         Close::Owner(0) | Close::Helper(0) => {}
-        Close::Owner(unpinned) => walk(node, unpinned, true),
+        Close::Owner(unpinned) => walk(node, unpinned, true, callbacks),
         #[cfg(not(ctxtree_plant = "skip_help"))]
-        Close::Helper(unpinned) => walk(node, unpinned, false),
+        Close::Helper(unpinned) => walk(node, unpinned, false, callbacks),
         #[cfg(ctxtree_plant = "skip_help")]
         Close::Helper(_) => {}
     }
@@ -546,7 +558,7 @@ fn propagate(node: &Node) {
 
 /// The iterative subtree walk (N4, N5). `owner`: this thread closed `root`'s
 /// list; `unpinned`: the first child as `close` saw it, before pinning.
-fn walk(root: &Node, unpinned: usize, owner: bool) {
+fn walk(root: &Node, unpinned: usize, owner: bool, callbacks: &mut Callbacks) {
     let guard = epoch::pin();
     // Read the first child again now that we are pinned: a pointer read before
     // pinning may already have been released (L4). Only the owner resets the
@@ -578,7 +590,7 @@ fn walk(root: &Node, unpinned: usize, owner: bool) {
         while cur != 0 {
             let child = unsafe { &*(cur as *const Node) };
             cur = child.link.next_sibling();
-            inherit(child, parent_word);
+            inherit(child, parent_word, callbacks);
             match child.children.close() {
                 Close::Owner(0) | Close::Helper(0) => {}
                 Close::Owner(grand) => {

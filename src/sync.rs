@@ -134,6 +134,23 @@ pub(crate) mod thread {
     #[cfg(loom)]
     pub(crate) use loom::thread::{current, park, Thread};
 
+    /// A number naming the calling thread, unique for the process's life
+    /// (not only among live threads, unlike an address).
+    pub(crate) fn token() -> usize {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        #[cfg(not(loom))]
+        std::thread_local! {
+            static TOKEN: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        // loom runs every modelled thread on one OS thread: its own
+        // thread-locals are per modelled thread.
+        #[cfg(loom)]
+        loom::thread_local! {
+            static TOKEN: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        TOKEN.with(|t| *t)
+    }
+
     /// loom has no timed park; a model never relies on a timeout firing, so a
     /// yield (a spurious wake-up, which every caller tolerates) stands in.
     #[cfg(loom)]

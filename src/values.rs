@@ -121,7 +121,12 @@ impl ValuesRef {
         ValuesRef::alloc(parent, 0, binding, origin)
     }
 
-    fn alloc<V>(parent: Option<&ValuesRef>, anchor: usize, binding: Binding, value: V) -> ValuesRef {
+    fn alloc<V>(
+        parent: Option<&ValuesRef>,
+        anchor: usize,
+        binding: Binding,
+        value: V,
+    ) -> ValuesRef {
         let (chunk_pos, chunk_start, table) = match parent {
             Some(p) if p.header().chunk_pos + 1 < CHUNK => {
                 (p.header().chunk_pos + 1, p.header().chunk_start(), None)
@@ -300,7 +305,11 @@ impl Table {
             if layer.chunk_pos == 0 {
                 break;
             }
-            layer = layer.parent.as_ref().expect("chunk_pos > 0 has a parent").header();
+            layer = layer
+                .parent
+                .as_ref()
+                .expect("chunk_pos > 0 has a parent")
+                .header();
         }
         let inherited = layer.table.as_deref();
         let len = inherited.map_or(0, |t| t.len) + chunk.len();
@@ -384,7 +393,8 @@ fn hash_of(key: TypeId) -> u64 {
     impl Hasher for Fold {
         fn write(&mut self, bytes: &[u8]) {
             for &b in bytes {
-                self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+                self.0 =
+                    (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
             }
         }
         fn write_u64(&mut self, n: u64) {

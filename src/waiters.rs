@@ -62,11 +62,28 @@ pub(crate) struct Waiter {
 enum Wake {
     Thread(Thread),
     Task(Waker),
+    /// An `after_func` callback (`afterfunc.rs`, F1–F4).
+    Func(Callback),
 }
 
-// SAFETY: `state` is atomic, `wake` is immutable and `Send + Sync`, and `next`
-// is accessed only by the entry's single current owner (W3), with ownership
-// handed over by Release/Acquire CASes on the state word.
+/// The callback of an `after_func` registration.
+pub(crate) struct Callback {
+    /// The function; taken by the winner of the W1 transition (F1): run by a
+    /// notifier, dropped by a stopper.
+    f: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
+    /// `thread::token()` of the thread that will run `f`, written by the
+    /// notifier right after it wins W1 (F3).
+    runner: AtomicUsize,
+    /// A second state word (same encoding as a node's, `state.rs`): active
+    /// with a stack of threads waiting for `f` to return, then `CANCELED`
+    /// once it has returned (F3).
+    finished: AtomicUsize,
+}
+
+// SAFETY: `state` is atomic, `wake` is immutable and `Send + Sync` except a
+// callback's `f` cell, which only the single winner of the W1 transition
+// touches (F1); `next` is accessed only by the entry's single current owner
+// (W3), with ownership handed over by Release/Acquire CASes on the state word.
 unsafe impl Send for Waiter {}
 // SAFETY: as above.
 unsafe impl Sync for Waiter {}
@@ -78,6 +95,14 @@ impl Waiter {
 
     pub(crate) fn for_task(waker: &Waker) -> Arc<Waiter> {
         Waiter::new(Wake::Task(waker.clone()))
+    }
+
+    pub(crate) fn for_func(f: Box<dyn FnOnce() + Send>) -> Arc<Waiter> {
+        Waiter::new(Wake::Func(Callback {
+            f: UnsafeCell::new(Some(f)),
+            runner: AtomicUsize::new(0),
+            finished: AtomicUsize::new(ACTIVE),
+        }))
     }
 
     fn new(wake: Wake) -> Arc<Waiter> {
@@ -98,7 +123,7 @@ impl Waiter {
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         match &self.wake {
             Wake::Task(w) => w.will_wake(waker),
-            Wake::Thread(_) => false,
+            Wake::Thread(_) | Wake::Func(_) => false,
         }
     }
 
@@ -111,9 +136,25 @@ impl Waiter {
             .is_ok()
     }
 
-    fn notify(&self) {
-        if self.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
-            match &self.wake {
+    /// True if the entry was abandoned (a stopped callback, F1).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ABANDONED
+    }
+
+    /// The callback of a `Func` entry.
+    pub(crate) fn callback(&self) -> &Callback {
+        match &self.wake {
+            Wake::Func(callback) => callback,
+            _ => unreachable!("not an after_func entry"),
+        }
+    }
+
+    /// Delivers the wake-up if the entry is still waiting (W1). A callback is
+    /// not run here but queued on `callbacks`, to run once the cancel is
+    /// complete and nothing is pinned (F2).
+    fn notify(this: Arc<Waiter>, callbacks: &mut Callbacks) {
+        if this.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
+            match &this.wake {
                 Wake::Thread(t) => t.unpark(),
                 // A waker is foreign code and may panic. The cancel that is
                 // waking it must still wake everyone else and cancel the whole
@@ -123,6 +164,12 @@ impl Waiter {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(|| w.wake_by_ref())) {
                         panics::hold(payload);
                     }
+                }
+                Wake::Func(callback) => {
+                    // F3: this thread runs it (a stop_wait from inside any
+                    // callback this thread runs must not wait for it).
+                    callback.runner.store(thread::token(), Ordering::Relaxed);
+                    callbacks.queue.push(this);
                 }
             }
         }
@@ -168,18 +215,89 @@ pub(crate) fn push(state: &AtomicUsize, waiter: Arc<Waiter>) -> Result<(), usize
 }
 
 /// Notifies every entry of a chain taken from the stack and drops the stack's
-/// counts (the claimer's half of W2).
+/// counts (the claimer's half of W2); callbacks are queued on `callbacks`.
 ///
 /// # Safety
 /// `head` is a chain this thread owns: taken by a CAS on the state word.
-pub(crate) unsafe fn wake_chain(head: usize) {
+pub(crate) unsafe fn wake_chain(head: usize, callbacks: &mut Callbacks) {
     let mut cur = head;
     while cur != 0 {
         // SAFETY: we own the chain, so each entry's stack count is ours.
         let waiter = unsafe { Arc::from_raw(cur as *const Waiter) };
         cur = waiter.next();
-        waiter.notify();
+        Waiter::notify(waiter, callbacks);
     }
+}
+
+/// Callbacks whose W1 transition this thread won, to run when the cancel
+/// that found them is complete (F2). Dropping the queue runs what is left, so
+/// an unwinding cancel still runs them and releases their `stop_wait`ers.
+#[derive(Default)]
+pub(crate) struct Callbacks {
+    queue: Vec<Arc<Waiter>>,
+}
+
+impl Callbacks {
+    /// Runs the queued callbacks on this thread, in registration order
+    /// (newest first, as the stack holds them). A panicking callback is held
+    /// like a panicking waker (`panics`), so the others still run.
+    pub(crate) fn run(&mut self) {
+        // Popping one at a time: a callback may itself cancel, which runs
+        // that cancel's own queue before returning here.
+        self.queue.reverse();
+        while let Some(waiter) = self.queue.pop() {
+            run_callback(waiter.callback());
+        }
+    }
+}
+
+impl Drop for Callbacks {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// Runs a callback whose W1 transition this thread won, then marks it
+/// finished and wakes its `stop_wait`ers (F3).
+pub(crate) fn run_callback(callback: &Callback) {
+    // SAFETY: this thread won the W1 transition, so it alone touches `f` (F1).
+    let f = callback.f.with_mut(|f| unsafe { (*f).take() });
+    if let Some(f) = f {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+            panics::hold(payload);
+        }
+    }
+    // AcqRel: Release publishes f's effects to the stoppers that find the
+    // word finished (their push fails with an Acquire load); Acquire takes
+    // the entries they pushed with Release (W3).
+    let waiting = callback.finished.swap(state::CANCELED, Ordering::AcqRel);
+    let mut none = Callbacks::default();
+    // SAFETY: the swap moved the stack of waiting stoppers to us (S3).
+    unsafe { wake_chain(state::waiter_head(waiting), &mut none) };
+}
+
+/// Drops the function of a callback whose W1 transition this thread won by
+/// abandoning it (a stop, F1), so its captures are freed now.
+pub(crate) fn drop_callback(callback: &Callback) {
+    // SAFETY: this thread won the W1 transition, so it alone touches `f` (F1).
+    drop(callback.f.with_mut(|f| unsafe { (*f).take() }));
+}
+
+/// Blocks until a running callback has returned (F3); returns at once if it
+/// already has.
+pub(crate) fn wait_finished(callback: &Callback) {
+    let waiter = Waiter::for_thread();
+    if push(&callback.finished, waiter.clone()).is_err() {
+        return;
+    }
+    while !waiter.is_notified() {
+        thread::park();
+    }
+}
+
+/// Whether the calling thread is the one that runs (or will run) `callback`.
+pub(crate) fn runs_here(callback: &Callback) -> bool {
+    callback.runner.load(Ordering::Relaxed) == thread::token()
 }
 
 /// Drops a chain's counts without notifying anyone: for a node being freed,
@@ -209,7 +327,8 @@ impl WaiterGc {
 }
 
 /// Records that an entry of the stack in `state` was abandoned and collects
-/// when garbage reaches the threshold (W4).
+/// when garbage reaches the threshold (W4). A collection that finds the node
+/// canceled wakes the survivors and runs their callbacks before returning.
 pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc) {
     #[cfg(ctxtree_plant = "keep_abandoned")]
     {
@@ -222,14 +341,17 @@ pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc) {
         let abandoned = (prev as u32).wrapping_add(1);
         let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
         if abandoned >= threshold {
-            collect(state, gc);
+            let mut callbacks = Callbacks::default();
+            collect(state, gc, &mut callbacks);
+            callbacks.run();
+            panics::resume();
         }
     }
 }
 
 /// Takes the stack, frees abandoned entries, returns the survivors.
 #[cfg_attr(ctxtree_plant = "keep_abandoned", allow(dead_code))]
-fn collect(state: &AtomicUsize, gc: &WaiterGc) {
+fn collect(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
     let mut cur = state.load(Ordering::Acquire);
     loop {
         if state::is_canceled(cur) || state::waiter_head(cur) == 0 {
@@ -289,7 +411,7 @@ fn collect(state: &AtomicUsize, gc: &WaiterGc) {
             #[cfg(not(ctxtree_plant = "no_rewake"))]
             // SAFETY: we still own the chain `top`.
             unsafe {
-                wake_chain(top)
+                wake_chain(top, callbacks)
             };
             #[cfg(ctxtree_plant = "no_rewake")]
             // SAFETY: as above (planted bug: drops without notifying).
