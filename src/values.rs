@@ -232,7 +232,7 @@ impl Header {
 ///
 /// # Safety
 /// `header` starts a live `Layer<V>`; the result lives no longer than it.
-unsafe fn payload<'a, V>(header: &'a Header) -> &'a V {
+unsafe fn payload<V>(header: &Header) -> &V {
     // SAFETY: forwarded from the caller; `repr(C)` puts the header first.
     unsafe { &(*(header as *const Header as *const Layer<V>)).value }
 }
