@@ -153,7 +153,13 @@ impl Waiter {
     /// not run here but queued on `callbacks`, to run once the cancel is
     /// complete and nothing is pinned (F2).
     fn notify(this: Arc<Waiter>, callbacks: &mut Callbacks) {
-        if this.state.swap(NOTIFIED, Ordering::AcqRel) == WAITING {
+        // A CAS, not a swap: `ABANDONED` is final, so a stopped callback still
+        // reads as stopped after the cancel (F1).
+        if this
+            .state
+            .compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             match &this.wake {
                 Wake::Thread(t) => t.unpark(),
                 // A waker is foreign code and may panic. The cancel that is
