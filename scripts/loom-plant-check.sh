@@ -16,6 +16,9 @@ declare -A MODEL=(
   [pin_late]=helper_walk_vs_owner_release
   [fire_no_propagate]=derive_under_firing_deadline
   [stale_link]=collect_repush_vs_push_vs_cancel
+  [callback_in_walk]=after_func:after_func_registration_vs_cancel
+  [callback_unclaimed]=after_func:after_func_stop_vs_cancel
+  [finish_relaxed]=after_func:after_func_stop_wait_vs_cancel
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")
@@ -23,12 +26,15 @@ plants=("$@")
 status=0
 for plant in "${plants[@]}"; do
   model=${MODEL[$plant]:?unknown plant $plant}
+  # "file:model" names a model outside tests/core.rs.
+  test=core
+  if [[ $model == *:* ]]; then test=${model%%:*}; model=${model#*:}; fi
   log=$(mktemp)
   CARGO_TARGET_DIR=target/loom-plant LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
     RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg ctxtree_plant=\"$plant\"" \
-    cargo test --release -p loom-tests --test core -- --exact "$model" >"$log" 2>&1
+    cargo test --release -p loom-tests --test "$test" -- --exact "$model" >"$log" 2>&1
   code=$?
-  if [ $code -ne 0 ] && grep -q "Running tests/core.rs" "$log"; then
+  if [ $code -ne 0 ] && grep -q "Running tests/$test.rs" "$log"; then
     why=$(grep -m1 -E "deadlock|Causality|assertion|N4|panicked at" "$log" | head -c 200)
     echo "CAUGHT  $plant by $model: $why"
   else

@@ -35,7 +35,8 @@
 use std::fmt;
 
 use crate::context::Context;
-use crate::node::NodeRef;
+use crate::error::Error;
+use crate::node::{self, NodeRef};
 use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::waiters::{self, Waiter};
 
@@ -106,7 +107,10 @@ impl Context {
             },
             Err(_) => {
                 // Already canceled: the entry was never published, so this
-                // thread owns it (F1, F2). Run it now.
+                // thread owns it (F1). The cancel may still be walking the
+                // subtree: help it finish (N4), so the function runs after
+                // the whole subtree is canceled (F2), then run it here.
+                node::cancel(node, Error::Canceled, None);
                 waiters::run_callback(waiter.callback());
                 waiters::panics::resume();
                 AfterFunc { inner: Inner::Ran }
@@ -141,7 +145,7 @@ impl AfterFunc {
                     return false;
                 }
                 waiters::drop_callback(waiter.callback());
-                waiters::note_abandoned(&node.state, &node.waiter_gc);
+                node::note_abandoned(node);
                 true
             }
         }

@@ -35,7 +35,7 @@ impl Registration {
                 return Poll::Pending;
             }
             if waiter.abandon() {
-                waiters::note_abandoned(&node.state, &node.waiter_gc);
+                crate::node::note_abandoned(node);
             }
             self.waiter = None;
         }
@@ -52,7 +52,7 @@ impl Registration {
     fn abandon(&mut self, node: &Node) {
         if let Some(waiter) = self.waiter.take() {
             if waiter.abandon() {
-                waiters::note_abandoned(&node.state, &node.waiter_gc);
+                crate::node::note_abandoned(node);
             }
         }
     }
@@ -210,7 +210,7 @@ pub(crate) fn wait_timeout(
         return Some(err_after_notify(node));
     }
     if waiter.abandon() {
-        waiters::note_abandoned(&node.state, &node.waiter_gc);
+        crate::node::note_abandoned(node);
         None
     } else {
         // Notified between the last check and the abandon: report it.

@@ -532,6 +532,20 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
     waiters::panics::resume();
 }
 
+/// Records that an entry of `node`'s waiter stack was abandoned (W4). If the
+/// collection this triggers finds the node canceled, it wakes the survivors
+/// itself (W2); their callbacks run here once the subtree is canceled,
+/// helping a concurrent cancel finish first (F2).
+pub(crate) fn note_abandoned(node: &Node) {
+    let mut callbacks = Callbacks::default();
+    waiters::note_abandoned(&node.state, &node.waiter_gc, &mut callbacks);
+    if !callbacks.is_empty() {
+        propagate(node, &mut callbacks);
+        callbacks.run();
+        waiters::panics::resume();
+    }
+}
+
 /// Planted bug for the timer's loom models: claims without propagating.
 #[cfg(ctxtree_plant = "fire_no_propagate")]
 pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {

@@ -155,11 +155,18 @@ impl Waiter {
     fn notify(this: Arc<Waiter>, callbacks: &mut Callbacks) {
         // A CAS, not a swap: `ABANDONED` is final, so a stopped callback still
         // reads as stopped after the cancel (F1).
-        if this
+        #[cfg(not(ctxtree_plant = "callback_unclaimed"))]
+        let won = this
             .state
             .compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        // Planted bug: a check-then-act instead of one CAS.
+        #[cfg(ctxtree_plant = "callback_unclaimed")]
+        let won = this.state.load(Ordering::Acquire) == WAITING && {
+            this.state.store(NOTIFIED, Ordering::Release);
+            true
+        };
+        if won {
             match &this.wake {
                 Wake::Thread(t) => t.unpark(),
                 // A waker is foreign code and may panic. The cancel that is
@@ -175,6 +182,13 @@ impl Waiter {
                     // F3: this thread runs it (a stop_wait from inside any
                     // callback this thread runs must not wait for it).
                     callback.runner.store(thread::token(), Ordering::Relaxed);
+                    // Planted bug: runs the callback inside the claim.
+                    #[cfg(ctxtree_plant = "callback_in_walk")]
+                    {
+                        let _ = callbacks;
+                        run_callback(callback);
+                    }
+                    #[cfg(not(ctxtree_plant = "callback_in_walk"))]
                     callbacks.queue.push(this);
                 }
             }
@@ -244,6 +258,10 @@ pub(crate) struct Callbacks {
 }
 
 impl Callbacks {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
     /// Runs the queued callbacks on this thread, in registration order
     /// (newest first, as the stack holds them). A panicking callback is held
     /// like a panicking waker (`panics`), so the others still run.
@@ -276,7 +294,10 @@ pub(crate) fn run_callback(callback: &Callback) {
     // AcqRel: Release publishes f's effects to the stoppers that find the
     // word finished (their push fails with an Acquire load); Acquire takes
     // the entries they pushed with Release (W3).
+    #[cfg(not(ctxtree_plant = "finish_relaxed"))]
     let waiting = callback.finished.swap(state::CANCELED, Ordering::AcqRel);
+    #[cfg(ctxtree_plant = "finish_relaxed")]
+    let waiting = callback.finished.swap(state::CANCELED, Ordering::Relaxed);
     let mut none = Callbacks::default();
     // SAFETY: the swap moved the stack of waiting stoppers to us (S3).
     unsafe { wake_chain(state::waiter_head(waiting), &mut none) };
@@ -334,11 +355,12 @@ impl WaiterGc {
 
 /// Records that an entry of the stack in `state` was abandoned and collects
 /// when garbage reaches the threshold (W4). A collection that finds the node
-/// canceled wakes the survivors and runs their callbacks before returning.
-pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc) {
+/// canceled wakes the survivors and queues their callbacks on `callbacks`
+/// (`node::note_abandoned` runs them, F2).
+pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
     #[cfg(ctxtree_plant = "keep_abandoned")]
     {
-        let _ = (state, gc);
+        let _ = (state, gc, callbacks);
         return;
     }
     #[cfg(not(ctxtree_plant = "keep_abandoned"))]
@@ -347,10 +369,7 @@ pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc) {
         let abandoned = (prev as u32).wrapping_add(1);
         let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
         if abandoned >= threshold {
-            let mut callbacks = Callbacks::default();
-            collect(state, gc, &mut callbacks);
-            callbacks.run();
-            panics::resume();
+            collect(state, gc, callbacks);
         }
     }
 }

@@ -402,3 +402,83 @@ fn children_canceled_individually_are_freed_while_parent_lives() {
     );
     assert!(!parent.is_done());
 }
+
+// ------------------------------------------------- (d) values and after_func
+
+/// The acceptance bound: 5×10⁵ registered-then-stopped callbacks on
+/// one long-lived context leave the live heap flat (the stopped closure is
+/// dropped by `stop`; its entry by the waiter collection).
+#[test]
+fn after_funcs_registered_then_stopped_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, cancel) = Context::background().with_cancel();
+    let payload = std::sync::Arc::new([0u8; 64]);
+    let growth = growth_over(warmup(), scaled(500_000, 2_000), |_| {
+        let captured = payload.clone();
+        let registration = ctx.after_func(move || drop(captured));
+        assert!(registration.stop());
+    });
+    assert_flat("after_func register/stop", growth);
+    assert_eq!(
+        std::sync::Arc::strong_count(&payload),
+        1,
+        "closures dropped"
+    );
+    cancel.cancel();
+}
+
+/// Registrations whose handle is dropped (never stopped) on contexts that are
+/// then canceled: each runs and is freed.
+#[test]
+fn after_funcs_that_ran_are_freed() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let growth = growth_over(warmup(), cycles() / 2, |_| {
+        let (ctx, handle) = parent.with_cancel();
+        let r = runs.clone();
+        drop(ctx.after_func(move || {
+            r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }));
+        drop(handle);
+    });
+    assert_flat("after_func register/run", growth);
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::Relaxed),
+        warmup() + cycles() / 2
+    );
+}
+
+#[test]
+fn value_layers_derived_and_dropped_under_a_live_context() {
+    let _serial = serial();
+    let (parent, _parent_h) = Context::background().with_cancel();
+    let base = parent.with_value(1u64).with_value("trace");
+    let growth = growth_over(warmup(), cycles(), |i| {
+        let ctx = base.with_value(i).without_cancel().with_value(i as u32);
+        debug_assert_eq!(ctx.value::<usize>(), Some(&i));
+        let (child, handle) = ctx.with_cancel();
+        drop(handle);
+        drop(child);
+    });
+    assert_flat("value layer churn", growth);
+}
+
+#[test]
+fn a_long_value_chain_returns_its_memory() {
+    let _serial = serial();
+    let baseline = live();
+    let mut ctx = Context::background();
+    for i in 0..scaled(100_000, 500) {
+        ctx = ctx.with_value(i);
+    }
+    let peak = live() - baseline;
+    drop(ctx);
+    let after = live() - baseline;
+    eprintln!(
+        "value chain: peak {} KiB, after {} KiB",
+        peak / 1024,
+        after / 1024
+    );
+    assert!(after < 64 * 1024, "{after} bytes still live");
+}
