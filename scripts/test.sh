@@ -30,4 +30,4 @@ cargo test --release --test deep --test memory
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
   RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
-  cargo test --release -p loom-tests --test core -- --test-threads="$(nproc)"
+  cargo test --release -p loom-tests --test after_func --test core -- --test-threads="$(nproc)"

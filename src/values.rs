@@ -463,3 +463,13 @@ mod tests {
         assert_eq!(b.origin::<&str>(), None);
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod layout {
+    #[test]
+    fn a_layer_header_is_at_most_104_bytes() {
+        // docs/design.md §12 quotes this size.
+        let size = std::mem::size_of::<super::Header>();
+        assert!(size <= 104, "Header is {size} bytes");
+    }
+}
