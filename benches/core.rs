@@ -331,8 +331,52 @@ fn with_timeout_cancel_go_shape(c: &mut Criterion) {
     group.finish();
 }
 
+/// `with_value` on a context that already has values, then drop: one
+/// layer allocation (plus a table every 8th layer, amortized here over the
+/// 3 layers below).
+fn with_value_drop(c: &mut Criterion) {
+    let base = Context::background()
+        .with_value(1u8)
+        .with_value(2u16)
+        .with_value("x");
+    c.bench_function("with_value_drop", |b| {
+        b.iter(|| drop(black_box(black_box(&base).with_value(7u64))))
+    });
+}
+
+/// Register an `after_func` on a live context and stop it (a request's
+/// cleanup hook that did not fire).
+fn after_func_register_stop(c: &mut Criterion) {
+    let (ctx, _h) = live_parent();
+    c.bench_function("after_func_register_stop", |b| {
+        b.iter(|| {
+            let registration = black_box(&ctx).after_func(|| {});
+            black_box(registration.stop())
+        })
+    });
+}
+
+/// Derive a child, register an `after_func`, cancel (runs it), drop.
+fn after_func_register_cancel(c: &mut Criterion) {
+    let (parent, _h) = live_parent();
+    let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    c.bench_function("after_func_derive_register_cancel", |b| {
+        b.iter(|| {
+            let (ctx, handle) = parent.with_cancel();
+            let count = counter.clone();
+            let _registration = ctx.after_func(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+            handle.cancel();
+        })
+    });
+}
+
 criterion_group!(
     benches,
+    with_value_drop,
+    after_func_register_stop,
+    after_func_register_cancel,
     derive_cancel_drop,
     derive_drop_handle,
     is_done_live,

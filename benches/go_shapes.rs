@@ -41,12 +41,16 @@ fn parallel(iters: u64, op: impl Fn() + Sync) -> Duration {
         .mul_f64(iters as f64 / (per_thread * threads as u64) as f64)
 }
 
-/// Go's dummy work between the steps of `BenchmarkCommonParentCancel`.
+/// Go's dummy work between the steps of `BenchmarkCommonParentCancel`: a
+/// dependent chain of 100 signed divisions (`x /= x + 1`), checked for
+/// division by zero as Go's are; `x` is opaque to the optimizer.
 #[inline]
-fn divisions(x: &mut u64) {
+fn divisions(x: &mut i64) {
+    let mut v = black_box(*x);
     for _ in 0..100 {
-        *x = black_box(*x) / (*x + 1);
+        v /= v + 1;
     }
+    *x = black_box(v);
 }
 
 #[derive(Debug)]
@@ -61,11 +65,31 @@ fn common_parent_cancel(c: &mut Criterion) {
     c.bench_function("go/CommonParentCancel", |b| {
         b.iter_custom(|iters| {
             parallel(iters, || {
-                let mut x = 0u64;
+                let mut x = 0i64;
                 let (ctx, cancel) = shared.with_cancel();
                 assert_eq!(ctx.value::<Key>().map(|k| k.0), Some("value"));
                 divisions(&mut x);
                 cancel.cancel();
+                divisions(&mut x);
+            })
+        })
+    });
+    // The two halves on their own, to read the figure above: the context
+    // operations without Go's dummy work, and the dummy work alone.
+    c.bench_function("go/CommonParentCancel/contexts_only", |b| {
+        b.iter_custom(|iters| {
+            parallel(iters, || {
+                let (ctx, cancel) = shared.with_cancel();
+                assert_eq!(ctx.value::<Key>().map(|k| k.0), Some("value"));
+                cancel.cancel();
+            })
+        })
+    });
+    c.bench_function("go/CommonParentCancel/work_only", |b| {
+        b.iter_custom(|iters| {
+            parallel(iters, || {
+                let mut x = 0i64;
+                divisions(&mut x);
                 divisions(&mut x);
             })
         })
