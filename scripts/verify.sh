@@ -114,13 +114,20 @@ step_asan() {
 }
 
 step_fuzz() {
-  local target status=0
+  local target log status=0
   (cd fuzz && cargo +nightly fuzz build) || return 1
+  mkdir -p target
   for target in differential concurrent; do
     banner "fuzz $target for ${FUZZ_SECS}s"
-    (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECS" -print_final_stats=1 2>&1 \
-      | grep -E "Done|stat::number_of_executed_units|ERROR|panicked|SUMMARY|crash-" ) 
-    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    log=target/verify-fuzz-$target.log
+    if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECS" \
+        -print_final_stats=1) >"$log" 2>&1; then
+      grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|Done [0-9]+ runs" "$log"
+    else
+      tail -60 "$log"
+      echo "fuzz $target FAILED (log: $log)"
+      status=1
+    fi
   done
   return $status
 }

@@ -91,7 +91,7 @@ fn concurrent_corpus() {
 
 #[test]
 fn differential_sweep() {
-    let count = if cfg!(miri) { 3 } else { 3_000 };
+    let count = if cfg!(miri) { 3 } else { 2_000 };
     sweep(
         "differential",
         0x5eed_c7c7_0001,

@@ -510,3 +510,54 @@ impl Timers {
         }
     }
 }
+
+/// Go's `valueCtx` chain: one node per `WithValue`, looked up by walking
+/// from the nearest layer to the root and comparing keys, as Go's
+/// `value()` does (Go also walks through cancel layers; this chain holds only
+/// value layers, which favours the baseline).
+pub struct ValueCtx(Option<Arc<ValueNode>>);
+
+struct ValueNode {
+    key: usize,
+    value: u64,
+    parent: Option<Arc<ValueNode>>,
+}
+
+impl ValueCtx {
+    pub fn background() -> ValueCtx {
+        ValueCtx(None)
+    }
+
+    pub fn with_value(&self, key: usize, value: u64) -> ValueCtx {
+        ValueCtx(Some(Arc::new(ValueNode {
+            key,
+            value,
+            parent: self.0.clone(),
+        })))
+    }
+
+    #[inline(never)]
+    pub fn value(&self, key: usize) -> Option<u64> {
+        let mut cur = self.0.as_deref();
+        while let Some(node) = cur {
+            if node.key == key {
+                return Some(node.value);
+            }
+            cur = node.parent.as_deref();
+        }
+        None
+    }
+}
+
+impl Drop for ValueCtx {
+    fn drop(&mut self) {
+        // Iterative, like the rest of this tree.
+        let mut next = self.0.take();
+        while let Some(node) = next {
+            next = match Arc::try_unwrap(node) {
+                Ok(mut n) => n.parent.take(),
+                Err(_) => None,
+            };
+        }
+    }
+}

@@ -56,7 +56,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "value",
-        "value lookup through 100 layers (not implemented yet)",
+        "value lookup of a missing key through 10 / 100 value layers (Go's DeepValue)",
     ),
     (
         "memory",
@@ -84,6 +84,7 @@ pub struct Config {
     pub fanout: Vec<usize>,
     pub chains: Vec<usize>,
     pub wake_threads: Vec<usize>,
+    pub value_depths: Vec<usize>,
 }
 
 impl Config {
@@ -103,6 +104,7 @@ impl Config {
             fanout: vec![1_000, 100_000],
             chains: vec![1, 10, 100, 1_000],
             wake_threads: vec![1, 8, 64],
+            value_depths: vec![10, 100],
         }
     }
 
@@ -135,6 +137,7 @@ impl Config {
                 "deep" => 1,
                 "wake" => self.wake_threads.len(),
                 "memory" => 1,
+                "value" => self.value_depths.len(),
                 _ => 0,
             }
         };
@@ -347,18 +350,18 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             rows.push(Row::new(id, "1", label, Unit::Ns, cells));
         }
         "value" => {
-            p.step("value lookup");
-            rows.push(Row::new(
-                id,
-                "depth=100",
-                "value lookup through 100 layers",
-                Unit::Ns,
-                vec![
-                    Cell::Na("n/a (not implemented yet)".into()),
-                    Cell::Na("n/a (no values)".into()),
-                    Cell::Na("n/a (no values)".into()),
-                ],
-            ));
+            for &depth in &cfg.value_depths {
+                let label = format!("value lookup through {depth} layers (missing key)");
+                p.step(&label);
+                let cells = compare!(cfg, "n/a (no values)", value_lookup(cfg, depth));
+                rows.push(Row::new(
+                    id,
+                    &format!("depth={depth}"),
+                    &label,
+                    Unit::Ns,
+                    cells,
+                ));
+            }
         }
         "memory" => {
             let label = "live heap per with_cancel child";
@@ -639,6 +642,17 @@ fn with_timeout<T: Tree>(cfg: &Config) -> Option<Sampler> {
             T::cancel(&h);
             drop(h);
             drop(black_box(ctx));
+        }
+    }))
+}
+
+/// One lookup of a key bound nowhere through `depth` value layers.
+fn value_lookup<T: Tree>(cfg: &Config, depth: usize) -> Option<Sampler> {
+    let values = T::value_chain(depth)?;
+    assert!(!T::value_missing(&values));
+    Some(per_op(cfg.sampling.target, move |n| {
+        for _ in 0..n {
+            black_box(T::value_missing(black_box(&values)));
         }
     }))
 }

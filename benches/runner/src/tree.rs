@@ -32,6 +32,14 @@ pub trait Tree: 'static {
     fn done(ctx: &Self::Ctx) -> Self::Done;
     /// `with_timeout`, where the implementation has deadlines.
     fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)>;
+
+    /// A context carrying values.
+    type Values: Send + Sync + 'static;
+    /// `depth` value layers with distinct keys (Go's DeepValue shape), where
+    /// the implementation has values.
+    fn value_chain(depth: usize) -> Option<Self::Values>;
+    /// Looks up a key bound nowhere (Go looks up `-1`): the whole chain.
+    fn value_missing(values: &Self::Values) -> bool;
 }
 
 /// ctxtree, the crate under test.
@@ -67,6 +75,15 @@ impl Tree for CtxTree {
     fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)> {
         Some(parent.with_timeout(timeout))
     }
+
+    type Values = ctxtree::Context;
+    fn value_chain(depth: usize) -> Option<Self::Values> {
+        Some(values::chain(depth))
+    }
+    #[inline]
+    fn value_missing(values: &Self::Values) -> bool {
+        values.value::<values::Missing>().is_some()
+    }
 }
 
 /// The Go-style mutex tree of [`mutex_tree`].
@@ -101,6 +118,19 @@ impl Tree for MutexTree {
     }
     fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)> {
         Some(parent.with_timeout(timeout))
+    }
+
+    type Values = mutex_tree::ValueCtx;
+    fn value_chain(depth: usize) -> Option<Self::Values> {
+        let mut ctx = mutex_tree::ValueCtx::background();
+        for key in 0..depth {
+            ctx = ctx.with_value(key, key as u64);
+        }
+        Some(ctx)
+    }
+    #[inline]
+    fn value_missing(values: &Self::Values) -> bool {
+        values.value(usize::MAX).is_some()
     }
 }
 
@@ -151,6 +181,15 @@ impl Tree for TokioTree {
     }
     fn with_timeout(_: &Self::Ctx, _: Duration) -> Option<(Self::Ctx, Self::Handle)> {
         None
+    }
+
+    /// tokio-util has no values.
+    type Values = ();
+    fn value_chain(_: usize) -> Option<Self::Values> {
+        None
+    }
+    fn value_missing(_: &Self::Values) -> bool {
+        false
     }
 }
 
@@ -322,6 +361,25 @@ mod tests {
         };
     }
 
+    #[test]
+    fn value_chains_miss_the_missing_key_and_find_bound_ones() {
+        for depth in [0, 1, 10, 100] {
+            assert!(!CtxTree::value_missing(
+                &CtxTree::value_chain(depth).unwrap()
+            ));
+            assert!(!MutexTree::value_missing(
+                &MutexTree::value_chain(depth).unwrap()
+            ));
+        }
+        let ctx = CtxTree::value_chain(100).unwrap();
+        assert_eq!(ctx.value::<values::Layer<0>>().map(|l| l.0), Some(0));
+        assert_eq!(ctx.value::<values::Layer<99>>().map(|l| l.0), Some(99));
+        let m = MutexTree::value_chain(100).unwrap();
+        assert_eq!(m.value(0), Some(0));
+        assert_eq!(m.value(99), Some(99));
+        assert!(TokioTree::value_chain(10).is_none());
+    }
+
     behaves!(ctxtree_adapter, CtxTree);
     behaves!(mutex_tree_adapter, MutexTree);
     behaves!(tokio_adapter, TokioTree);
@@ -380,5 +438,47 @@ mod tests {
         let (early, _eh) = MutexTree::with_timeout(&parent, Duration::from_secs(60)).unwrap();
         let (late, _lh) = MutexTree::with_timeout(&early, Duration::from_secs(3600)).unwrap();
         assert_eq!(late.deadline(), early.deadline());
+    }
+}
+
+/// ctxtree's keys are types: 100 distinct key types for Go's DeepValue shape.
+mod values {
+    use ctxtree::Context;
+
+    pub struct Layer<const N: usize>(#[allow(dead_code)] pub u64);
+
+    /// A key bound nowhere.
+    pub struct Missing;
+
+    fn bind<const N: usize>(ctx: &Context, value: u64) -> Context {
+        ctx.with_value(Layer::<N>(value))
+    }
+
+    const BINDERS: [fn(&Context, u64) -> Context; 100] = [
+        bind::<0>, bind::<1>, bind::<2>, bind::<3>, bind::<4>, bind::<5>, bind::<6>, bind::<7>,
+        bind::<8>, bind::<9>, bind::<10>, bind::<11>, bind::<12>, bind::<13>, bind::<14>,
+        bind::<15>, bind::<16>, bind::<17>, bind::<18>, bind::<19>, bind::<20>, bind::<21>,
+        bind::<22>, bind::<23>, bind::<24>, bind::<25>, bind::<26>, bind::<27>, bind::<28>,
+        bind::<29>, bind::<30>, bind::<31>, bind::<32>, bind::<33>, bind::<34>, bind::<35>,
+        bind::<36>, bind::<37>, bind::<38>, bind::<39>, bind::<40>, bind::<41>, bind::<42>,
+        bind::<43>, bind::<44>, bind::<45>, bind::<46>, bind::<47>, bind::<48>, bind::<49>,
+        bind::<50>, bind::<51>, bind::<52>, bind::<53>, bind::<54>, bind::<55>, bind::<56>,
+        bind::<57>, bind::<58>, bind::<59>, bind::<60>, bind::<61>, bind::<62>, bind::<63>,
+        bind::<64>, bind::<65>, bind::<66>, bind::<67>, bind::<68>, bind::<69>, bind::<70>,
+        bind::<71>, bind::<72>, bind::<73>, bind::<74>, bind::<75>, bind::<76>, bind::<77>,
+        bind::<78>, bind::<79>, bind::<80>, bind::<81>, bind::<82>, bind::<83>, bind::<84>,
+        bind::<85>, bind::<86>, bind::<87>, bind::<88>, bind::<89>, bind::<90>, bind::<91>,
+        bind::<92>, bind::<93>, bind::<94>, bind::<95>, bind::<96>, bind::<97>, bind::<98>,
+        bind::<99>,
+    ];
+
+    /// `depth` (≤ 100) layers, each with its own key type.
+    pub fn chain(depth: usize) -> Context {
+        assert!(depth <= BINDERS.len(), "at most 100 distinct keys");
+        let mut ctx = Context::background();
+        for (i, bind) in BINDERS.iter().take(depth).enumerate() {
+            ctx = bind(&ctx, i as u64);
+        }
+        ctx
     }
 }

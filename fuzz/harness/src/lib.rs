@@ -97,12 +97,14 @@ mod common {
 
 /// The single-threaded differential target: ctxtree against a reference model.
 pub mod differential {
+    use std::any::type_name;
     use std::fmt::Write as _;
-    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
     use std::task::{Poll, Waker};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    use ctxtree::{CancelHandle, Cause, Context, DoneOwned, Error};
+    use ctxtree::{AfterFunc, CancelHandle, Cause, Context, DoneOwned, Error};
 
     use super::common::{counting_waker, poll_with, CountingWaker, CustomError, Reader};
 
@@ -111,6 +113,12 @@ pub mod differential {
     const MAX_CTXS: usize = 48;
     const MAX_HANDLES: usize = 48;
     const MAX_FUTURES: usize = 16;
+    const MAX_REGS: usize = 32;
+    /// How many op codes there are: the first byte of an op is taken modulo
+    /// this. Codes 0–15 are the original table (older corpus inputs, whose
+    /// op bytes are all below 16, decode as they always did); new ops are
+    /// appended after them.
+    const OP_CODES: u8 = 23;
 
     /// One decoded operation. Operands are raw bytes, resolved against the
     /// arena's current sizes when the operation runs (`byte % len`), so every
@@ -153,6 +161,27 @@ pub mod differential {
         /// (bits `2i % 8` of `pattern`): 0 nothing, 1 the context, 2 the
         /// handle, 3 both, while the arena has room: children-list sweeps.
         DeriveChurn { ctx: u8, count: u8, pattern: u8 },
+        /// `with_value(K{key % 4}(fresh u32))` on background, todo or an
+        /// arena context (`parent` as in [`Op::Derive`]).
+        DeriveValue { parent: u8, key: u8 },
+        /// `without_cancel()` of background, todo or an arena context.
+        WithoutCancel { parent: u8 },
+        /// `with_deadline` (`cause` bit 7 clear) or `with_deadline_cause`
+        /// (cause kind `cause % 7`) at a fixed instant: `when % 5 == 0` the
+        /// start of the run (already past: canceled at once with
+        /// `DeadlineExceeded`), else one hour and `when % 5` seconds later
+        /// (never fires during a run; equal and earlier parent deadlines
+        /// give plain cancel children).
+        DeriveDeadline { parent: u8, when: u8, cause: u8 },
+        /// `after_func` on an arena context. The function counts its runs,
+        /// records `err`, `cause` and which arena contexts were done, and by
+        /// the bits of `flags`: 1 registers a nested `after_func` on its own
+        /// context (must run at once), 2 derives a child of it (must be born
+        /// canceled with its cause), 4 calls `stop` and `stop_wait` on its
+        /// own registration (must return false at once, not deadlock).
+        AfterFunc { ctx: u8, flags: u8 },
+        /// `stop()` (bit 0 of `wait` clear) or `stop_wait()` of a registration.
+        Stop { reg: u8, wait: u8 },
     }
 
     /// The cause kinds of [`Op::CancelWithCause`], by `cause % 7`.
@@ -167,14 +196,14 @@ pub mod differential {
     ];
 
     /// Decodes `data` into at most [`MAX_OPS`] operations. The first byte of
-    /// each operation selects it (`byte % 16`), the following bytes are its
+    /// each operation selects it (`byte % 23`), the following bytes are its
     /// operands.
     pub fn decode(data: &[u8]) -> Vec<Op> {
         let mut r = Reader::new(data);
         let mut ops = Vec::new();
         while ops.len() < MAX_OPS {
             let Some(code) = r.next() else { break };
-            let op = match code % 16 {
+            let op = match code % OP_CODES {
                 0..=2 => Op::Derive { parent: r.byte() },
                 3 => Op::Clone { ctx: r.byte() },
                 4 => Op::DropCtx { ctx: r.byte() },
@@ -198,10 +227,28 @@ pub mod differential {
                     ctx: r.byte(),
                     count: r.byte(),
                 },
-                _ => Op::DeriveChurn {
+                15 => Op::DeriveChurn {
                     ctx: r.byte(),
                     count: r.byte(),
                     pattern: r.byte(),
+                },
+                16 | 17 => Op::DeriveValue {
+                    parent: r.byte(),
+                    key: r.byte(),
+                },
+                18 => Op::WithoutCancel { parent: r.byte() },
+                19 => Op::DeriveDeadline {
+                    parent: r.byte(),
+                    when: r.byte(),
+                    cause: r.byte(),
+                },
+                20 | 21 => Op::AfterFunc {
+                    ctx: r.byte(),
+                    flags: r.byte(),
+                },
+                _ => Op::Stop {
+                    reg: r.byte(),
+                    wait: r.byte(),
                 },
             };
             ops.push(op);
@@ -216,6 +263,7 @@ pub mod differential {
         let mut world = World::new(&ops);
         for (i, op) in ops.iter().enumerate() {
             world.step = i;
+            world.refresh_probe(matches!(op, Op::AfterFunc { .. }));
             world.apply(*op);
             world.check(false);
         }
@@ -223,7 +271,73 @@ pub mod differential {
     }
 
     // ----------------------------------------------------------------------
-    // The reference model: a plain tree with Go's rules.
+    // Value keys: private types, as Go's unexported key types. All four hold
+    // a `u32` (same layout, different keys).
+
+    #[derive(Debug)]
+    struct K0(u32);
+    #[derive(Debug)]
+    struct K1(u32);
+    #[derive(Debug)]
+    struct K2(u32);
+    #[derive(Debug)]
+    struct K3(u32);
+
+    const KEYS: usize = 4;
+
+    fn key_name(key: usize) -> &'static str {
+        match key {
+            0 => type_name::<K0>(),
+            1 => type_name::<K1>(),
+            2 => type_name::<K2>(),
+            _ => type_name::<K3>(),
+        }
+    }
+
+    fn bind(ctx: &Context, key: usize, v: u32) -> Context {
+        match key {
+            0 => ctx.with_value(K0(v)),
+            1 => ctx.with_value(K1(v)),
+            2 => ctx.with_value(K2(v)),
+            _ => ctx.with_value(K3(v)),
+        }
+    }
+
+    /// What `value::<K0..K3>()` returns on `ctx`.
+    fn lookup(ctx: &Context) -> [Option<u32>; KEYS] {
+        [
+            ctx.value::<K0>().map(|k| k.0),
+            ctx.value::<K1>().map(|k| k.0),
+            ctx.value::<K2>().map(|k| k.0),
+            ctx.value::<K3>().map(|k| k.0),
+        ]
+    }
+
+    /// `Display` with the time left of every `.WithDeadline([..])` replaced
+    /// by `*` (it depends on the clock).
+    fn normalize(shown: &str) -> String {
+        const OPEN: &str = ".WithDeadline([";
+        let mut out = String::new();
+        let mut rest = shown;
+        while let Some(i) = rest.find(OPEN) {
+            out.push_str(&rest[..i]);
+            out.push_str(".WithDeadline(*)");
+            rest = &rest[i + OPEN.len()..];
+            match rest.find("])") {
+                Some(j) => rest = &rest[j + 2..],
+                None => {
+                    out.push_str("<unterminated>");
+                    rest = "";
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    // ----------------------------------------------------------------------
+    // The reference model: a plain tree with Go's rules, and a plain chain
+    // of value layers.
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
     enum RootKind {
@@ -240,54 +354,135 @@ pub mod differential {
         }
     }
 
-    /// What an arena context is in the model.
+    /// The cancel part of a context: a root (never canceled; a
+    /// `without_cancel` context has `Root(Background)`, as in ctxtree) or a
+    /// model node.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    enum At {
+    enum CancelPart {
         Root(RootKind),
         Node(usize),
     }
 
+    /// What an arena context is in the model: its cancel part and its
+    /// nearest value layer. Two contexts are `same()` iff both are equal.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct At {
+        cancel: CancelPart,
+        vals: Option<usize>,
+    }
+
+    impl At {
+        fn root(kind: RootKind) -> At {
+            At {
+                cancel: CancelPart::Root(kind),
+                vals: None,
+            }
+        }
+    }
+
     struct MNode {
         parent: Option<usize>,
-        root: RootKind,
-        depth: usize,
         /// `(err, cause id)` once canceled.
         canceled: Option<(Error, usize)>,
         children: Vec<usize>,
+        deadline: Option<Instant>,
+        /// The Go-style path (`Display`, deadlines shown as `*`).
+        path: String,
+        /// Derivation order, shared with the layers.
+        seq: usize,
+    }
+
+    /// A value layer: a binding `(key, value)`, or a `without_cancel`
+    /// detach (`None`) that keeps the values above it visible.
+    struct MLayer {
+        parent: Option<usize>,
+        binding: Option<(usize, u32)>,
+        path: String,
+        seq: usize,
+    }
+
+    /// The kind of cancel node to derive.
+    enum NodeKind {
+        Cancel,
+        Deadline(Instant),
     }
 
     #[derive(Default)]
     struct Model {
         nodes: Vec<MNode>,
+        layers: Vec<MLayer>,
+        seq: usize,
     }
 
     impl Model {
-        /// A child of `at`; born canceled with the parent's err and cause if
-        /// the parent is canceled.
-        fn derive(&mut self, at: At) -> usize {
+        /// A child node of `at`; born canceled with the parent's err and
+        /// cause if the parent is canceled. Returns the node.
+        fn derive(&mut self, at: At, kind: NodeKind) -> usize {
             let id = self.nodes.len();
-            let node = match at {
-                At::Root(root) => MNode {
-                    parent: None,
-                    root,
-                    depth: 1,
-                    canceled: None,
-                    children: Vec::new(),
-                },
-                At::Node(p) => {
+            let mut path = self.path(at);
+            let (parent, canceled, inherited) = match at.cancel {
+                CancelPart::Root(_) => (None, None, None),
+                CancelPart::Node(p) => {
                     self.nodes[p].children.push(id);
-                    let parent = &self.nodes[p];
-                    MNode {
-                        parent: Some(p),
-                        root: parent.root,
-                        depth: parent.depth + 1,
-                        canceled: parent.canceled,
-                        children: Vec::new(),
-                    }
+                    (Some(p), self.nodes[p].canceled, self.nodes[p].deadline)
                 }
             };
-            self.nodes.push(node);
+            let deadline = match kind {
+                NodeKind::Cancel => {
+                    path.push_str(".WithCancel");
+                    inherited
+                }
+                NodeKind::Deadline(d) => {
+                    path.push_str(".WithDeadline(*)");
+                    Some(d)
+                }
+            };
+            self.seq += 1;
+            self.nodes.push(MNode {
+                parent,
+                canceled,
+                children: Vec::new(),
+                deadline,
+                path,
+                seq: self.seq,
+            });
             id
+        }
+
+        fn layer(&mut self, at: At, binding: Option<(usize, u32)>) -> usize {
+            let mut path = self.path(at);
+            match binding {
+                Some((key, _)) => {
+                    let _ = write!(path, ".WithValue({})", key_name(key));
+                }
+                None => path.push_str(".WithoutCancel"),
+            }
+            self.seq += 1;
+            self.layers.push(MLayer {
+                parent: at.vals,
+                binding,
+                path,
+                seq: self.seq,
+            });
+            self.layers.len() - 1
+        }
+
+        /// `with_value`: same cancel part, one more binding.
+        fn bind(&mut self, at: At, key: usize, v: u32) -> At {
+            let vals = Some(self.layer(at, Some((key, v))));
+            At {
+                cancel: at.cancel,
+                vals,
+            }
+        }
+
+        /// `without_cancel`: the values, a never-canceled root.
+        fn detach(&mut self, at: At) -> At {
+            let vals = Some(self.layer(at, None));
+            At {
+                cancel: CancelPart::Root(RootKind::Background),
+                vals,
+            }
         }
 
         /// Go's cancel: first writer wins on the node; then every descendant
@@ -308,23 +503,50 @@ pub mod differential {
         }
 
         fn state(&self, at: At) -> Option<(Error, usize)> {
-            match at {
-                At::Root(_) => None,
-                At::Node(n) => self.nodes[n].canceled,
+            match at.cancel {
+                CancelPart::Root(_) => None,
+                CancelPart::Node(n) => self.nodes[n].canceled,
             }
         }
 
-        fn path(&self, at: At) -> String {
-            match at {
-                At::Root(root) => root.name().to_string(),
-                At::Node(n) => {
-                    let node = &self.nodes[n];
-                    let mut s = node.root.name().to_string();
-                    for _ in 0..node.depth {
-                        s.push_str(".WithCancel");
+        fn deadline(&self, at: At) -> Option<Instant> {
+            match at.cancel {
+                CancelPart::Root(_) => None,
+                CancelPart::Node(n) => self.nodes[n].deadline,
+            }
+        }
+
+        /// The nearest binding of `key`; detach layers are transparent.
+        fn value(&self, at: At, key: usize) -> Option<u32> {
+            let mut l = at.vals;
+            while let Some(i) = l {
+                if let Some((k, v)) = self.layers[i].binding {
+                    if k == key {
+                        return Some(v);
                     }
-                    s
                 }
+                l = self.layers[i].parent;
+            }
+            None
+        }
+
+        fn values(&self, at: At) -> [Option<u32>; KEYS] {
+            [0, 1, 2, 3].map(|k| self.value(at, k))
+        }
+
+        /// The path of the newer of the context's cancel part and value layer.
+        fn path(&self, at: At) -> String {
+            let node = match at.cancel {
+                CancelPart::Root(_) => None,
+                CancelPart::Node(n) => Some(&self.nodes[n]),
+            };
+            let layer = at.vals.map(|l| &self.layers[l]);
+            match (node, layer, at.cancel) {
+                (Some(n), Some(l), _) if n.seq > l.seq => n.path.clone(),
+                (Some(n), None, _) => n.path.clone(),
+                (_, Some(l), _) => l.path.clone(),
+                (None, None, CancelPart::Root(root)) => root.name().to_string(),
+                (None, None, CancelPart::Node(_)) => unreachable!(),
             }
         }
     }
@@ -335,6 +557,7 @@ pub mod differential {
     // allocations (so distinct ids are distinct `Cause`s).
 
     const CANCELED_ID: usize = 0;
+    const DEADLINE_ID: usize = 1;
 
     enum Matcher {
         /// Equal to this `Cause` (same `Error`, or same allocation).
@@ -370,6 +593,117 @@ pub mod differential {
         }
     }
 
+    /// A cause to hand to ctxtree.
+    enum CauseArg {
+        /// An `Error` passed by value.
+        Error(Error),
+        Cause(Cause),
+        /// A custom error passed by value (ctxtree boxes it).
+        Custom(CustomError),
+    }
+
+    // ----------------------------------------------------------------------
+    // after_func registrations.
+
+    /// What a registered function saw when it ran.
+    struct Seen {
+        err: Option<Error>,
+        cause: Option<Cause>,
+        /// `is_done()` of every probe context (the arena before the op).
+        probe_done: Vec<bool>,
+        /// A nested `after_func` on its own context: (runs right after
+        /// registering, `stop()`, `stop_wait()`).
+        nested: Option<(usize, bool, bool)>,
+        /// A child derived from its own context: (err, cause equal to the
+        /// context's, is_done).
+        child: Option<(Option<Error>, bool, bool)>,
+        /// `stop()` and `stop_wait()` on its own registration, from inside.
+        own_stop: Option<(bool, bool)>,
+    }
+
+    /// Shared between a registered function and the harness.
+    #[derive(Default)]
+    struct RegRec {
+        runs: AtomicUsize,
+        /// Set when the function returns.
+        finished: AtomicBool,
+        seen: Mutex<Option<Seen>>,
+        /// The registration itself, for the function's own `stop` calls.
+        own: OnceLock<AfterFunc>,
+    }
+
+    /// The model of a registration.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum RegState {
+        /// On a never-canceled context: nothing registered; counts stops.
+        Never { stops: usize },
+        /// Registered on a live node.
+        Pending(usize),
+        /// Ran inside `after_func` (the context was already canceled).
+        RanAtOnce,
+        /// Ran by a cancel.
+        Ran,
+        /// A `stop` prevented it.
+        Stopped,
+    }
+
+    struct Reg {
+        rec: Arc<RegRec>,
+        /// Captured by the function: the closure is alive iff the count is 2.
+        token: Arc<()>,
+        ctx: Context,
+        at: At,
+        state: RegState,
+        /// What it saw has been checked.
+        checked: bool,
+    }
+
+    type Probe = Mutex<Vec<Context>>;
+
+    /// The registered function.
+    fn after_func_body(rec: &Weak<RegRec>, ctx: &Context, probe: &Weak<Probe>, flags: u8) {
+        let Some(rec) = rec.upgrade() else { return };
+        rec.runs.fetch_add(1, Ordering::SeqCst);
+        let probe_done = probe
+            .upgrade()
+            .map(|p| {
+                let p = p.lock().unwrap_or_else(PoisonError::into_inner);
+                p.iter().map(Context::is_done).collect()
+            })
+            .unwrap_or_default();
+        let err = ctx.err();
+        let cause = ctx.cause();
+        let nested = (flags & 1 != 0).then(|| {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let counter = runs.clone();
+            let inner = ctx.after_func(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            let ran = runs.load(Ordering::SeqCst);
+            (ran, inner.stop(), inner.stop_wait())
+        });
+        let child = (flags & 2 != 0).then(|| {
+            let (c, h) = ctx.with_cancel();
+            let got = (c.err(), c.cause() == cause, c.is_done());
+            drop(h);
+            got
+        });
+        let own_stop = if flags & 4 != 0 {
+            rec.own.get().map(|af| (af.stop(), af.stop_wait()))
+        } else {
+            None
+        };
+        *rec.seen.lock().unwrap_or_else(PoisonError::into_inner) = Some(Seen {
+            err,
+            cause,
+            probe_done,
+            nested,
+            child,
+            own_stop,
+        });
+        rec.finished.store(true, Ordering::SeqCst);
+    }
+
     // ----------------------------------------------------------------------
     // The arena and the checks.
 
@@ -402,6 +736,15 @@ pub mod differential {
         retired: Vec<(Arc<CountingWaker>, At)>,
         causes: Vec<CauseRec>,
         next_fresh: u32,
+        regs: Vec<Reg>,
+        /// Clones of the arena's contexts before the current op, read by the
+        /// registered functions (through a `Weak`, so no cycle), and what
+        /// they are in the model.
+        probe: Arc<Probe>,
+        probe_at: Vec<At>,
+        next_value: u32,
+        /// The instant the run started: deadlines are fixed offsets from it.
+        t0: Instant,
     }
 
     macro_rules! fail {
@@ -428,11 +771,11 @@ pub mod differential {
                 ctxs: vec![
                     CtxEntry {
                         ctx: Context::background(),
-                        at: At::Root(RootKind::Background),
+                        at: At::root(RootKind::Background),
                     },
                     CtxEntry {
                         ctx: Context::todo(),
-                        at: At::Root(RootKind::Todo),
+                        at: At::root(RootKind::Todo),
                     },
                 ],
                 handles: Vec::new(),
@@ -440,6 +783,11 @@ pub mod differential {
                 retired: Vec::new(),
                 causes,
                 next_fresh: 0,
+                regs: Vec::new(),
+                probe: Arc::new(Mutex::new(Vec::new())),
+                probe_at: Vec::new(),
+                next_value: 0,
+                t0: Instant::now(),
             }
         }
 
@@ -452,13 +800,15 @@ pub mod differential {
             }
             panic!(
                 "ctxtree differs from the reference model after op #{} ({:?}): {}\n\
-                 contexts: {}, handles: {}, pending futures: {}\nops so far:\n{}",
+                 contexts: {}, handles: {}, pending futures: {}, registrations: {}\n\
+                 ops so far:\n{}",
                 self.step,
                 self.ops.get(self.step),
                 msg,
                 self.ctxs.len(),
                 self.handles.len(),
                 self.futures.len(),
+                self.regs.len(),
                 trace
             );
         }
@@ -467,17 +817,39 @@ pub mod differential {
             (len > 0).then(|| b as usize % len)
         }
 
+        /// Background (`b % (n+2) == 0`), todo (`1`) or an arena context.
+        fn parent(&self, b: u8) -> (Context, At) {
+            match b as usize % (self.ctxs.len() + 2) {
+                0 => (Context::background(), At::root(RootKind::Background)),
+                1 => (Context::todo(), At::root(RootKind::Todo)),
+                k => (self.ctxs[k - 2].ctx.clone(), self.ctxs[k - 2].at),
+            }
+        }
+
+        /// Refreshes the probe the registered functions read, when one may
+        /// run during the next op (a registration is pending, or `force`).
+        fn refresh_probe(&mut self, force: bool) {
+            let pending = self
+                .regs
+                .iter()
+                .any(|r| matches!(r.state, RegState::Pending(_)));
+            if !(force || pending) {
+                return;
+            }
+            let mut p = self.probe.lock().unwrap_or_else(PoisonError::into_inner);
+            p.clear();
+            p.extend(self.ctxs.iter().map(|e| e.ctx.clone()));
+            drop(p);
+            self.probe_at.clear();
+            self.probe_at.extend(self.ctxs.iter().map(|e| e.at));
+        }
+
         // -- operations --------------------------------------------------
 
         fn apply(&mut self, op: Op) {
             match op {
                 Op::Derive { parent } => {
-                    let sel = parent as usize % (self.ctxs.len() + 2);
-                    let (pctx, at) = match sel {
-                        0 => (Context::background(), At::Root(RootKind::Background)),
-                        1 => (Context::todo(), At::Root(RootKind::Todo)),
-                        k => (self.ctxs[k - 2].ctx.clone(), self.ctxs[k - 2].at),
-                    };
+                    let (pctx, at) = self.parent(parent);
                     self.derive_from(&pctx, at, 3);
                 }
                 Op::Clone { ctx } => {
@@ -613,6 +985,62 @@ pub mod differential {
                         }
                     }
                 }
+                Op::DeriveValue { parent, key } => {
+                    let (pctx, at) = self.parent(parent);
+                    let key = key as usize % KEYS;
+                    self.next_value += 1;
+                    let v = self.next_value;
+                    let ctx = bind(&pctx, key, v);
+                    let at = self.model.bind(at, key, v);
+                    self.keep_ctx(ctx, at);
+                }
+                Op::WithoutCancel { parent } => {
+                    let (pctx, at) = self.parent(parent);
+                    let ctx = pctx.without_cancel();
+                    let at = self.model.detach(at);
+                    self.keep_ctx(ctx, at);
+                }
+                Op::DeriveDeadline {
+                    parent,
+                    when,
+                    cause,
+                } => {
+                    let (pctx, at) = self.parent(parent);
+                    self.derive_deadline(&pctx, at, when % 5, cause);
+                }
+                Op::AfterFunc { ctx, flags } => {
+                    if let Some(i) = Self::pick(self.ctxs.len(), ctx) {
+                        if self.regs.len() < MAX_REGS {
+                            self.after_func(i, flags);
+                        }
+                    }
+                }
+                Op::Stop { reg, wait } => {
+                    if let Some(i) = Self::pick(self.regs.len(), reg) {
+                        self.stop(i, wait & 1 != 0);
+                    }
+                }
+            }
+        }
+
+        /// Keeps a derived context in the arena while it has room; else
+        /// checks it once and drops it.
+        fn keep_ctx(&mut self, ctx: Context, at: At) {
+            if self.ctxs.len() < MAX_CTXS {
+                self.ctxs.push(CtxEntry { ctx, at });
+                return;
+            }
+            let want = self.model.state(at).map(|s| s.0);
+            if ctx.err() != want {
+                fail!(self, "fresh context err {:?}, model {want:?}", ctx.err());
+            }
+            let values = self.model.values(at);
+            if lookup(&ctx) != values {
+                fail!(
+                    self,
+                    "fresh context values {:?}, model {values:?}",
+                    lookup(&ctx)
+                );
             }
         }
 
@@ -620,8 +1048,22 @@ pub mod differential {
         /// and handle (`keep & 2`) while the arena has room.
         fn derive_from(&mut self, parent: &Context, at: At, keep: u8) {
             let (ctx, handle) = parent.with_cancel();
-            let n = self.model.derive(at);
-            let at = At::Node(n);
+            let n = self.model.derive(at, NodeKind::Cancel);
+            self.keep_child(
+                ctx,
+                handle,
+                At {
+                    cancel: CancelPart::Node(n),
+                    vals: at.vals,
+                },
+                keep,
+            );
+        }
+
+        fn keep_child(&mut self, ctx: Context, handle: CancelHandle, at: At, keep: u8) {
+            let CancelPart::Node(n) = at.cancel else {
+                unreachable!("a derived child is a node")
+            };
             if keep & 1 != 0 && self.ctxs.len() < MAX_CTXS {
                 self.ctxs.push(CtxEntry { ctx, at });
             } else {
@@ -629,6 +1071,14 @@ pub mod differential {
                 let want = self.model.state(at).map(|s| s.0);
                 if ctx.err() != want {
                     fail!(self, "fresh child err {:?}, model {want:?}", ctx.err());
+                }
+                let want = self.model.deadline(at);
+                if ctx.deadline() != want {
+                    fail!(
+                        self,
+                        "fresh child deadline {:?}, model {want:?}",
+                        ctx.deadline()
+                    );
                 }
                 drop(ctx);
             }
@@ -640,52 +1090,90 @@ pub mod differential {
             }
         }
 
-        /// `cancel_with_cause` on handle `i` with cause kind `kind` (0..7).
-        fn cancel_with(&mut self, i: usize, kind: u8) {
-            let h = &self.handles[i].handle;
-            let id = match kind {
-                0 => {
-                    h.cancel_with_cause(Error::Canceled);
-                    CANCELED_ID
+        /// `with_deadline` / `with_deadline_cause` at offset `when` (0..5).
+        fn derive_deadline(&mut self, parent: &Context, at: At, when: u8, cause: u8) {
+            let d = if when == 0 {
+                self.t0
+            } else {
+                self.t0 + Duration::from_secs(3600 + u64::from(when))
+            };
+            let (ctx, handle, id) = if cause & 0x80 == 0 {
+                let (ctx, handle) = parent.with_deadline(d);
+                (ctx, handle, DEADLINE_ID)
+            } else {
+                let (arg, id) = self.new_cause(cause % 7);
+                let (ctx, handle) = match arg {
+                    CauseArg::Error(e) => parent.with_deadline_cause(d, e),
+                    CauseArg::Cause(c) => parent.with_deadline_cause(d, c),
+                    CauseArg::Custom(c) => parent.with_deadline_cause(d, c),
+                };
+                (ctx, handle, id)
+            };
+            // Go's rule: a parent deadline at or before `d` gives a plain
+            // cancel child; else a deadline child, canceled at once with
+            // `DeadlineExceeded` (and the cause) if `d` is not after now.
+            let n = if self.model.deadline(at).is_some_and(|p| p <= d) {
+                self.model.derive(at, NodeKind::Cancel)
+            } else {
+                let n = self.model.derive(at, NodeKind::Deadline(d));
+                if when == 0 {
+                    self.model.cancel(n, Error::DeadlineExceeded, id);
                 }
-                1 => {
-                    h.cancel_with_cause(Error::DeadlineExceeded);
-                    1
-                }
+                n
+            };
+            let at = At {
+                cancel: CancelPart::Node(n),
+                vals: at.vals,
+            };
+            self.keep_child(ctx, handle, at, 3);
+        }
+
+        /// A fresh or shared cause of kind `kind` (0..7) and its id.
+        fn new_cause(&mut self, kind: u8) -> (CauseArg, usize) {
+            match kind {
+                0 => (CauseArg::Error(Error::Canceled), CANCELED_ID),
+                1 => (CauseArg::Error(Error::DeadlineExceeded), DEADLINE_ID),
                 2 | 3 => {
                     let Matcher::Exact(c) = &self.causes[kind as usize].matcher else {
                         unreachable!()
                     };
-                    h.cancel_with_cause(c.clone());
-                    kind as usize
+                    (CauseArg::Cause(c.clone()), kind as usize)
                 }
                 4 => {
                     self.next_fresh += 1;
                     let c = Cause::msg(format!("fresh cause {}", self.next_fresh));
-                    h.cancel_with_cause(c.clone());
-                    self.causes.push(CauseRec::exact(c, None));
-                    self.causes.len() - 1
+                    self.causes.push(CauseRec::exact(c.clone(), None));
+                    (CauseArg::Cause(c), self.causes.len() - 1)
                 }
                 5 => {
                     let c = Cause::from_boxed(Box::new(Error::DeadlineExceeded));
-                    h.cancel_with_cause(c.clone());
                     self.causes
-                        .push(CauseRec::exact(c, Some(Error::DeadlineExceeded)));
-                    self.causes.len() - 1
+                        .push(CauseRec::exact(c.clone(), Some(Error::DeadlineExceeded)));
+                    (CauseArg::Cause(c), self.causes.len() - 1)
                 }
                 _ => {
                     self.next_fresh += 1;
                     let n = self.next_fresh;
-                    h.cancel_with_cause(CustomError(n));
                     self.causes.push(CauseRec {
                         matcher: Matcher::Custom(n),
                         display: CustomError(n).to_string(),
                         context_error: None,
                         seen: None,
                     });
-                    self.causes.len() - 1
+                    (CauseArg::Custom(CustomError(n)), self.causes.len() - 1)
                 }
-            };
+            }
+        }
+
+        /// `cancel_with_cause` on handle `i` with cause kind `kind` (0..7).
+        fn cancel_with(&mut self, i: usize, kind: u8) {
+            let (arg, id) = self.new_cause(kind);
+            let h = &self.handles[i].handle;
+            match arg {
+                CauseArg::Error(e) => h.cancel_with_cause(e),
+                CauseArg::Cause(c) => h.cancel_with_cause(c),
+                CauseArg::Custom(c) => h.cancel_with_cause(c),
+            }
             let node = self.handles[i].node;
             self.model.cancel(node, Error::Canceled, id);
         }
@@ -768,12 +1256,83 @@ pub mod differential {
             self.retired.push((counter, at));
         }
 
+        /// `after_func` on arena context `i`.
+        fn after_func(&mut self, i: usize, flags: u8) {
+            let ctx = self.ctxs[i].ctx.clone();
+            let at = self.ctxs[i].at;
+            let rec = Arc::new(RegRec::default());
+            let token = Arc::new(());
+            let f = {
+                let rec = Arc::downgrade(&rec);
+                let probe = Arc::downgrade(&self.probe);
+                let token = token.clone();
+                let ctx = ctx.clone();
+                move || {
+                    after_func_body(&rec, &ctx, &probe, flags);
+                    drop(token);
+                }
+            };
+            let af = ctx.after_func(f);
+            let state = match (at.cancel, self.model.state(at)) {
+                (CancelPart::Root(_), _) => RegState::Never { stops: 0 },
+                (CancelPart::Node(_), Some(_)) => RegState::RanAtOnce,
+                (CancelPart::Node(n), None) => RegState::Pending(n),
+            };
+            if state == RegState::RanAtOnce && !rec.finished.load(Ordering::SeqCst) {
+                fail!(
+                    self,
+                    "after_func on a canceled context returned before its function finished"
+                );
+            }
+            if rec.own.set(af).is_err() {
+                unreachable!("a fresh OnceLock");
+            }
+            self.regs.push(Reg {
+                rec,
+                token,
+                ctx,
+                at,
+                state,
+                checked: false,
+            });
+        }
+
+        /// `stop()` / `stop_wait()` of registration `i`.
+        fn stop(&mut self, i: usize, wait: bool) {
+            let r = &self.regs[i];
+            let af = r.rec.own.get().expect("registered");
+            let got = if wait { af.stop_wait() } else { af.stop() };
+            let (want, next) = match r.state {
+                RegState::Never { stops } => (stops == 0, RegState::Never { stops: stops + 1 }),
+                // Only live nodes are pending between ops (see `check_regs`).
+                RegState::Pending(_) => (true, RegState::Stopped),
+                s @ (RegState::RanAtOnce | RegState::Ran | RegState::Stopped) => (false, s),
+            };
+            if got != want {
+                fail!(
+                    self,
+                    "registration #{i} ({:?} on {}): {}() returned {got}, model {want}",
+                    r.state,
+                    self.model.path(r.at),
+                    if wait { "stop_wait" } else { "stop" }
+                );
+            }
+            let ran = matches!(r.state, RegState::RanAtOnce | RegState::Ran);
+            if wait && ran && !r.rec.finished.load(Ordering::SeqCst) {
+                fail!(
+                    self,
+                    "registration #{i}: stop_wait() returned false before the function finished"
+                );
+            }
+            self.regs[i].state = next;
+        }
+
         // -- checks ------------------------------------------------------
 
         /// Compares everything observable with the model. The semantic
-        /// checks run on every context, handle and future; the formatting
-        /// checks (`Display`, `Debug`) on one context and handle per step,
-        /// rotating, and on all of them when `full`.
+        /// checks run on every context, handle, future and registration; the
+        /// formatting checks (`Display`, `Debug`) on one context, handle and
+        /// registration per step, rotating, and on all of them when `full`.
         fn check(&mut self, full: bool) {
             for i in 0..self.ctxs.len() {
                 let fmt = full || i == self.step % self.ctxs.len();
@@ -845,6 +1404,7 @@ pub mod differential {
                     );
                 }
             }
+            self.check_regs(full);
         }
 
         fn check_ctx(&mut self, i: usize, fmt: bool) {
@@ -866,6 +1426,29 @@ pub mod differential {
                     ctx.is_done()
                 );
             }
+            let deadline = ctx.deadline();
+            let want_deadline = self.model.deadline(at);
+            if deadline != want_deadline {
+                fail!(
+                    self,
+                    "context #{i} ({}): deadline {deadline:?}, model {want_deadline:?} \
+                     (t0 {:?})",
+                    self.model.path(at),
+                    self.t0
+                );
+            }
+            let values = lookup(ctx);
+            let want_values = self.model.values(at);
+            if values != want_values {
+                fail!(
+                    self,
+                    "context #{i} ({}): values of K0..K3 {values:?}, model {want_values:?}",
+                    self.model.path(at)
+                );
+            }
+            if ctx.value::<u64>().is_some() || ctx.value::<u32>().is_some() {
+                fail!(self, "context #{i}: a value of a type never bound");
+            }
             let cause = ctx.cause();
             match (cause, want) {
                 (None, None) => {}
@@ -878,13 +1461,144 @@ pub mod differential {
             let ctx = &self.ctxs[i].ctx;
             let path = self.model.path(at);
             let shown = ctx.to_string();
-            if shown != path {
+            if normalize(&shown) != path {
                 fail!(self, "context #{i}: Display {shown:?}, model {path:?}");
             }
             let dbg = format!("{ctx:?}");
             let want_dbg = format!("Context {{ path: {path}, err: {:?} }}", want.map(|s| s.0));
-            if dbg != want_dbg {
+            if normalize(&dbg) != want_dbg {
                 fail!(self, "context #{i}: Debug {dbg:?}, want {want_dbg:?}");
+            }
+        }
+
+        /// The registrations against the model: a pending one whose node is
+        /// now canceled has run (once, synchronously, after every probe
+        /// context the op canceled was done), the others have not run since.
+        fn check_regs(&mut self, full: bool) {
+            for i in 0..self.regs.len() {
+                if let RegState::Pending(n) = self.regs[i].state {
+                    if self.model.nodes[n].canceled.is_some() {
+                        self.regs[i].state = RegState::Ran;
+                    }
+                }
+                let r = &self.regs[i];
+                let ran = matches!(r.state, RegState::RanAtOnce | RegState::Ran);
+                let runs = r.rec.runs.load(Ordering::SeqCst);
+                if runs != usize::from(ran) {
+                    fail!(
+                        self,
+                        "registration #{i} ({:?} on {}): its function ran {runs} times",
+                        r.state,
+                        self.model.path(r.at)
+                    );
+                }
+                if r.rec.finished.load(Ordering::SeqCst) != ran {
+                    fail!(
+                        self,
+                        "registration #{i}: finished flag disagrees with {runs} runs"
+                    );
+                }
+                // The closure holds one count of `token` until it runs or is
+                // dropped (stopped, or never registered).
+                let alive = Arc::strong_count(&r.token) == 2;
+                let want_alive = matches!(r.state, RegState::Pending(_));
+                if alive != want_alive {
+                    fail!(
+                        self,
+                        "registration #{i} ({:?}): its function is {} (want {})",
+                        r.state,
+                        if alive { "still alive" } else { "dropped" },
+                        if want_alive { "alive" } else { "dropped" }
+                    );
+                }
+                if ran && !r.checked {
+                    self.check_seen(i);
+                    self.regs[i].checked = true;
+                }
+                let r = &self.regs[i];
+                if full || i == self.step % self.regs.len() {
+                    let af = r.rec.own.get().expect("registered");
+                    let state = match r.state {
+                        RegState::Never { .. } => "never canceled",
+                        RegState::Pending(_) => "registered",
+                        RegState::RanAtOnce => "ran at registration",
+                        RegState::Ran => "started",
+                        RegState::Stopped => "stopped",
+                    };
+                    let dbg = format!("{af:?}");
+                    let want = format!("AfterFunc {{ state: {state:?} }}");
+                    if dbg != want {
+                        fail!(self, "registration #{i}: Debug {dbg:?}, want {want:?}");
+                    }
+                }
+            }
+        }
+
+        /// What the function of registration `i` saw when it ran.
+        fn check_seen(&self, i: usize) {
+            let r = &self.regs[i];
+            let guard = r.rec.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(seen) = guard.as_ref() else {
+                fail!(self, "registration #{i} ran but recorded nothing")
+            };
+            let want = self.model.state(r.at).map(|s| s.0);
+            if seen.err != want {
+                fail!(
+                    self,
+                    "registration #{i}: its function saw err {:?}, model {want:?}",
+                    seen.err
+                );
+            }
+            if seen.cause != r.ctx.cause() {
+                fail!(
+                    self,
+                    "registration #{i}: its function saw cause {:?}, the context has {:?}",
+                    seen.cause,
+                    r.ctx.cause()
+                );
+            }
+            if r.state == RegState::Ran {
+                if seen.probe_done.len() != self.probe_at.len() {
+                    fail!(self, "registration #{i}: the probe changed under it");
+                }
+                for (j, (&done, &at)) in seen.probe_done.iter().zip(&self.probe_at).enumerate() {
+                    if !done && self.model.state(at).is_some() {
+                        fail!(
+                            self,
+                            "registration #{i} on {} ran before context #{j} ({}), canceled \
+                             by the same op, was done",
+                            self.model.path(r.at),
+                            self.model.path(at)
+                        );
+                    }
+                }
+            }
+            if let Some(nested) = seen.nested {
+                if nested != (1, false, false) {
+                    fail!(
+                        self,
+                        "registration #{i}: a nested after_func from inside the function gave \
+                         (runs, stop, stop_wait) {nested:?}, want (1, false, false)"
+                    );
+                }
+            }
+            if let Some((err, same_cause, done)) = seen.child {
+                if err != want || !same_cause || !done {
+                    fail!(
+                        self,
+                        "registration #{i}: a child derived inside the function: err {err:?}, \
+                         same cause {same_cause}, is_done {done}; want {want:?}, true, true"
+                    );
+                }
+            }
+            if let Some(own) = seen.own_stop {
+                if own != (false, false) {
+                    fail!(
+                        self,
+                        "registration #{i}: stop/stop_wait from inside its own function gave \
+                         {own:?}, want (false, false)"
+                    );
+                }
             }
         }
 
@@ -940,26 +1654,43 @@ pub mod differential {
             self.causes[want].seen = Some(got.clone());
         }
 
-        /// Drops every handle (each cancels), checks that everything is
-        /// canceled and every pending future was woken, then drops the rest.
+        /// Drops every handle (each cancels, and the registrations are
+        /// checked after each), checks that everything is canceled, every
+        /// pending future was woken and every registration not stopped ran,
+        /// then drops the rest.
         fn finish(mut self) {
             self.step = self.ops.len();
             while let Some(e) = self.handles.pop() {
+                self.refresh_probe(false);
                 drop(e.handle);
                 self.model.cancel(e.node, Error::Canceled, CANCELED_ID);
+                self.check_regs(false);
             }
             self.check(true);
             for (i, e) in self.ctxs.iter().enumerate() {
-                if matches!(e.at, At::Node(_)) && !e.ctx.is_done() {
+                if matches!(e.at.cancel, CancelPart::Node(_)) && !e.ctx.is_done() {
                     fail!(self, "context #{i} is live after every handle was dropped");
                 }
             }
             for p in &self.futures {
-                if matches!(p.at, At::Node(_)) {
+                if matches!(p.at.cancel, CancelPart::Node(_)) {
                     fail!(self, "a future of a canceled context is still pending");
                 }
             }
+            for (i, r) in self.regs.iter().enumerate() {
+                if matches!(r.state, RegState::Pending(_)) {
+                    fail!(
+                        self,
+                        "registration #{i} is pending after every handle was dropped"
+                    );
+                }
+            }
             self.futures.clear();
+            self.probe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+            self.regs.clear();
             self.ctxs.clear();
         }
     }
@@ -969,13 +1700,13 @@ pub mod differential {
 /// a small shared tree, with Go's invariants checked after join.
 pub mod concurrent {
     use std::panic::{self, AssertUnwindSafe};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{mpsc, Arc, Barrier, Mutex, MutexGuard, PoisonError};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc, Barrier, Mutex, MutexGuard, PoisonError, Weak};
     use std::task::{Poll, Waker};
     use std::thread;
     use std::time::Duration;
 
-    use ctxtree::{CancelHandle, Cause, Context, DoneOwned, Error};
+    use ctxtree::{AfterFunc, CancelHandle, Cause, Context, DoneOwned, Error};
 
     use super::common::{counting_waker, poll_with, CountingWaker, Reader};
 
@@ -1024,6 +1755,16 @@ pub mod concurrent {
         DoneChurn(u8, u8),
         /// `thread::yield_now()`.
         Yield,
+        /// `after_func` on a shared node, or (bit 0 of the second byte, if
+        /// the thread has derived children) on one of them, or (bit 1) on
+        /// `without_cancel()` of a shared node (nothing registered). The
+        /// function counts its runs, checks its context (and a shared node's
+        /// subtree) is done, spins `(b >> 2) * 16` times, then sets a
+        /// `finished` flag.
+        AfterFunc(u8, u8),
+        /// `stop()` (bit 0 of the second byte clear) or `stop_wait()` of one
+        /// of this thread's registrations.
+        Stop(u8, u8),
     }
 
     /// A decoded input.
@@ -1049,7 +1790,8 @@ pub mod concurrent {
     /// shared nodes (1–8), one byte per node its parent, one byte the number
     /// of blocking waiters (0–2) and one byte each their node; then
     /// operations of three bytes `[thread/op, a, b]` (thread `t % threads`,
-    /// operation `(t >> 2) % 16`).
+    /// operation `(t >> 2) % 20`: codes 0–15 are the original table, so older
+    /// inputs, whose `t` bytes are all below 64, decode as they always did).
     pub fn decode(data: &[u8]) -> Plan {
         let mut r = Reader::new(data);
         let threads = 2 + r.byte() as usize % 3;
@@ -1073,7 +1815,7 @@ pub mod concurrent {
         while total < MAX_OPS {
             let Some(t) = r.next() else { break };
             let (a, b) = (r.byte(), r.byte());
-            let op = match (t >> 2) % 16 {
+            let op = match (t >> 2) % 20 {
                 0 => Op::Cancel(a),
                 1 => Op::CancelWithCause(a, b),
                 2 => Op::DropHandle(a),
@@ -1088,7 +1830,9 @@ pub mod concurrent {
                 12 => Op::Wait(a, b),
                 13 => Op::DeriveChurn(a, b),
                 14 => Op::DoneChurn(a, b),
-                _ => Op::Yield,
+                15 => Op::Yield,
+                16 | 17 => Op::AfterFunc(a, b),
+                _ => Op::Stop(a, b),
             };
             plan.threads[t as usize % threads].push(op);
             total += 1;
@@ -1139,6 +1883,84 @@ pub mod concurrent {
         waker: Waker,
     }
 
+    /// Where an `after_func` was registered.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Target {
+        Shared(usize),
+        Local(usize),
+        /// `without_cancel()` of a shared node: never canceled.
+        Detached(usize),
+    }
+
+    /// Shared between a registered function and the harness.
+    #[derive(Default)]
+    struct FuncRec {
+        runs: AtomicUsize,
+        /// Set when the function returns.
+        finished: AtomicBool,
+        /// What the function found wrong (it must not panic on the
+        /// canceling thread).
+        problem: Mutex<Option<String>>,
+    }
+
+    impl FuncRec {
+        fn problem(&self) -> Option<String> {
+            self.problem
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        }
+    }
+
+    struct Reg {
+        af: AfterFunc,
+        rec: Arc<FuncRec>,
+        ctx: Context,
+        target: Target,
+        /// A `stop` or `stop_wait` of this thread returned true.
+        stopped: bool,
+        /// How many times this thread called `stop` or `stop_wait`.
+        stops: usize,
+    }
+
+    /// The registered function: counts, checks that its context (and a
+    /// shared node's whole subtree) is done, spins, then marks itself
+    /// finished.
+    fn after_func_body(
+        rec: &FuncRec,
+        ctx: &Context,
+        sh: &Weak<Shared>,
+        k: Option<usize>,
+        spins: u32,
+    ) {
+        let mut problem = None;
+        if rec.runs.fetch_add(1, Ordering::SeqCst) != 0 {
+            problem = Some("the function ran twice".to_string());
+        }
+        if !ctx.is_done() || ctx.err().is_none() {
+            problem = Some("the function ran while its context was live".to_string());
+        }
+        if let (Some(k), Some(sh)) = (k, sh.upgrade()) {
+            for &d in &sh.subtree[k] {
+                if !sh.ctxs[d].is_done() {
+                    problem = Some(format!(
+                        "the function of node {k} ran while descendant node {d} was live"
+                    ));
+                }
+            }
+        }
+        for i in 0..spins {
+            if i % 64 == 63 {
+                thread::yield_now();
+            }
+            std::hint::spin_loop();
+        }
+        if problem.is_some() {
+            *rec.problem.lock().unwrap_or_else(PoisonError::into_inner) = problem;
+        }
+        rec.finished.store(true, Ordering::SeqCst);
+    }
+
     /// What a racing thread hands back.
     #[derive(Default)]
     struct Local {
@@ -1147,6 +1969,7 @@ pub mod concurrent {
         derived: Vec<Derived>,
         futures: Vec<Fut>,
         retired: Vec<Arc<CountingWaker>>,
+        regs: Vec<Reg>,
     }
 
     fn canceled() -> Cause {
@@ -1236,7 +2059,7 @@ pub mod concurrent {
         }
     }
 
-    fn thread_main(sh: &Shared, t: usize, ops: &[Op]) -> Local {
+    fn thread_main(sh: &Arc<Shared>, t: usize, ops: &[Op]) -> Local {
         let mut local = Local::default();
         let mut seen_done = vec![false; sh.ctxs.len()];
         let n = sh.ctxs.len();
@@ -1457,6 +2280,90 @@ pub mod concurrent {
                     local.retired.push(counter);
                 }
                 Op::Yield => thread::yield_now(),
+                Op::AfterFunc(a, b) => {
+                    let (ctx, target) = if b & 1 != 0 && !local.derived.is_empty() {
+                        let j = a as usize % local.derived.len();
+                        (local.derived[j].ctx.clone(), Target::Local(j))
+                    } else if b & 2 != 0 {
+                        let k = a as usize % n;
+                        (sh.ctxs[k].without_cancel(), Target::Detached(k))
+                    } else {
+                        let k = a as usize % n;
+                        (sh.ctxs[k].clone(), Target::Shared(k))
+                    };
+                    let was_done = ctx.is_done();
+                    let rec = Arc::new(FuncRec::default());
+                    let f = {
+                        let rec = rec.clone();
+                        let ctx = ctx.clone();
+                        let sh = Arc::downgrade(sh);
+                        let k = match target {
+                            Target::Shared(k) => Some(k),
+                            _ => None,
+                        };
+                        let spins = u32::from(b >> 2) * 16;
+                        move || after_func_body(&rec, &ctx, &sh, k, spins)
+                    };
+                    let af = ctx.after_func(f);
+                    let runs = rec.runs.load(Ordering::SeqCst);
+                    if let Target::Detached(_) = target {
+                        assert_eq!(runs, 0, "after_func on a never-canceled context ran");
+                    } else if was_done {
+                        assert!(
+                            runs == 1 && rec.finished.load(Ordering::SeqCst),
+                            "after_func on a canceled context returned before its function \
+                             ran ({runs} runs)"
+                        );
+                    }
+                    local.regs.push(Reg {
+                        af,
+                        rec,
+                        ctx,
+                        target,
+                        stopped: false,
+                        stops: 0,
+                    });
+                }
+                Op::Stop(j, b) => {
+                    if local.regs.is_empty() {
+                        continue;
+                    }
+                    let j = j as usize % local.regs.len();
+                    let r = &mut local.regs[j];
+                    let wait = b & 1 != 0;
+                    let got = if wait { r.af.stop_wait() } else { r.af.stop() };
+                    let runs = r.rec.runs.load(Ordering::SeqCst);
+                    let finished = r.rec.finished.load(Ordering::SeqCst);
+                    if let Target::Detached(_) = r.target {
+                        assert_eq!(
+                            got,
+                            r.stops == 0,
+                            "stop #{} of a never-canceled registration",
+                            r.stops
+                        );
+                        assert_eq!(runs, 0);
+                    } else if got {
+                        assert!(!r.stopped, "stop() returned true twice");
+                        assert_eq!(runs, 0, "stop() returned true but the function ran");
+                        r.stopped = true;
+                    } else if !r.stopped {
+                        // It ran or is running: its context is canceled.
+                        assert!(
+                            r.ctx.is_done(),
+                            "stop() false on a live context never stopped ({:?})",
+                            r.target
+                        );
+                        if wait {
+                            assert!(
+                                finished && runs == 1,
+                                "stop_wait() returned false before the function finished \
+                                 (runs {runs}, finished {finished}, {:?})",
+                                r.target
+                            );
+                        }
+                    }
+                    r.stops += 1;
+                }
             }
         }
         local
@@ -1617,6 +2524,7 @@ pub mod concurrent {
             .collect();
         let mut locals: Vec<Local> = racers.into_iter().map(join).collect();
         check_after_join(&shared, &locals, plan);
+        check_registrations(&locals, plan, false);
 
         // Cancel everything that is left; every waiter must then wake.
         drop(cancel_rest);
@@ -1640,6 +2548,7 @@ pub mod concurrent {
                  (plan: {plan:?})"
             );
         }
+        check_registrations(&locals, plan, true);
         for l in &mut locals {
             for d in &l.derived {
                 assert!(
@@ -1661,6 +2570,58 @@ pub mod concurrent {
                     r.count() <= 1,
                     "an abandoned waiter was woken {} times",
                     r.count()
+                );
+            }
+        }
+    }
+
+    /// Every registration's function ran at most once, and exactly once iff
+    /// no `stop` of it returned true and its context is canceled (after
+    /// join, every cancel has returned, so every function it ran has
+    /// finished). `end`: after every handle was dropped, so every context
+    /// that can be canceled is.
+    fn check_registrations(locals: &[Local], plan: &Plan, end: bool) {
+        for (t, l) in locals.iter().enumerate() {
+            for (j, r) in l.regs.iter().enumerate() {
+                if let Some(problem) = r.rec.problem() {
+                    panic!(
+                        "thread {t} registration #{j} ({:?}): {problem} (plan: {plan:?})",
+                        r.target
+                    );
+                }
+                let runs = r.rec.runs.load(Ordering::SeqCst);
+                let finished = r.rec.finished.load(Ordering::SeqCst);
+                let canceled = r.ctx.is_done();
+                let expected = match r.target {
+                    Target::Detached(_) => {
+                        assert!(!canceled, "a without_cancel() context is done");
+                        0
+                    }
+                    _ => {
+                        assert!(
+                            !end || canceled,
+                            "a registration's context is live at the end"
+                        );
+                        usize::from(!r.stopped && canceled)
+                    }
+                };
+                assert_eq!(
+                    runs,
+                    expected,
+                    "thread {t} registration #{j} ({:?}, stopped {}, context canceled \
+                     {canceled}): its function ran {runs} times{} (plan: {plan:?})",
+                    r.target,
+                    r.stopped,
+                    if end {
+                        " after every handle was dropped"
+                    } else {
+                        " after join"
+                    }
+                );
+                assert_eq!(
+                    finished,
+                    runs == 1,
+                    "thread {t} registration #{j}: finished flag {finished} after {runs} runs"
                 );
             }
         }
