@@ -14,6 +14,9 @@
 # docs/verification.md records what each step covers and the last results.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The whole script is one compound command, parsed before it runs, so
+# editing this file during a run cannot break the run.
+{
 
 mode=full
 if [ "${1:-}" = "--ci" ]; then mode=ci; shift; fi
@@ -120,8 +123,10 @@ step_fuzz() {
   for target in differential concurrent; do
     banner "fuzz $target for ${FUZZ_SECS}s"
     log=target/verify-fuzz-$target.log
-    if (cd fuzz && cargo +nightly fuzz run "$target" -- -max_total_time="$FUZZ_SECS" \
-        -print_final_stats=1) >"$log" 2>&1; then
+    # New inputs go to a scratch corpus; the committed one is only read.
+    mkdir -p "target/verify-corpus/$target"
+    if (cd fuzz && cargo +nightly fuzz run "$target" "../target/verify-corpus/$target" \
+        "corpus/$target" -- -max_total_time="$FUZZ_SECS" -print_final_stats=1) >"$log" 2>&1; then
       grep -E "stat::number_of_executed_units|stat::average_exec_per_sec|Done [0-9]+ runs" "$log"
     else
       tail -60 "$log"
@@ -136,8 +141,12 @@ step_valgrind() {
   cargo test --release --test stress --no-run >/dev/null 2>&1 || return 1
   local bin
   bin=$(ls -t target/release/deps/stress-* | grep -v '\.d$' | head -1)
+  # Fails (exit 99) on any definitely or indirectly lost byte; prints the
+  # summaries without the stack frames of "possibly lost" thread stacks.
   CTXTREE_STRESS_SECS=3 CTXTREE_STRESS_THREADS=4 valgrind --fair-sched=yes --leak-check=full \
-    --errors-for-leak-kinds=definite,indirect --error-exitcode=99 -q "$bin" --test-threads=1
+    --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect \
+    --error-exitcode=99 "$bin" --test-threads=1 2>&1 | grep -vE "^==[0-9]+== +(at|by) "
+  return "${PIPESTATUS[0]}"
 }
 
 step_stress() {
@@ -172,3 +181,4 @@ done
 banner "verify ($mode) summary, $(( $(date +%s) - started_all ))s in all"
 printf '%s\n' "${summary[@]}"
 exit $failed
+}

@@ -1,4 +1,5 @@
-//! Racing cancels, derivations, waits and drops on a small shared tree, with
+//! Racing cancels, derivations, waits, drops and after_func registrations and
+//! stops on a small shared tree, with
 //! Go's invariants checked after join; see `fuzz/harness/src/lib.rs`
 //! (`concurrent`) and fuzz/README.md.
 
