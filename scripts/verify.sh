@@ -180,5 +180,15 @@ done
 
 banner "verify ($mode) summary, $(( $(date +%s) - started_all ))s in all"
 printf '%s\n' "${summary[@]}"
+passed_n=0; failed_n=0; skipped_n=0
+for line in "${summary[@]}"; do
+  case $(awk '{print $2}' <<<"$line") in
+    PASS) passed_n=$((passed_n + 1)) ;;
+    FAIL) failed_n=$((failed_n + 1)) ;;
+    SKIPPED) skipped_n=$((skipped_n + 1)) ;;
+  esac
+done
+# The plain closing line CI reads.
+echo "verify: $passed_n passed, $failed_n failed, $skipped_n skipped"
 exit $failed
 }
