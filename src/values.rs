@@ -266,8 +266,8 @@ impl Drop for ValuesRef {
             // Acquire every earlier release before freeing (as `Arc`; a load
             // rather than a fence so ThreadSanitizer sees it).
             header.refs.load(Ordering::Acquire);
+            // The parent is taken first so freeing does not recurse (V4).
             // SAFETY: that was the last count: nobody else can reach the layer.
-            // Its parent is taken first so freeing it does not recurse (V4).
             let parent = unsafe { (*ptr.as_ptr()).parent.take() };
             // SAFETY: as above; `drop_layer` matches the allocation's type.
             unsafe { (header.drop_layer)(ptr.as_ptr()) };

@@ -80,10 +80,10 @@ pub(crate) struct Callback {
     finished: AtomicUsize,
 }
 
-// SAFETY: `state` is atomic, `wake` is immutable and `Send + Sync` except a
-// callback's `f` cell, which only the single winner of the W1 transition
-// touches (F1); `next` is accessed only by the entry's single current owner
-// (W3), with ownership handed over by Release/Acquire CASes on the state word.
+// `state` is atomic; `wake` is immutable and `Send + Sync`, but for a
+// callback's `f` cell, touched only by the single winner of W1 (F1).
+// SAFETY: as above, and `next` is accessed only by the entry's current
+// owner (W3), handed over by Release/Acquire CASes on the state word.
 unsafe impl Send for Waiter {}
 // SAFETY: as above.
 unsafe impl Sync for Waiter {}
