@@ -20,9 +20,9 @@
 //! - each canceled layer's cause is its parent's cause (propagated) or one it
 //!   could have set itself (its own cancel or its deadline cause);
 //! - values resolve to the nearest binding, also after cancellation;
-//! - every `after_func` ran at most once, exactly once unless stopped, and
-//!   only after the subtree below it was canceled; `stop_wait` returning
-//!   false means the function had finished;
+//! - every `after_func` ran at most once, exactly once unless stopped or
+//!   prevented by `stop_wait`, and only after the subtree below it was
+//!   canceled; `stop_wait` returning false means the function had finished;
 //! - blocked waiters on slots are all woken (the final root cancel must wake
 //!   every one of them);
 //! - after everything is dropped the live heap is back near its baseline.
@@ -169,10 +169,6 @@ struct Registration {
     runs: Arc<AtomicUsize>,
     finished: Arc<AtomicBool>,
     stopped: bool,
-    /// The context it was registered on was canceled by this thread, so
-    /// the function must have run unless stopped.
-    must_have_run: bool,
-    layer: usize,
 }
 
 fn assert_done_consistent(ctx: &Context) {
@@ -369,8 +365,6 @@ fn chain_round(shared: &Shared, rng: &mut Rng, slot: Context, value_seq: &mut u6
             runs,
             finished,
             stopped,
-            must_have_run: false,
-            layer: at,
         });
     }
 
@@ -398,13 +392,6 @@ fn chain_round(shared: &Shared, rng: &mut Rng, slot: Context, value_seq: &mut u6
                 );
             }
         }
-        for r in &mut registrations {
-            let reached = r.layer >= victim
-                && !layers[victim + 1..=r.layer]
-                    .iter()
-                    .any(|l| matches!(l.kind, Kind::Detach));
-            r.must_have_run = reached;
-        }
     }
     check_chain(&layers);
 
@@ -422,12 +409,12 @@ fn chain_round(shared: &Shared, rng: &mut Rng, slot: Context, value_seq: &mut u6
             );
             assert_eq!(runs, 1);
         }
-        if r.must_have_run && !r.stopped {
-            assert!(
-                !prevented,
-                "stop_wait prevented a function whose context this thread canceled"
-            );
-        }
+        // A function whose context this thread canceled may still be
+        // prevented: when another thread's cancel (a slot recycle helping the
+        // walk) claimed its node, the entry is still WAITING between that
+        // claim and its W1 transition, and a stop may win (F1) — as in Go,
+        // where `stop` can win after `Err()` is set. Only "ran exactly once
+        // unless prevented" holds, checked above.
         shared
             .callbacks_run
             .fetch_add(runs as u64, Ordering::Relaxed);
