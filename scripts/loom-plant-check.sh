@@ -19,6 +19,7 @@ declare -A MODEL=(
   [callback_in_walk]=after_func:after_func_registration_vs_cancel
   [callback_unclaimed]=after_func:after_func_stop_vs_cancel
   [finish_relaxed]=after_func:after_func_stop_wait_vs_cancel
+  [mark_before_walk]=self_cancel_and_sweep_vs_parent_cancel
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

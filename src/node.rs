@@ -20,7 +20,9 @@
 //! - **N4** A `cancel` returns only after every descendant is canceled: the
 //!   walk visits every list it finds with a pointer, whether it closed it or
 //!   is helping a concurrent walk (L3), and lists are finished (reset to
-//!   `CLOSED | 0`) only after the whole walk.
+//!   `CLOSED | 0`) only after the whole walk. A node canceled on its own is
+//!   marked deleted in its parent's list (L1) only after its own walk, so an
+//!   ancestor's walk cannot lose a subtree that is still being canceled.
 //! - **N5** No recursion: the walk keeps an explicit worklist of
 //!   `(node, first child)` pairs, and release (N1) is a loop.
 
@@ -515,15 +517,24 @@ impl Node {
 /// cancel found have run (F2).
 pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
     let mut callbacks = Callbacks::default();
-    if !state::is_canceled(node.state_word())
-        && node.claim(state::canceled(err, cause), &mut callbacks)
-    {
-        // A node canceled on its own leaves its parent's list (L1). Nodes
-        // canceled by their parent's walk skip this: that list is closed.
+    let won = !state::is_canceled(node.state_word())
+        && node.claim(state::canceled(err, cause), &mut callbacks);
+    #[cfg(ctxtree_plant = "mark_before_walk")]
+    if won {
+        node.link.mark_deleted();
+    }
+    propagate(node, &mut callbacks);
+    if won {
+        // A node canceled on its own leaves its parent's list (L1), but only
+        // now that its subtree is canceled: while it is still linked, a walk
+        // from an ancestor finds it and helps (N4). Marked earlier, a sweep
+        // could unlink it and that walk return with this subtree still
+        // active (found by tests/stress.rs). Nodes canceled by their
+        // parent's walk skip this: that list is closed.
+        #[cfg(not(ctxtree_plant = "mark_before_walk"))]
         node.link.mark_deleted();
         node.note_disarmed();
     }
-    propagate(node, &mut callbacks);
     // Callbacks run now: the subtree is canceled and nothing is pinned.
     callbacks.run();
     // A waker or callback that panicked was held until now, so the whole

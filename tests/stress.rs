@@ -350,10 +350,31 @@ fn chain_round(shared: &Shared, rng: &mut Rng, slot: Context, value_seq: &mut u6
             Some(layers.last().unwrap().ctx.clone())
         };
         let (r, f) = (runs.clone(), finished.clone());
+        let kinds: String = layers
+            .iter()
+            .map(|l| match l.kind {
+                Kind::Cancel => 'C',
+                Kind::Timeout => 'T',
+                Kind::Value => 'V',
+                Kind::Detach => 'D',
+            })
+            .collect();
+        let own = layers[at].ctx.clone();
         let handle = layers[at].ctx.after_func(move || {
             if let Some(probe) = probe {
-                if !probe.is_done() {
-                    EARLY_CALLBACK.store(true, Ordering::SeqCst);
+                if !probe.is_done() && !EARLY_CALLBACK.swap(true, Ordering::SeqCst) {
+                    *EARLY_DETAIL.lock().unwrap() = format!(
+                        "chain {kinds}, registered at layer {at}, run on {:?}: own err {:?} \
+                         cause {:?}; leaf err {:?} (again after 10 ms: {:?})",
+                        thread::current().name(),
+                        own.err(),
+                        own.cause(),
+                        probe.err(),
+                        {
+                            thread::sleep(Duration::from_millis(10));
+                            probe.err()
+                        }
+                    );
                 }
             }
             r.fetch_add(1, Ordering::SeqCst);
@@ -429,6 +450,7 @@ fn chain_round(shared: &Shared, rng: &mut Rng, slot: Context, value_seq: &mut u6
 
 /// Set by a callback that found the subtree below it still active (F2).
 static EARLY_CALLBACK: AtomicBool = AtomicBool::new(false);
+static EARLY_DETAIL: Mutex<String> = Mutex::new(String::new());
 
 /// Blocks on slots until told to stop; returns how many waits completed.
 fn blocked_waiter(shared: Arc<Shared>, seed: u64) -> u64 {
@@ -506,7 +528,8 @@ fn all_operations_from_many_threads_on_shared_trees() {
     }
     assert!(
         !EARLY_CALLBACK.load(Ordering::SeqCst),
-        "an after_func ran before the subtree below it was canceled"
+        "an after_func ran before the subtree below it was canceled: {}",
+        EARLY_DETAIL.lock().unwrap()
     );
     shared.ops.store(ops, Ordering::Relaxed);
     eprintln!(

@@ -349,3 +349,30 @@ fn collect_repush_vs_push_vs_cancel() {
         assert_eq!(pushed.as_mut().poll(cx), Poll::Ready(Error::Canceled));
     });
 }
+
+/// N4 with L1 and L5: a child canceling itself while its parent is canceled
+/// and a sibling insert sweeps the parent's list. The parent's cancel must
+/// not return before the grandchild is canceled: the self-canceling child
+/// stays linked (unmarked) until its own subtree is done, so the parent's
+/// walk finds it and helps.
+/// Fails with `mark_before_walk` (the child is marked deleted before its walk,
+/// the sweep unlinks it, and the parent's walk returns early).
+#[test]
+fn self_cancel_and_sweep_vs_parent_cancel() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (child, child_handle) = parent.with_cancel();
+        let (grandchild, _grandchild_handle) = child.with_cancel();
+        let self_cancel = thread::spawn(move || child_handle.cancel());
+        let p2 = parent.clone();
+        let inserter = thread::spawn(move || p2.with_cancel());
+        handle.cancel();
+        assert!(
+            grandchild.is_done(),
+            "N4: the parent's cancel returned with a grandchild active"
+        );
+        self_cancel.join().unwrap();
+        let (late, _late_handle) = inserter.join().unwrap();
+        assert!(late.is_done());
+    });
+}
