@@ -38,6 +38,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::alloc::live;
+use common::rng::Rng;
 use ctxtree::{AfterFunc, CancelHandle, Cause, Context};
 use futures::task::noop_waker_ref;
 
@@ -59,26 +60,6 @@ fn threads() -> usize {
             let cores = thread::available_parallelism().map_or(2, |n| n.get());
             (2 * cores).max(4)
         })
-}
-
-/// xorshift64*: deterministic per thread.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
 }
 
 /// Value keys: 4 types, so layers rebind and shadow each other.
@@ -219,7 +200,7 @@ fn check_chain(layers: &[Layer]) {
 }
 
 fn worker(shared: Arc<Shared>, seed: u64) -> u64 {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut ops = 0u64;
     let mut value_seq = 0u64;
     while !shared.stop.load(Ordering::Relaxed) {
@@ -454,7 +435,7 @@ static EARLY_DETAIL: Mutex<String> = Mutex::new(String::new());
 
 /// Blocks on slots until told to stop; returns how many waits completed.
 fn blocked_waiter(shared: Arc<Shared>, seed: u64) -> u64 {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut woken = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         let slot = shared.slot(rng.below(shared.slots.len()));

@@ -3,9 +3,12 @@
 //! after cancellation and after ancestors are dropped, deep chains without
 //! recursion, and `Display`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::rng::Rng;
 use ctxtree::{CancelHandle, Cause, Context, Error};
 
 #[derive(Debug, PartialEq)]
@@ -125,22 +128,6 @@ fn values_are_shared_across_threads() {
     }
 }
 
-/// Tiny deterministic generator (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 enum Layer {
     Value,
     Cancel(CancelHandle),
@@ -179,17 +166,17 @@ fn lookup(ctx: &Context, key: usize) -> Option<usize> {
 /// resolves to its nearest binding.
 #[test]
 fn random_mixed_stacks_cancel_synchronously_and_keep_their_values() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let rounds = if cfg!(miri) { 8 } else { 200 };
     for round in 0..rounds {
-        let depth = 30 + rng.below(31) as usize;
+        let depth = 30 + rng.below(31);
         let mut ctx = Context::background();
         let mut layers = Vec::new();
         let mut nearest: [Option<usize>; 8] = [None; 8];
         for i in 0..depth {
             match rng.below(3) {
                 0 => {
-                    let key = rng.below(8) as usize;
+                    let key = rng.below(8);
                     ctx = bind(&ctx, key, i);
                     nearest[key] = Some(i);
                     layers.push(Layer::Value);
@@ -210,7 +197,7 @@ fn random_mixed_stacks_cancel_synchronously_and_keep_their_values() {
             .filter(|&i| !matches!(layers[i], Layer::Value))
             .collect();
         assert!(!ctx.is_done());
-        if let Some(&victim) = cancelable.get(rng.below(cancelable.len().max(1) as u64) as usize) {
+        if let Some(&victim) = cancelable.get(rng.below(cancelable.len().max(1))) {
             match &layers[victim] {
                 Layer::Cancel(h) | Layer::Timeout(h) => {
                     h.cancel_with_cause(Cause::msg(format!("layer {victim}")))
@@ -233,7 +220,7 @@ fn random_mixed_stacks_cancel_synchronously_and_keep_their_values() {
         }
         // Drop in a random order: the chain must still be freed cleanly.
         while !layers.is_empty() {
-            let at = rng.below(layers.len() as u64) as usize;
+            let at = rng.below(layers.len());
             drop(layers.swap_remove(at));
         }
         assert!(ctx.is_done());

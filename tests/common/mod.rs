@@ -166,3 +166,32 @@ pub mod threads {
         )
     }
 }
+
+/// A tiny deterministic generator (xorshift64*), so failures reproduce.
+pub mod rng {
+    pub struct Rng(u64);
+
+    impl Rng {
+        /// Any seed works (0 is mapped to 1: xorshift needs a nonzero state).
+        pub fn new(seed: u64) -> Rng {
+            Rng(seed | 1)
+        }
+
+        pub fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        /// Uniform-ish in `0..n` (`n > 0`).
+        pub fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        /// True with probability `percent`/100.
+        pub fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+    }
+}
