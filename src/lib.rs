@@ -55,6 +55,7 @@ mod context;
 mod done;
 mod error;
 mod node;
+mod run;
 mod state;
 mod sync;
 mod timer;
@@ -65,6 +66,17 @@ pub use afterfunc::AfterFunc;
 pub use context::{CancelHandle, Context};
 pub use done::{Done, DoneOwned};
 pub use error::{Cause, Error};
+pub use run::{FutureExt, Run, RunOwned};
+
+#[cfg(feature = "crossbeam-channel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]
+pub mod channel;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 /// Hooks for the loom models only: there is no timer thread under loom.
 #[cfg(loom)]

@@ -482,3 +482,46 @@ fn a_long_value_chain_returns_its_memory() {
     );
     assert!(after < 64 * 1024, "{after} bytes still live");
 }
+
+#[test]
+fn run_futures_polled_then_dropped_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _handle) = Context::background().with_cancel();
+    let mut cx = TaskContext::from_waker(noop_waker_ref());
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let mut run = Box::pin(ctx.run(std::future::pending::<()>()));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+    });
+    assert_flat("abandoned run() futures", growth);
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn token_links_made_and_dropped_on_a_live_context_and_token() {
+    let _serial = serial();
+    let (ctx, _handle) = Context::background().with_cancel();
+    let token = tokio_util::sync::CancellationToken::new();
+    let growth = growth_over(warmup(), cycles(), |i| {
+        if i % 2 == 0 {
+            let link = ctx.linked_cancellation_token();
+            assert!(!link.token().is_cancelled());
+        } else {
+            let (child, handle) = ctx.with_cancellation_token(&token);
+            drop(handle);
+            assert!(child.is_done());
+        }
+    });
+    assert_flat("token links", growth);
+}
+
+#[cfg(feature = "crossbeam-channel")]
+#[test]
+fn done_channels_made_and_dropped_on_a_live_context() {
+    let _serial = serial();
+    let (ctx, _handle) = Context::background().with_cancel();
+    let growth = growth_over(warmup(), cycles(), |_| {
+        let done = ctx.done_channel();
+        assert!(!done.is_ready());
+    });
+    assert_flat("done channels", growth);
+}

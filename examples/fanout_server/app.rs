@@ -1,0 +1,319 @@
+//! The fan-out server behind `examples/fanout_server` (also driven by
+//! `tests/fanout_server.rs`): an axum app whose handler fans each request
+//! out to thousands of tokio tasks, each under a context derived from the
+//! request's, and counts what they do.
+//!
+//! Contexts: `root` (cancel it to shut down) → one request context per
+//! request, made by `ctxtree::tower::ContextLayer` (deadline from
+//! `grpc-timeout` or the default; canceled when the client goes away or the
+//! handler returns) → one child per subtask. A subtask ends when its work is
+//! done or its context is (`ctx.run`), whichever is first; nothing else is
+//! wired for cancellation: dropping the handler future does not abort the
+//! subtasks, they see the canceled context.
+//!
+//! Routes: `GET /fanout?tasks=N&work_ms=M` (N subtasks sleeping M ms each;
+//! 200 when all finished, 504 on the deadline, 503 on shutdown or any other
+//! cancel) and `GET /stats` (the counters, as JSON).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Extension, Router};
+use ctxtree::tower::ContextLayer;
+use ctxtree::{Context, Error};
+use serde_free::FanoutParams;
+
+/// Counters over the server's life. Latencies are in microseconds.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Subtasks started.
+    pub started: AtomicUsize,
+    /// Subtasks whose work completed.
+    pub finished: AtomicUsize,
+    /// Subtasks that ended because their context did.
+    pub canceled: AtomicUsize,
+    /// Requests whose handler is running.
+    pub requests_in_flight: AtomicUsize,
+    /// Worst time from a request context's cancel to the last of its
+    /// subtasks observing it.
+    pub max_cancel_latency_us: AtomicU64,
+    /// Sum and count of those per-request latencies.
+    pub cancel_latency_sum_us: AtomicU64,
+    /// Requests whose subtasks were canceled.
+    pub canceled_requests: AtomicU64,
+}
+
+impl Stats {
+    /// Subtasks started and not yet ended.
+    pub fn subtasks_running(&self) -> usize {
+        let ended = self.finished.load(Ordering::SeqCst) + self.canceled.load(Ordering::SeqCst);
+        self.started.load(Ordering::SeqCst).saturating_sub(ended)
+    }
+
+    fn to_json(&self) -> String {
+        let requests = self.canceled_requests.load(Ordering::SeqCst);
+        let mean = self.cancel_latency_sum_us.load(Ordering::SeqCst) / requests.max(1);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "{{\"started\":{},\"finished\":{},\"canceled\":{},\"running\":{},\
+             \"requests_in_flight\":{},\"canceled_requests\":{},\
+             \"max_cancel_latency_us\":{},\"mean_cancel_latency_us\":{}}}",
+            self.started.load(Ordering::SeqCst),
+            self.finished.load(Ordering::SeqCst),
+            self.canceled.load(Ordering::SeqCst),
+            self.subtasks_running(),
+            self.requests_in_flight.load(Ordering::SeqCst),
+            requests,
+            self.max_cancel_latency_us.load(Ordering::SeqCst),
+            mean,
+        );
+        out
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Deadline for requests without a `grpc-timeout` header.
+    pub default_timeout: Duration,
+    /// Upper bound on `tasks` per request.
+    pub max_tasks: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            default_timeout: Duration::from_secs(30),
+            max_tasks: 100_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    stats: Arc<Stats>,
+    config: Config,
+}
+
+/// The app: routes plus the context layer rooted at `root`.
+pub fn router(root: Context, stats: Arc<Stats>, config: Config) -> Router {
+    let layer = ContextLayer::new(root).default_timeout(config.default_timeout);
+    Router::new()
+        .route("/fanout", get(fanout))
+        .route("/stats", get(stats_json))
+        .with_state(AppState { stats, config })
+        .layer(layer)
+}
+
+/// Serves `router` on `listener` until `root` is canceled, then drains:
+/// in-flight requests see their contexts canceled, answer, and the server
+/// returns once every connection is closed.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    root: Context,
+    stats: Arc<Stats>,
+    config: Config,
+) -> std::io::Result<()> {
+    let app = router(root.clone(), stats, config);
+    let shutdown = root.done_owned();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+        })
+        .await
+}
+
+async fn stats_json(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "application/json")],
+        state.stats.to_json(),
+    )
+}
+
+/// Query parameters of `/fanout`, parsed by hand (no serde in this crate).
+mod serde_free {
+    use std::collections::HashMap;
+
+    pub struct FanoutParams {
+        pub tasks: usize,
+        pub work: std::time::Duration,
+    }
+
+    impl FanoutParams {
+        pub fn parse(query: &HashMap<String, String>) -> Result<FanoutParams, String> {
+            let number = |key: &str, default: u64| -> Result<u64, String> {
+                match query.get(key) {
+                    None => Ok(default),
+                    Some(text) => text
+                        .parse()
+                        .map_err(|_| format!("{key} must be a non-negative integer")),
+                }
+            };
+            Ok(FanoutParams {
+                tasks: number("tasks", 1000)? as usize,
+                work: std::time::Duration::from_millis(number("work_ms", 10)?),
+            })
+        }
+    }
+}
+
+/// Per-request bookkeeping for the cancel latency: the instant the request
+/// context was canceled and the latest instant a subtask observed it; the
+/// last of the subtasks and the stamp to arrive records the difference.
+struct Probe {
+    start: Instant,
+    canceled_at_ns: OnceLock<u64>,
+    last_observed_ns: AtomicU64,
+    observers: AtomicUsize,
+    /// Subtasks plus the stamp, counted down.
+    remaining: AtomicUsize,
+}
+
+impl Probe {
+    fn new(subtasks: usize) -> Probe {
+        Probe {
+            start: Instant::now(),
+            canceled_at_ns: OnceLock::new(),
+            last_observed_ns: AtomicU64::new(0),
+            observers: AtomicUsize::new(0),
+            remaining: AtomicUsize::new(subtasks + 1),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    fn stamp(&self, at_ns: u64, stats: &Stats) {
+        let _ = self.canceled_at_ns.set(at_ns);
+        self.count_down(stats);
+    }
+
+    fn subtask_ended(&self, observed_cancel: bool, stats: &Stats) {
+        if observed_cancel {
+            self.observers.fetch_add(1, Ordering::SeqCst);
+            self.last_observed_ns
+                .fetch_max(self.now_ns(), Ordering::SeqCst);
+        }
+        self.count_down(stats);
+    }
+
+    fn count_down(&self, stats: &Stats) {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        let (Some(&canceled), true) = (
+            self.canceled_at_ns.get(),
+            self.observers.load(Ordering::SeqCst) > 0,
+        ) else {
+            return;
+        };
+        let latency_us = self
+            .last_observed_ns
+            .load(Ordering::SeqCst)
+            .saturating_sub(canceled)
+            / 1_000;
+        stats
+            .max_cancel_latency_us
+            .fetch_max(latency_us, Ordering::SeqCst);
+        stats
+            .cancel_latency_sum_us
+            .fetch_add(latency_us, Ordering::SeqCst);
+        stats.canceled_requests.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+async fn fanout(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<Context>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> impl IntoResponse {
+    let params = match FanoutParams::parse(&query) {
+        Ok(params) if params.tasks <= state.config.max_tasks => params,
+        Ok(_) => return (StatusCode::BAD_REQUEST, "too many tasks\n".to_string()),
+        Err(message) => return (StatusCode::BAD_REQUEST, message + "\n"),
+    };
+    let stats = state.stats.clone();
+    stats.requests_in_flight.fetch_add(1, Ordering::SeqCst);
+    let _in_flight = InFlight(stats.clone());
+
+    let probe = Arc::new(Probe::new(params.tasks));
+    {
+        // The cancel instant: the deadline itself for a timeout, else when
+        // the cancel ran its functions (right after its walk).
+        let (probe, stats, ctx_for_stamp) = (probe.clone(), stats.clone(), ctx.clone());
+        drop(ctx.after_func(move || {
+            let at = match (ctx_for_stamp.err(), ctx_for_stamp.deadline()) {
+                (Some(Error::DeadlineExceeded), Some(deadline)) => {
+                    deadline.saturating_duration_since(probe.start).as_nanos() as u64
+                }
+                _ => probe.now_ns(),
+            };
+            probe.stamp(at, &stats);
+        }));
+    }
+
+    let subtasks: Vec<_> = (0..params.tasks)
+        .map(|_| {
+            let (sub, handle) = ctx.with_cancel();
+            let (stats, probe) = (stats.clone(), probe.clone());
+            tokio::spawn(subtask(sub, handle, params.work, stats, probe))
+        })
+        .collect();
+    let mut finished = 0;
+    let mut canceled = 0;
+    for task in subtasks {
+        match task.await {
+            Ok(true) => finished += 1,
+            _ => canceled += 1,
+        }
+    }
+    let status = match ctx.err() {
+        _ if canceled == 0 => StatusCode::OK,
+        Some(Error::DeadlineExceeded) => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let err = ctx.err().map(|e| e.to_string()).unwrap_or_default();
+    let body = format!(
+        "{{\"tasks\":{},\"finished\":{finished},\"canceled\":{canceled},\"err\":\"{err}\"}}\n",
+        params.tasks
+    );
+    (status, body)
+}
+
+/// One subtask: `work` unless its context ends first. Returns whether the
+/// work finished.
+async fn subtask(
+    ctx: Context,
+    handle: ctxtree::CancelHandle,
+    work: Duration,
+    stats: Arc<Stats>,
+    probe: Arc<Probe>,
+) -> bool {
+    stats.started.fetch_add(1, Ordering::SeqCst);
+    let finished = ctx.run(tokio::time::sleep(work)).await.is_ok();
+    if finished {
+        stats.finished.fetch_add(1, Ordering::SeqCst);
+    } else {
+        stats.canceled.fetch_add(1, Ordering::SeqCst);
+    }
+    probe.subtask_ended(!finished, &stats);
+    drop(handle); // this subtask's context ends with it
+    finished
+}
+
+/// Decrements `requests_in_flight` when the handler returns or is dropped.
+struct InFlight(Arc<Stats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.requests_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}

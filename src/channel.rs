@@ -1,0 +1,116 @@
+//! Go's `ctx.Done()` channel for threads: a crossbeam-channel [`Receiver`]
+//! that becomes ready when a context is done (feature `crossbeam-channel`).
+//!
+//! The channel carries no messages: its only [`Sender`] lives in an
+//! [`after_func`](Context::after_func) registration and is dropped when the
+//! context ends, which disconnects the channel, as closing Go's done channel
+//! does. A `recv` on it then returns `Err(RecvError)` at once, forever, so it
+//! composes with `crossbeam_channel::select!` like Go's `case <-ctx.Done():`.
+//!
+//! Invariants:
+//! - **C1** The channel disconnects exactly when the context is done: the
+//!   sender is dropped only by the registration's function (run once, after
+//!   the whole subtree is canceled, F2). A context that can never be
+//!   canceled gets crossbeam's `never()` receiver and registers nothing.
+//! - **C2** Dropping a [`DoneChannel`] stops its registration, so a
+//!   long-lived context that hands out many channels holds none of them.
+
+use std::fmt;
+
+use ::crossbeam_channel::{bounded, never, Receiver, TryRecvError};
+
+use crate::afterfunc::AfterFunc;
+use crate::context::Context;
+
+impl Context {
+    /// A channel receiver that becomes ready (disconnected) when this context
+    /// is done: Go's `ctx.Done()` for `crossbeam_channel::select!`.
+    ///
+    /// ```
+    /// use crossbeam_channel::{select, unbounded};
+    /// use ctxtree::Context;
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let (jobs_tx, jobs) = unbounded::<u32>();
+    /// let done = ctx.done_channel();
+    /// let worker = std::thread::spawn(move || loop {
+    ///     select! {
+    ///         recv(jobs) -> job => { let _ = job; }
+    ///         recv(done.receiver()) -> _ => return ctx.err(),
+    ///     }
+    /// });
+    /// jobs_tx.send(1).unwrap();
+    /// cancel.cancel();
+    /// assert_eq!(worker.join().unwrap(), Some(ctxtree::Error::Canceled));
+    /// ```
+    pub fn done_channel(&self) -> DoneChannel {
+        if self.node().is_none() {
+            // Never canceled: crossbeam's never-ready receiver (C1).
+            return DoneChannel {
+                receiver: never(),
+                registration: None,
+            };
+        }
+        let (sender, receiver) = bounded::<()>(0);
+        let registration = self.after_func(move || drop(sender));
+        DoneChannel {
+            receiver,
+            registration: Some(registration),
+        }
+    }
+}
+
+/// A receiver that is disconnected once its context is done: returned by
+/// [`Context::done_channel`].
+///
+/// Select on [`receiver()`](DoneChannel::receiver); a `recv` returns
+/// `Err(RecvError)` once the context is done.
+///
+/// Dropping the `DoneChannel` unregisters it (C2), which drops its sender:
+/// a clone of the receiver kept past that point reports disconnected
+/// whether or not the context is done, so select on the receiver only while
+/// its `DoneChannel` lives, or keep the link until the context ends with
+/// [`into_receiver`](DoneChannel::into_receiver).
+pub struct DoneChannel {
+    receiver: Receiver<()>,
+    /// Holds the only sender; `None` for a context that can never end.
+    registration: Option<AfterFunc>,
+}
+
+impl DoneChannel {
+    /// The receiver to select on.
+    pub fn receiver(&self) -> &Receiver<()> {
+        &self.receiver
+    }
+
+    /// Gives up the scoped link: the receiver stays linked until the context
+    /// ends (its registration is then freed by the cancel). For a context
+    /// that can never be canceled, the returned receiver never becomes
+    /// ready.
+    pub fn into_receiver(mut self) -> Receiver<()> {
+        // Dropping the handle keeps the registration (AfterFunc's contract).
+        drop(self.registration.take());
+        self.receiver.clone()
+    }
+
+    /// True once the context is done and the channel disconnected.
+    pub fn is_ready(&self) -> bool {
+        matches!(self.receiver.try_recv(), Err(TryRecvError::Disconnected))
+    }
+}
+
+impl Drop for DoneChannel {
+    fn drop(&mut self) {
+        if let Some(registration) = &self.registration {
+            registration.stop();
+        }
+    }
+}
+
+impl fmt::Debug for DoneChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoneChannel")
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}

@@ -1,0 +1,187 @@
+//! Running a future until a context ends: [`Context::run`],
+//! [`Context::run_owned`] and the [`FutureExt`] extension.
+//!
+//! A `Run` is a `done()` future and the user's future side by side; it
+//! spawns nothing and works under any executor (it only uses the `Waker` it
+//! is polled with, through the waiter stack of `waiters.rs`).
+//!
+//! Invariants:
+//! - **R1 (bias)** Every poll checks the context first. Once the context is
+//!   done, the future is never polled again and `Err(err)` is returned, even
+//!   if the future would have been ready in the same poll. So a cancel-safe
+//!   future (a channel `recv`, an `accept`) loses nothing: what it would have
+//!   taken stays in its source. A future that completes before the context
+//!   ends returns `Ok` and the context is not consulted again.
+//! - **R2** The future is pinned structurally and dropped in place, with the
+//!   `Run`; the `done()` part is `Unpin` and abandons its waiter on drop (W4),
+//!   so a dropped `Run` leaves nothing registered.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use crate::context::Context;
+use crate::done::{Done, DoneOwned};
+use crate::error::Error;
+
+impl Context {
+    /// Runs `future` until it completes or this context ends, whichever is
+    /// first: `Ok(output)`, or `Err(err)` with the context's err (tokio-util's
+    /// `run_until_cancelled`, Go's `select` on `ctx.Done()`).
+    ///
+    /// The context is checked first on every poll (biased): once it is done
+    /// the future is not polled again, so a cancel-safe future loses nothing.
+    /// Works under any executor; spawns nothing.
+    ///
+    /// ```
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let result = futures::executor::block_on(ctx.run(async { 7 }));
+    /// assert_eq!(result, Ok(7));
+    ///
+    /// cancel.cancel();
+    /// let never = std::future::pending::<()>();
+    /// assert_eq!(futures::executor::block_on(ctx.run(never)), Err(Error::Canceled));
+    /// ```
+    pub fn run<F: Future>(&self, future: F) -> Run<'_, F> {
+        Run {
+            done: self.done(),
+            future,
+        }
+    }
+
+    /// Like [`run`](Context::run), owning a clone of this context so the
+    /// returned future is `'static` (spawnable).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(10));
+    /// let task = tokio::spawn(ctx.run_owned(tokio::time::sleep(Duration::from_secs(60))));
+    /// assert_eq!(task.await.unwrap(), Err(Error::DeadlineExceeded));
+    /// # }
+    /// ```
+    pub fn run_owned<F: Future>(&self, future: F) -> RunOwned<F> {
+        RunOwned {
+            done: self.done_owned(),
+            future,
+        }
+    }
+}
+
+/// Polls `done` then, if the context is still running, `future` (R1).
+fn poll_run<D, F>(
+    done: Pin<&mut D>,
+    future: Pin<&mut F>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<Result<F::Output, Error>>
+where
+    D: Future<Output = Error>,
+    F: Future,
+{
+    if let Poll::Ready(err) = done.poll(cx) {
+        return Poll::Ready(Err(err));
+    }
+    future.poll(cx).map(Ok)
+}
+
+/// Future returned by [`Context::run`] and [`FutureExt::with_context`]:
+/// the future's output, or the context's err if it ends first.
+#[must_use = "futures do nothing unless polled"]
+pub struct Run<'a, F> {
+    done: Done<'a>,
+    future: F,
+}
+
+impl<F: Future> Future for Run<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // SAFETY: `future` is pinned structurally: it is never moved out of
+        // `self` (Run has no method that moves it and no `Drop` that moves
+        // it), and `Run` is `Unpin` only if `F` is (auto trait). `done` is
+        // `Unpin`, so handing out `&mut` to it is fine.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above; `this.future` stays where it is until `Run` drops.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        poll_run(Pin::new(&mut this.done), future, cx)
+    }
+}
+
+impl<F> std::fmt::Debug for Run<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Future returned by [`Context::run_owned`] and
+/// [`FutureExt::with_context_owned`]: like [`Run`], owning its context.
+#[must_use = "futures do nothing unless polled"]
+pub struct RunOwned<F> {
+    done: DoneOwned,
+    future: F,
+}
+
+impl<F: Future> Future for RunOwned<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // SAFETY: as in `Run::poll`: `future` is structurally pinned and
+        // never moved; `done` is `Unpin`.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        poll_run(Pin::new(&mut this.done), future, cx)
+    }
+}
+
+impl<F> RunOwned<F> {
+    /// The context this future runs under.
+    pub fn context(&self) -> &Context {
+        self.done.context()
+    }
+}
+
+impl<F> std::fmt::Debug for RunOwned<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOwned")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Extension methods binding any future to a [`Context`] (the method forms
+/// of [`Context::run`] and [`Context::run_owned`]).
+///
+/// ```
+/// use ctxtree::{Context, Error, FutureExt as _};
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// cancel.cancel();
+/// let out = futures::executor::block_on(std::future::pending::<u8>().with_context(&ctx));
+/// assert_eq!(out, Err(Error::Canceled));
+/// ```
+pub trait FutureExt: Future + Sized {
+    /// Runs this future until it completes or `ctx` ends; see
+    /// [`Context::run`] for the bias.
+    fn with_context(self, ctx: &Context) -> Run<'_, Self> {
+        ctx.run(self)
+    }
+
+    /// Like [`with_context`](FutureExt::with_context), owning `ctx`, so the
+    /// result is `'static` when the future is.
+    fn with_context_owned(self, ctx: Context) -> RunOwned<Self> {
+        RunOwned {
+            done: DoneOwned::new(ctx),
+            future: self,
+        }
+    }
+}
+
+impl<F: Future> FutureExt for F {}

@@ -1,0 +1,246 @@
+//! Bridges between [`Context`] and tokio-util's [`CancellationToken`], both
+//! ways, with no task spawned per link (feature `tokio`).
+//!
+//! - **Context → token** ([`Context::cancellation_token`],
+//!   [`Context::linked_cancellation_token`]): an [`after_func`] registration
+//!   whose function cancels the token. It runs on the thread that cancels the
+//!   context, after the whole subtree is canceled (F2).
+//! - **Token → context** ([`Context::with_cancellation_token`]): a child
+//!   context and the token's own `cancelled_owned()` future, polled by hand
+//!   with a waker whose `wake` polls it again and, once it is ready, cancels
+//!   the child. tokio-util wakes that waker on the thread that cancels the
+//!   token, so the child is canceled there, before `cancel()` returns.
+//!
+//! Invariants:
+//! - **T1** A link never outlives its context: the token → context watch is
+//!   freed by an `after_func` on the child (any cancel of the child drops the
+//!   token future, which unregisters its waker from the token), and the
+//!   context → token registration is an `after_func` entry (freed when the
+//!   context ends, or at once by [`TokenLink`]'s drop). Memory is bounded by
+//!   the live contexts, not by the number of links ever made.
+//! - **T2** The token future is polled by one thread at a time (a `Mutex`
+//!   taken with `try_lock` from `wake`, never on a hot path). A wake-up that
+//!   finds it busy sets `repoll`; the holder polls again before it unlocks
+//!   and re-checks `repoll` after, so no wake-up is lost, and a waker called
+//!   from inside the poll itself cannot deadlock.
+//!
+//! [`after_func`]: Context::after_func
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::task::{Context as TaskContext, Wake, Waker};
+
+use ::tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::afterfunc::AfterFunc;
+use crate::context::{CancelHandle, Context};
+use crate::error::Error;
+use crate::node;
+
+impl Context {
+    /// A new [`CancellationToken`] that is canceled when this context ends
+    /// (cancel, deadline, or an ancestor's cancel). Canceling the token does
+    /// not cancel the context.
+    ///
+    /// The link is one [`after_func`](Context::after_func) registration that
+    /// lives until the context ends (a request-scoped context frees it when
+    /// the request ends). On a context that can never be canceled nothing is
+    /// registered; on a done context the token is canceled at once. For a
+    /// long-lived context that hands out many tokens, prefer
+    /// [`linked_cancellation_token`](Context::linked_cancellation_token),
+    /// whose link ends when you drop it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let token = ctx.cancellation_token();
+    /// let task = tokio::spawn(async move { token.cancelled().await });
+    /// cancel.cancel(); // cancels the token on this thread; no task per link
+    /// task.await.unwrap();
+    /// # }
+    /// ```
+    pub fn cancellation_token(&self) -> CancellationToken {
+        let token = CancellationToken::new();
+        let follower = token.clone();
+        // Dropping the handle keeps the registration (AfterFunc's contract):
+        // it is freed when the context ends (T1).
+        drop(self.after_func(move || follower.cancel()));
+        token
+    }
+
+    /// Like [`cancellation_token`](Context::cancellation_token), but the
+    /// link ends (and its registration is freed) when the returned
+    /// [`TokenLink`] is dropped; after that the token is canceled only by
+    /// its own `cancel`.
+    ///
+    /// ```
+    /// let (server, _shutdown) = ctxtree::Context::background().with_cancel();
+    /// for _request in 0..1000 {
+    ///     let link = server.linked_cancellation_token();
+    ///     let token = link.token().clone();
+    ///     assert!(!token.is_cancelled());
+    /// } // each link unregistered here: `server` holds nothing
+    /// ```
+    pub fn linked_cancellation_token(&self) -> TokenLink {
+        let token = CancellationToken::new();
+        let follower = token.clone();
+        let registration = self.after_func(move || follower.cancel());
+        TokenLink {
+            token,
+            registration,
+        }
+    }
+
+    /// Derives a child context that is also canceled when `token` is
+    /// canceled, with err [`Error::Canceled`] and cause [`TokenCancelled`].
+    /// It is canceled, as any child, when this context ends or its handle is
+    /// canceled or dropped.
+    ///
+    /// No task is spawned: the child is canceled on the thread that calls
+    /// `token.cancel()`, before that call returns (so its
+    /// [`after_func`](Context::after_func) functions run there too: keep
+    /// them short and panic-free, as they run inside tokio-util's cancel).
+    ///
+    /// ```
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// let token = CancellationToken::new();
+    /// let (ctx, _cancel) = ctxtree::Context::background().with_cancellation_token(&token);
+    /// token.cancel();
+    /// assert!(ctx.is_done());
+    /// assert!(ctx.cause().unwrap().downcast_ref::<ctxtree::tokio::TokenCancelled>().is_some());
+    /// ```
+    pub fn with_cancellation_token(&self, token: &CancellationToken) -> (Context, CancelHandle) {
+        let (child, handle) = self.with_cancel();
+        if child.is_done() {
+            return (child, handle); // born canceled: nothing to follow
+        }
+        let watch = Arc::new(TokenWatch {
+            child: child.clone(),
+            repoll: AtomicBool::new(false),
+            future: Mutex::new(Some(Box::pin(token.clone().cancelled_owned()))),
+        });
+        // T1: whatever cancels the child drops the token future (and with it
+        // the waker, which holds `watch`), breaking the cycle.
+        let on_done = watch.clone();
+        drop(child.after_func(move || drop(on_done.lock_slot().take())));
+        watch.on_wake(); // first poll: registers with the token, or fires now
+        (child, handle)
+    }
+}
+
+/// A [`CancellationToken`] following a context for as long as this link
+/// lives: returned by [`Context::linked_cancellation_token`].
+///
+/// Dropping the link unregisters it from the context at once; clones of the
+/// token taken earlier stay valid but no longer follow the context.
+pub struct TokenLink {
+    token: CancellationToken,
+    registration: AfterFunc,
+}
+
+impl TokenLink {
+    /// The token that follows the context.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for TokenLink {
+    fn drop(&mut self) {
+        self.registration.stop();
+    }
+}
+
+impl fmt::Debug for TokenLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenLink")
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The cause of a context canceled by its [`CancellationToken`] (see
+/// [`Context::with_cancellation_token`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenCancelled;
+
+impl fmt::Display for TokenCancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cancellation token was cancelled")
+    }
+}
+
+impl StdError for TokenCancelled {}
+
+type TokenFuture = Pin<Box<WaitForCancellationFutureOwned>>;
+
+/// The token → context link: the token's future and the child it cancels.
+struct TokenWatch {
+    child: Context,
+    /// Set by every wake-up; cleared by the thread that polls (T2).
+    repoll: AtomicBool,
+    /// The token's future; `None` once it fired or the child ended (T1).
+    future: Mutex<Option<TokenFuture>>,
+}
+
+impl TokenWatch {
+    fn lock_slot(&self) -> MutexGuard<'_, Option<TokenFuture>> {
+        self.future
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Polls the token future until it is pending with our waker registered,
+    /// or ready (then cancels the child), or gone (T2).
+    fn on_wake(self: &Arc<Self>) {
+        self.repoll.store(true, Ordering::SeqCst);
+        loop {
+            let mut slot = match self.future.try_lock() {
+                Ok(slot) => slot,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                // The holder re-checks `repoll` before and after unlocking.
+                Err(TryLockError::WouldBlock) => return,
+            };
+            let mut fired = false;
+            while self.repoll.swap(false, Ordering::SeqCst) {
+                let Some(future) = slot.as_mut() else { break };
+                let waker = Waker::from(self.clone());
+                if future
+                    .as_mut()
+                    .poll(&mut TaskContext::from_waker(&waker))
+                    .is_ready()
+                {
+                    *slot = None;
+                    fired = true;
+                    break;
+                }
+            }
+            drop(slot);
+            if fired {
+                if let Some(node) = self.child.node() {
+                    node::cancel(node, Error::Canceled, Some(TokenCancelled.into()));
+                }
+                return;
+            }
+            if !self.repoll.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+    }
+}
+
+impl Wake for TokenWatch {
+    fn wake(self: Arc<Self>) {
+        self.on_wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.on_wake();
+    }
+}

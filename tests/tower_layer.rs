@@ -1,0 +1,428 @@
+//! `ctxtree::tower`: the request context `ContextLayer` gives each request,
+//! its deadline from `grpc-timeout`, and when it ends. In-process: tower's
+//! `oneshot` and `service_fn`, no sockets.
+
+use std::convert::Infallible;
+use std::future::{pending, Future};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ctxtree::tower::{
+    encode_grpc_timeout, parse_grpc_timeout, request_context, set_grpc_timeout, ContextLayer,
+    InvalidTimeoutPolicy, RequestAborted, GRPC_TIMEOUT,
+};
+use ctxtree::{Cause, Context, Error};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+type Slot = Arc<Mutex<Option<Context>>>;
+
+const REJECT_BODY: &str =
+    "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n\n";
+
+/// A handler that stashes its request context in `slot`, counts its calls,
+/// then runs `then` on the context to make its response.
+fn handler<F, Fut>(
+    slot: &Slot,
+    calls: &Arc<AtomicUsize>,
+    then: F,
+) -> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future = Fut>
+where
+    F: Fn(Context) -> Fut,
+    Fut: Future<Output = Result<Response<String>, Infallible>>,
+{
+    let (slot, calls) = (slot.clone(), calls.clone());
+    service_fn(move |req: Request<String>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let ctx = request_context(&req)
+            .expect("ContextLayer put a context in the extensions")
+            .clone();
+        *slot.lock().unwrap() = Some(ctx.clone());
+        then(ctx)
+    })
+}
+
+async fn ok(_: Context) -> Result<Response<String>, Infallible> {
+    Ok(Response::new(String::from("ok")))
+}
+
+/// Answers with the context's error once it is done.
+async fn wait_done(ctx: Context) -> Result<Response<String>, Infallible> {
+    Ok(Response::new(ctx.done().await.to_string()))
+}
+
+fn request(grpc_timeout: Option<&'static str>) -> Request<String> {
+    let mut req = Request::new(String::new());
+    if let Some(v) = grpc_timeout {
+        req.headers_mut()
+            .insert(GRPC_TIMEOUT, HeaderValue::from_static(v));
+    }
+    req
+}
+
+fn stashed(slot: &Slot) -> Context {
+    slot.lock()
+        .unwrap()
+        .clone()
+        .expect("the handler ran and stashed its context")
+}
+
+fn fresh() -> (Slot, Arc<AtomicUsize>) {
+    (Arc::default(), Arc::default())
+}
+
+/// Asserts `deadline` is `timeout` after some instant in `[before, after]`.
+#[track_caller]
+fn assert_deadline(deadline: Option<Instant>, before: Instant, after: Instant, timeout: Duration) {
+    let deadline = deadline.expect("the request context has a deadline");
+    assert!(
+        deadline >= before + timeout,
+        "deadline {:?} after the request, want {timeout:?}",
+        deadline - before
+    );
+    assert!(
+        deadline <= after + timeout,
+        "deadline {:?} after the request, want {timeout:?}",
+        deadline - before
+    );
+}
+
+/// Runs one request through `layer` with a handler that stashes its context
+/// and answers at once; returns the context and the call's time window.
+async fn deadline_of(
+    layer: &ContextLayer,
+    grpc_timeout: Option<&'static str>,
+) -> (Context, Instant, Instant) {
+    let (slot, calls) = fresh();
+    let svc = layer.layer(handler(&slot, &calls, ok));
+    let before = Instant::now();
+    let res = svc.oneshot(request(grpc_timeout)).await.unwrap();
+    let after = Instant::now();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    (stashed(&slot), before, after)
+}
+
+#[tokio::test]
+async fn handler_sees_a_child_of_the_root_in_extensions() {
+    #[derive(Debug, PartialEq)]
+    struct Tenant(&'static str);
+    let root = Context::background().with_value(Tenant("acme"));
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(root).layer(handler(&slot, &calls, |ctx| async move {
+        assert!(!ctx.is_done(), "live while the handler runs");
+        ok(ctx).await
+    }));
+    let res = svc.oneshot(request(None)).await.unwrap();
+    assert_eq!(res.body(), "ok");
+    let ctx = stashed(&slot);
+    assert_eq!(ctx.value::<Tenant>(), Some(&Tenant("acme")));
+    assert_eq!(ctx.deadline(), None, "no header, no default: no deadline");
+}
+
+#[tokio::test]
+async fn each_request_gets_its_own_context() {
+    let (slot, calls) = fresh();
+    let mut svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, ok));
+    svc.ready()
+        .await
+        .unwrap()
+        .call(request(None))
+        .await
+        .unwrap();
+    let first = stashed(&slot);
+    svc.ready()
+        .await
+        .unwrap()
+        .call(request(None))
+        .await
+        .unwrap();
+    let second = stashed(&slot);
+    assert!(!first.same(&second));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn grpc_timeout_header_sets_the_deadline_and_it_fires() {
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(Context::background())
+        .default_timeout(Duration::from_secs(60))
+        .layer(handler(&slot, &calls, wait_done));
+    let before = Instant::now();
+    let res = svc.oneshot(request(Some("50m"))).await.unwrap();
+    let after = Instant::now();
+    assert_eq!(res.body(), "context deadline exceeded");
+    assert!(after - before >= Duration::from_millis(50));
+    let ctx = stashed(&slot);
+    assert_deadline(ctx.deadline(), before, after, Duration::from_millis(50));
+    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+}
+
+#[tokio::test]
+async fn default_timeout_applies_without_a_header() {
+    let layer = ContextLayer::new(Context::background()).default_timeout(Duration::from_secs(7));
+    let (ctx, before, after) = deadline_of(&layer, None).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(7));
+    // The header wins over the default, also when it is longer.
+    let (ctx, before, after) = deadline_of(&layer, Some("2M")).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(120));
+}
+
+#[tokio::test]
+async fn max_timeout_caps_the_header_and_the_default() {
+    let layer = ContextLayer::new(Context::background()).max_timeout(Duration::from_secs(3));
+    let (ctx, before, after) = deadline_of(&layer, Some("99999999H")).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(3));
+    // Below the cap the header is kept.
+    let (ctx, before, after) = deadline_of(&layer, Some("1500m")).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_millis(1500));
+    // No header and no default: the cap alone adds no deadline.
+    let (ctx, _, _) = deadline_of(&layer, None).await;
+    assert_eq!(ctx.deadline(), None);
+
+    let layer = layer.default_timeout(Duration::from_secs(60));
+    let (ctx, before, after) = deadline_of(&layer, None).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn zero_timeout_gives_an_expired_context() {
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, wait_done));
+    let res = svc.oneshot(request(Some("0n"))).await.unwrap();
+    assert_eq!(res.body(), "context deadline exceeded");
+}
+
+#[tokio::test]
+async fn malformed_header_is_rejected_without_calling_the_inner_service() {
+    for bad in ["1s", "", "-1S", "100000000n", "1.5S", " 1S", "m", "abc"] {
+        let (slot, calls) = fresh();
+        let svc = ContextLayer::new(Context::background())
+            .default_timeout(Duration::from_secs(1))
+            .layer(handler(&slot, &calls, ok));
+        let res = svc.oneshot(request(Some(bad))).await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(res.headers()[CONTENT_TYPE], "text/plain");
+        assert_eq!(res.body(), REJECT_BODY);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "{bad:?} reached the handler"
+        );
+        assert!(slot.lock().unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn ignore_policy_treats_a_malformed_header_as_absent() {
+    let layer =
+        ContextLayer::new(Context::background()).on_invalid_timeout(InvalidTimeoutPolicy::Ignore);
+    let (ctx, _, _) = deadline_of(&layer, Some("1s")).await;
+    assert_eq!(ctx.deadline(), None);
+
+    let layer = layer.default_timeout(Duration::from_secs(9));
+    let (ctx, before, after) = deadline_of(&layer, Some("12345678901S")).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(9));
+}
+
+#[tokio::test]
+async fn context_is_canceled_when_the_response_is_ready() {
+    let layer = ContextLayer::new(Context::background()).default_timeout(Duration::from_secs(60));
+    let (ctx, _, _) = deadline_of(&layer, None).await;
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert_eq!(
+        ctx.cause().unwrap().as_context_error(),
+        Some(Error::Canceled)
+    );
+
+    // Also when the inner service fails.
+    let slot: Slot = Arc::default();
+    let s = slot.clone();
+    let svc = layer.layer(service_fn(move |req: Request<String>| {
+        *s.lock().unwrap() = request_context(&req).cloned();
+        async { Err::<Response<String>, _>(std::io::Error::other("backend down")) }
+    }));
+    let err = svc.oneshot(request(None)).await.unwrap_err();
+    assert_eq!(err.to_string(), "backend down");
+    let ctx = stashed(&slot);
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert!(ctx
+        .cause()
+        .unwrap()
+        .downcast_ref::<RequestAborted>()
+        .is_none());
+}
+
+#[tokio::test]
+async fn dropping_the_response_future_aborts_the_request() {
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, |_| {
+        pending::<Result<Response<String>, Infallible>>()
+    }));
+    let mut fut = Box::pin(svc.oneshot(request(Some("10S"))));
+    assert!(futures::poll!(&mut fut).is_pending());
+    let ctx = stashed(&slot);
+    assert!(!ctx.is_done(), "live while the response is pending");
+
+    drop(fut); // the client went away
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    let cause = ctx.cause().unwrap();
+    assert_eq!(
+        cause.downcast_ref::<RequestAborted>(),
+        Some(&RequestAborted)
+    );
+    assert_eq!(
+        cause.to_string(),
+        "request aborted before its response was ready"
+    );
+}
+
+#[tokio::test]
+async fn dropping_on_timeout_reaches_work_derived_from_the_request() {
+    let (slot, calls) = fresh();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, move |ctx| {
+        let tx = tx.clone();
+        async move {
+            // A subtask under the request; its handle lives in this future.
+            let (sub, _sub_handle) = ctx.with_cancel();
+            tokio::spawn(async move {
+                sub.done().await;
+                tx.send(sub.cause()).unwrap();
+            });
+            pending().await
+        }
+    }));
+    let res = tokio::time::timeout(Duration::from_millis(20), svc.oneshot(request(None))).await;
+    assert!(res.is_err(), "timed out, dropping the response future");
+    let ctx = stashed(&slot);
+    assert!(ctx
+        .cause()
+        .unwrap()
+        .downcast_ref::<RequestAborted>()
+        .is_some());
+    // The request was aborted before the handler's own handles were dropped.
+    let sub_cause = rx.recv().await.unwrap().unwrap();
+    assert!(sub_cause.downcast_ref::<RequestAborted>().is_some());
+}
+
+#[tokio::test]
+async fn canceling_the_root_cancels_in_flight_requests() {
+    let (root, shutdown) = Context::background().with_cancel();
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(root.clone()).layer(handler(&slot, &calls, |ctx| async move {
+        let err = ctx.done().await;
+        Ok(Response::new(format!("{err}: {}", ctx.cause().unwrap())))
+    }));
+    let mut fut = Box::pin(svc.oneshot(request(Some("1H"))));
+    assert!(futures::poll!(&mut fut).is_pending());
+    let ctx = stashed(&slot);
+    assert!(!ctx.is_done());
+
+    shutdown.cancel_with_cause(Cause::msg("shutting down"));
+    assert!(ctx.is_done(), "canceled synchronously with the root");
+    let res = fut.await.unwrap();
+    assert_eq!(res.body(), "context canceled: shutting down");
+
+    // A request arriving after shutdown starts canceled.
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(root).layer(handler(&slot, &calls, wait_done));
+    let res = svc.oneshot(request(None)).await.unwrap();
+    assert_eq!(res.body(), "context canceled");
+}
+
+#[tokio::test]
+async fn set_grpc_timeout_round_trips_through_the_layer() {
+    let (client, _cancel) = Context::background().with_timeout(Duration::from_secs(2));
+    let mut req = request(None);
+    set_grpc_timeout(&client, req.headers_mut()).unwrap();
+    let sent = parse_grpc_timeout(&req.headers()[GRPC_TIMEOUT]).unwrap();
+    assert!(sent <= Duration::from_secs(2) + Duration::from_micros(1));
+    assert!(sent > Duration::from_millis(1900));
+
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, ok));
+    svc.oneshot(req).await.unwrap();
+    let server = stashed(&slot).deadline().unwrap();
+    let client = client.deadline().unwrap();
+    // Rounded up on the wire and started later: never earlier than the client's.
+    assert!(
+        server >= client,
+        "server deadline {:?} early",
+        client - server
+    );
+    assert!(server <= client + Duration::from_millis(100));
+}
+
+#[test]
+fn set_grpc_timeout_errors_and_no_deadline() {
+    let mut headers = HeaderMap::new();
+    assert_eq!(
+        set_grpc_timeout(&Context::background(), &mut headers),
+        Ok(())
+    );
+    assert!(headers.is_empty(), "no deadline: headers untouched");
+
+    let (ctx, cancel) = Context::background().with_cancel();
+    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Ok(()));
+    assert!(headers.is_empty());
+    cancel.cancel();
+    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Err(Error::Canceled));
+    assert!(headers.is_empty());
+
+    let (expired, _h) = Context::background().with_timeout(Duration::ZERO);
+    assert_eq!(
+        set_grpc_timeout(&expired, &mut headers),
+        Err(Error::DeadlineExceeded)
+    );
+    let (expired, _h) =
+        Context::background().with_deadline(Instant::now() - Duration::from_millis(1));
+    assert_eq!(
+        set_grpc_timeout(&expired, &mut headers),
+        Err(Error::DeadlineExceeded)
+    );
+    assert!(headers.is_empty());
+
+    // A stale value is replaced, not appended.
+    headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(Duration::from_secs(99)));
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
+    set_grpc_timeout(&ctx, &mut headers).unwrap();
+    assert_eq!(headers.get_all(GRPC_TIMEOUT).iter().count(), 1);
+    assert!(parse_grpc_timeout(&headers[GRPC_TIMEOUT]).unwrap() <= Duration::from_millis(10));
+}
+
+#[tokio::test]
+async fn works_as_an_axum_layer() {
+    use axum::{body::Body, routing::get, Extension, Router};
+    use http_body_util::BodyExt;
+
+    let app = Router::new()
+        .route(
+            "/",
+            get(|Extension(ctx): Extension<Context>| async move {
+                format!("deadline: {}", ctx.deadline().is_some())
+            }),
+        )
+        .layer(ContextLayer::new(Context::background()));
+    let req = Request::builder()
+        .uri("/")
+        .header("grpc-timeout", "5S")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"deadline: true");
+
+    let req = Request::builder()
+        .uri("/")
+        .header("grpc-timeout", "5 S")
+        .body(Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], REJECT_BODY.as_bytes());
+}
