@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The full test suite: the README's test command, and what .ci/run calls.
-#   format check · clippy -D warnings · unit, integration and doc tests ·
-#   loom models (the design brief's recipe, preemption bound 3).
+#   format check · clippy -D warnings · unit, integration and doc tests, for
+#   no features, each feature alone and all features (the end-to-end server
+#   tests on 127.0.0.1 among them) · loom models (the design brief's recipe,
+#   preemption bound 3).
 # Installs what it needs (rustfmt, clippy) on a fresh machine. The loom models
 # run last so the run ends with their test summary.
 set -euo pipefail
@@ -18,14 +20,35 @@ done
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
-step "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+# Optional integrations (Cargo features): none, each alone, all.
+FEATURES=(tokio crossbeam-channel tower)
+declare -A FEATURE_TESTS=(
+  [tokio]="--test tokio_bridge --test runtimes"
+  [crossbeam-channel]="--test channel"
+  [tower]="--test tower_layer --test fanout_server"
+)
 
-step "unit, integration and doc tests"
+step "cargo clippy --all-targets -D warnings (no features, each feature, all)"
+cargo clippy --workspace --all-targets -- -D warnings
+for feature in "${FEATURES[@]}"; do
+  cargo clippy -p ctxtree --all-targets --features "$feature" -- -D warnings
+done
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "unit, integration and doc tests (no features)"
 cargo test --workspace
 
-step "deep-chain and churn tests in release mode"
-cargo test --release --test deep --test memory
+for feature in "${FEATURES[@]}"; do
+  step "tests with only feature $feature"
+  # shellcheck disable=SC2086 # the test list is meant to split
+  cargo test -p ctxtree --features "$feature" --lib ${FEATURE_TESTS[$feature]}
+done
+
+step "unit, integration and doc tests (all features: integrations, e2e server, README)"
+cargo test -p ctxtree --all-features
+
+step "deep-chain and churn tests in release mode (all features)"
+cargo test --release --all-features --test deep --test memory
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \

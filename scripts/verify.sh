@@ -100,16 +100,19 @@ step_miri() {
   # The library's unit tests and a reduced integration suite (the tests scale
   # themselves down under cfg(miri)).
   MIRIFLAGS="$MIRIFLAGS_BRIEF" CARGO_TARGET_DIR=target/miri \
-    cargo +nightly miri test -p ctxtree --lib --test semantics --test values --test deep
+    cargo +nightly miri test -p ctxtree --features tower --lib --test semantics --test values --test deep
 }
 
 # The whole suite in a full run; in CI the timing-sensitive deadline tests,
 # the Go conformance suite and the 10^6-deep chains are left to test.sh.
 if [ "$mode" = ci ]; then
-  SAN_TESTS=(--lib --test semantics --test concurrency --test values --test after_func
-    --test memory --test deadline_memory --test fuzz_replay --test stress)
+  SAN_TESTS=(--features tokio,crossbeam-channel --lib --test semantics --test concurrency
+    --test values --test after_func --test memory --test deadline_memory --test fuzz_replay
+    --test stress --test tokio_bridge --test channel --test runtimes)
 else
-  SAN_TESTS=(--lib --tests)
+  # Every test but the HTTP end-to-end ones (feature tower), whose latency
+  # bounds are not meant for a sanitizer's slowdown.
+  SAN_TESTS=(--features tokio,crossbeam-channel --lib --tests)
 fi
 step_tsan() {
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan \

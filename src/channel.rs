@@ -1,7 +1,8 @@
 //! Go's `ctx.Done()` channel for threads: a crossbeam-channel [`Receiver`]
 //! that becomes ready when a context is done (feature `crossbeam-channel`).
 //!
-//! The channel carries no messages: its only [`Sender`] lives in an
+//! The channel carries no messages: its only
+//! [`Sender`](::crossbeam_channel::Sender) lives in an
 //! [`after_func`](Context::after_func) registration and is dropped when the
 //! context ends, which disconnects the channel, as closing Go's done channel
 //! does. A `recv` on it then returns `Err(RecvError)` at once, forever, so it

@@ -36,6 +36,15 @@
 //!   parent's err and cause, also when the cancel races with the derivation.
 //! - `err().is_some()` implies `is_done()` and a ready `done()` at that instant.
 //!
+//! # Async code and integrations
+//! [`Context::run`] (and [`FutureExt::with_context`]) bounds any future by a
+//! context, under any executor. Optional features add bridges that spawn no
+//! task per link: `tokio` (tokio-util's `CancellationToken`, both ways:
+//! `ctx.cancellation_token()`, `ctx.with_cancellation_token(&token)`),
+//! `crossbeam-channel` (`ctx.done_channel()`, Go's `Done()` channel for
+//! `select!`) and `tower` (`tower::ContextLayer`, giving each HTTP request a
+//! context with its `grpc-timeout` deadline).
+//!
 //! # How it works
 //! Each cancelable context is one heap node with a single atomic state word
 //! holding both its lifecycle (active, or canceled with err and cause) and the
@@ -85,8 +94,14 @@ pub mod loom_hooks {
     pub use crate::timer::fire_armed;
 }
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doc tests (they show every
+/// integration, so they need every feature).
+#[cfg(all(
+    doctest,
+    feature = "tokio",
+    feature = "crossbeam-channel",
+    feature = "tower"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

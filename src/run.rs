@@ -185,3 +185,49 @@ pub trait FutureExt: Future + Sized {
 }
 
 impl<F: Future> FutureExt for F {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// A `!Unpin` future (it borrows its own local across an await), so
+    /// the pin projection is exercised for real (also under miri).
+    async fn self_borrowing(ready: &std::cell::Cell<bool>) -> u32 {
+        let local = [1u32, 2, 3];
+        let first = &local[0];
+        std::future::poll_fn(|_| {
+            if ready.get() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        *first + local[2]
+    }
+
+    #[test]
+    fn run_projects_a_pinned_future_and_prefers_the_context() {
+        let waker = Waker::noop();
+        let mut cx = TaskContext::from_waker(waker);
+        let ready = std::cell::Cell::new(false);
+        let (ctx, cancel) = Context::background().with_cancel();
+
+        let mut run = Box::pin(ctx.run(self_borrowing(&ready)));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        ready.set(true);
+        assert_eq!(run.as_mut().poll(&mut cx), Poll::Ready(Ok(4)));
+
+        ready.set(false);
+        let mut owned = Box::pin(self_borrowing(&ready).with_context_owned(ctx.clone()));
+        assert!(owned.as_mut().poll(&mut cx).is_pending());
+        assert!(owned.context().same(&ctx));
+        ready.set(true);
+        cancel.cancel(); // both ready: the context wins (R1)
+        assert_eq!(
+            owned.as_mut().poll(&mut cx),
+            Poll::Ready(Err(Error::Canceled))
+        );
+    }
+}

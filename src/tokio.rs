@@ -12,13 +12,13 @@
 //!   token, so the child is canceled there, before `cancel()` returns.
 //!
 //! Invariants:
-//! - **T1** A link never outlives its context: the token → context watch is
+//! - **B1** A link never outlives its context: the token → context watch is
 //!   freed by an `after_func` on the child (any cancel of the child drops the
 //!   token future, which unregisters its waker from the token), and the
 //!   context → token registration is an `after_func` entry (freed when the
 //!   context ends, or at once by [`TokenLink`]'s drop). Memory is bounded by
 //!   the live contexts, not by the number of links ever made.
-//! - **T2** The token future is polled by one thread at a time (a `Mutex`
+//! - **B2** The token future is polled by one thread at a time (a `Mutex`
 //!   taken with `try_lock` from `wake`, never on a hot path). A wake-up that
 //!   finds it busy sets `repoll`; the holder polls again before it unlocks
 //!   and re-checks `repoll` after, so no wake-up is lost, and a waker called
@@ -68,7 +68,7 @@ impl Context {
         let token = CancellationToken::new();
         let follower = token.clone();
         // Dropping the handle keeps the registration (AfterFunc's contract):
-        // it is freed when the context ends (T1).
+        // it is freed when the context ends (B1).
         drop(self.after_func(move || follower.cancel()));
         token
     }
@@ -125,7 +125,7 @@ impl Context {
             repoll: AtomicBool::new(false),
             future: Mutex::new(Some(Box::pin(token.clone().cancelled_owned()))),
         });
-        // T1: whatever cancels the child drops the token future (and with it
+        // B1: whatever cancels the child drops the token future (and with it
         // the waker, which holds `watch`), breaking the cycle.
         let on_done = watch.clone();
         drop(child.after_func(move || drop(on_done.lock_slot().take())));
@@ -183,9 +183,9 @@ type TokenFuture = Pin<Box<WaitForCancellationFutureOwned>>;
 /// The token → context link: the token's future and the child it cancels.
 struct TokenWatch {
     child: Context,
-    /// Set by every wake-up; cleared by the thread that polls (T2).
+    /// Set by every wake-up; cleared by the thread that polls (B2).
     repoll: AtomicBool,
-    /// The token's future; `None` once it fired or the child ended (T1).
+    /// The token's future; `None` once it fired or the child ended (B1).
     future: Mutex<Option<TokenFuture>>,
 }
 
@@ -197,7 +197,7 @@ impl TokenWatch {
     }
 
     /// Polls the token future until it is pending with our waker registered,
-    /// or ready (then cancels the child), or gone (T2).
+    /// or ready (then cancels the child), or gone (B2).
     fn on_wake(self: &Arc<Self>) {
         self.repoll.store(true, Ordering::SeqCst);
         loop {
