@@ -243,7 +243,13 @@ fn graceful_shutdown_cancels_in_flight_work_and_loses_no_completed_response() {
                 .unwrap_or_else(|e| panic!("request {i} lost its response: {e}"));
             match status {
                 StatusCode::OK => ok += 1,
-                StatusCode::SERVICE_UNAVAILABLE => unavailable += 1,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert!(
+                        body.contains("\"cause\":\"server shutting down\""),
+                        "{body}"
+                    );
+                    unavailable += 1
+                }
                 other => panic!("request {i}: unexpected {other}: {body}"),
             }
             finished += field(&body, "finished");

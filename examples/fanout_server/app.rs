@@ -281,8 +281,10 @@ async fn fanout(
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
     let err = ctx.err().map(|e| e.to_string()).unwrap_or_default();
+    // A cause of our own making (no quotes or backslashes to escape).
+    let cause = ctx.cause().map(|c| c.to_string()).unwrap_or_default();
     let body = format!(
-        "{{\"tasks\":{},\"finished\":{finished},\"canceled\":{canceled},\"err\":\"{err}\"}}\n",
+        "{{\"tasks\":{},\"finished\":{finished},\"canceled\":{canceled},\"err\":\"{err}\",\"cause\":\"{cause}\"}}\n",
         params.tasks
     );
     (status, body)
