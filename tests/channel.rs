@@ -44,8 +44,8 @@ fn ready_at_once_on_a_done_context_and_never_on_background() {
 #[test]
 fn follows_deadlines_and_ancestors() {
     let (root, root_cancel) = Context::background().with_cancel();
+    let start = Instant::now(); // before the derive: the deadline is derive + 30 ms
     let (timed, _h) = root.with_timeout(Duration::from_millis(30));
-    let start = Instant::now();
     assert_eq!(timed.done_channel().receiver().recv(), Err(RecvError));
     assert!(start.elapsed() >= Duration::from_millis(30));
     assert_eq!(timed.err(), Some(Error::DeadlineExceeded));

@@ -65,8 +65,8 @@ fn tokio_run_owned_ends_with_the_deadline_from_the_timer_thread() {
         .enable_all()
         .build()
         .unwrap();
+    let start = Instant::now(); // before the derive: the deadline is derive + 30 ms
     let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(30));
-    let start = Instant::now();
     let out = rt.block_on(async {
         let work = tokio::time::sleep(Duration::from_secs(60));
         tokio::spawn(ctx.run_owned(work)).await.unwrap()
