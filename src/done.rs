@@ -85,6 +85,14 @@ impl<'a> Done<'a> {
     }
 }
 
+impl Done<'_> {
+    /// The context's err now, without registering anything (one load).
+    #[inline]
+    pub(crate) fn err_now(&self) -> Option<Error> {
+        self.ctx.err()
+    }
+}
+
 impl Future for Done<'_> {
     type Output = Error;
 
@@ -138,6 +146,12 @@ impl DoneOwned {
     /// The context this future waits on.
     pub fn context(&self) -> &Context {
         &self.ctx
+    }
+
+    /// The context's err now, without registering anything (one load).
+    #[inline]
+    pub(crate) fn err_now(&self) -> Option<Error> {
+        self.ctx.err()
     }
 }
 

@@ -6,9 +6,9 @@
 //! is polled with, through the waiter stack of `waiters.rs`).
 //!
 //! Invariants:
-//! - **R1 (bias)** Every poll checks the context first. Once the context is
-//!   done, the future is never polled again and `Err(err)` is returned, even
-//!   if the future would have been ready in the same poll. So a cancel-safe
+//! - **R1 (bias)** Every poll checks the context first (one load). Once the
+//!   context is done, the future is never polled again and `Err(err)` is
+//!   returned, even if the future would have been ready in the same poll. So a cancel-safe
 //!   future (a channel `recv`, an `accept`) loses nothing: what it would have
 //!   taken stays in its source. A future that completes before the context
 //!   ends returns `Ok` and the context is not consulted again.
@@ -73,8 +73,13 @@ impl Context {
     }
 }
 
-/// Polls `done` then, if the context is still running, `future` (R1).
+/// One poll of a `Run` (R1): the context's err first (one load), then the
+/// future, and only if the future is pending does `done` register a waiter
+/// (or find the context ended meanwhile). So a future that is ready when
+/// first polled costs no registration, and a done context is always seen
+/// before the future is polled again.
 fn poll_run<D, F>(
+    err_now: Option<Error>,
     done: Pin<&mut D>,
     future: Pin<&mut F>,
     cx: &mut TaskContext<'_>,
@@ -83,10 +88,13 @@ where
     D: Future<Output = Error>,
     F: Future,
 {
-    if let Poll::Ready(err) = done.poll(cx) {
+    if let Some(err) = err_now {
         return Poll::Ready(Err(err));
     }
-    future.poll(cx).map(Ok)
+    if let Poll::Ready(output) = future.poll(cx) {
+        return Poll::Ready(Ok(output));
+    }
+    done.poll(cx).map(Err)
 }
 
 /// Future returned by [`Context::run`] and [`FutureExt::with_context`]:
@@ -108,7 +116,7 @@ impl<F: Future> Future for Run<'_, F> {
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above; `this.future` stays where it is until `Run` drops.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        poll_run(Pin::new(&mut this.done), future, cx)
+        poll_run(this.done.err_now(), Pin::new(&mut this.done), future, cx)
     }
 }
 
@@ -137,7 +145,7 @@ impl<F: Future> Future for RunOwned<F> {
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let future = unsafe { Pin::new_unchecked(&mut this.future) };
-        poll_run(Pin::new(&mut this.done), future, cx)
+        poll_run(this.done.err_now(), Pin::new(&mut this.done), future, cx)
     }
 }
 
