@@ -525,3 +525,22 @@ fn done_channels_made_and_dropped_on_a_live_context() {
     });
     assert_flat("done channels", growth);
 }
+
+#[test]
+fn run_on_a_ready_future_registers_no_waiter() {
+    let _serial = serial();
+    let (ctx, _handle) = Context::background().with_cancel();
+    let mut cx = TaskContext::from_waker(noop_waker_ref());
+    let before = live();
+    {
+        let mut run = std::pin::pin!(ctx.run(async { 7 }));
+        assert_eq!(run.as_mut().poll(&mut cx), Poll::Ready(Ok(7)));
+        // Still alive: a waiter registered by this poll would be live now.
+        assert_eq!(live(), before, "a ready future registered a waiter");
+    }
+    {
+        let mut run = std::pin::pin!(ctx.run(std::future::pending::<()>()));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        assert!(live() > before, "a pending future must register its waiter");
+    }
+}
