@@ -9,10 +9,12 @@
 //! composes with `crossbeam_channel::select!` like Go's `case <-ctx.Done():`.
 //!
 //! Invariants:
-//! - **C1** The channel disconnects exactly when the context is done: the
-//!   sender is dropped only by the registration's function (run once, after
-//!   the whole subtree is canceled, F2). A context that can never be
-//!   canceled gets crossbeam's `never()` receiver and registers nothing.
+//! - **C1** The channel disconnects when the context is done, and otherwise
+//!   only when its [`DoneChannel`] is dropped: the sender is dropped by the
+//!   registration's function (run once, after the whole subtree is canceled,
+//!   F2) or by the `stop` in `DoneChannel`'s drop (C2). A context that can
+//!   never be canceled gets crossbeam's `never()` receiver and registers
+//!   nothing.
 //! - **C2** Dropping a [`DoneChannel`] stops its registration, so a
 //!   long-lived context that hands out many channels holds none of them.
 

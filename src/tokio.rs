@@ -16,13 +16,21 @@
 //!   freed by an `after_func` on the child (any cancel of the child drops the
 //!   token future, which unregisters its waker from the token), and the
 //!   context → token registration is an `after_func` entry (freed when the
-//!   context ends, or at once by [`TokenLink`]'s drop). Memory is bounded by
-//!   the live contexts, not by the number of links ever made.
+//!   context ends, or at once by [`TokenLink`]'s drop). So with
+//!   `with_cancellation_token` and `linked_cancellation_token` memory is
+//!   bounded by the live contexts and links; each plain
+//!   `cancellation_token()` call keeps one entry (and its token) until its
+//!   context ends, like an unstopped `after_func`.
 //! - **B2** The token future is polled by one thread at a time (a `Mutex`
 //!   taken with `try_lock` from `wake`, never on a hot path). A wake-up that
 //!   finds it busy sets `repoll`; the holder polls again before it unlocks
 //!   and re-checks `repoll` after, so no wake-up is lost, and a waker called
 //!   from inside the poll itself cannot deadlock.
+//! - **B3** Nothing unwinds into tokio-util: the token → context cancel runs
+//!   inside tokio's `wake`, so a panic of an `after_func` function (or a
+//!   waker) of the child, which `cancel` would resume after the subtree is
+//!   canceled, is caught and dropped there; the cancel itself completes and
+//!   every other waiter of the token is still woken.
 //!
 //! [`after_func`]: Context::after_func
 
@@ -104,7 +112,9 @@ impl Context {
     /// No task is spawned: the child is canceled on the thread that calls
     /// `token.cancel()`, before that call returns (so its
     /// [`after_func`](Context::after_func) functions run there too: keep
-    /// them short and panic-free, as they run inside tokio-util's cancel).
+    /// them short; a panic in one of them is caught and dropped there, since
+    /// it cannot unwind through tokio-util's cancel without stranding other
+    /// tasks waiting on the token).
     ///
     /// ```
     /// use tokio_util::sync::CancellationToken;
@@ -224,7 +234,17 @@ impl TokenWatch {
             drop(slot);
             if fired {
                 if let Some(node) = self.child.node() {
-                    node::cancel(node, Error::Canceled, Some(TokenCancelled.into()));
+                    // We are inside tokio-util's cancel (its `Notify` is
+                    // waking a batch of wakers): a panic unwinding from here
+                    // would leave the rest of that batch unwoken. So a panic
+                    // from the child's after_func functions or wakers, which
+                    // `cancel` resumes once the subtree is canceled (F4), is
+                    // caught and dropped here (B3).
+                    let cancel =
+                        || node::cancel(node, Error::Canceled, Some(TokenCancelled.into()));
+                    drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+                        cancel,
+                    )));
                 }
                 return;
             }

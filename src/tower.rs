@@ -333,8 +333,9 @@ impl ContextLayer {
         self
     }
 
-    /// Caps the timeout a request gets from its header (or the default):
-    /// a client cannot hold a request open longer than this.
+    /// Caps the timeout a request gets from its header (or the default),
+    /// and is the timeout of a request that has neither: a client cannot
+    /// hold a request open longer than this.
     ///
     /// ```
     /// use std::time::Duration;
@@ -369,7 +370,10 @@ impl ContextLayer {
         let timeout = from_header.or(self.default_timeout);
         Ok(match (timeout, self.max_timeout) {
             (Some(t), Some(max)) => Some(t.min(max)),
-            (t, _) => t,
+            // No header (or an ignored malformed one) and no default: the
+            // cap still bounds the request, as documented.
+            (None, max) => max,
+            (t, None) => t,
         })
     }
 }

@@ -226,8 +226,10 @@ fn graceful_shutdown_cancels_in_flight_work_and_loses_no_completed_response() {
                 tokio::spawn(async move { get(server.addr, &path, None).await })
             })
             .collect();
+        // Every handler has started all its subtasks (4 x 500 + 20 x 50), so
+        // every connection carries a request the server is answering.
         until(Duration::from_secs(20), "every request in flight", || {
-            stats.started.load(SeqCst) >= SUBTASKS
+            stats.started.load(SeqCst) >= SUBTASKS + 20 * 50
         })
         .await;
         tokio::time::sleep(Duration::from_millis(25)).await;

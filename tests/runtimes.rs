@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use ctxtree::{Cause, Context, Error, FutureExt as _};
 
+mod common;
+
 const TASKS: usize = 200;
 
 /// A future that counts its polls and is ready at once.
@@ -189,20 +191,24 @@ fn futures_executor_block_on_and_join_all() {
 
 #[test]
 fn a_pending_run_that_is_dropped_unregisters_its_waiter() {
-    // Thousands of abandoned run() futures on one context, then a cancel:
-    // the cancel wakes nobody stale and every future was freed (memory.rs
-    // bounds the heap; here we check the behaviour).
+    // Thousands of run() futures polled with a counting waker and dropped:
+    // each abandoned its waiter, so the cancel wakes none of them (a leaked
+    // registration would be woken and counted). tests/memory.rs bounds the
+    // heap of the same churn.
     let (ctx, cancel) = Context::background().with_cancel();
-    let waker = futures::task::noop_waker();
+    let counter = common::waker::CountingWaker::new();
+    let waker = std::task::Waker::from(counter.clone());
     let mut cx = TaskContext::from_waker(&waker);
     for _ in 0..10_000 {
         let mut run = Box::pin(ctx.run(std::future::pending::<()>()));
         assert!(run.as_mut().poll(&mut cx).is_pending());
     }
+    let mut kept = Box::pin(ctx.run(std::future::pending::<()>()));
+    assert!(kept.as_mut().poll(&mut cx).is_pending());
     cancel.cancel();
-    let mut run = Box::pin(ctx.run(std::future::pending::<()>()));
+    assert_eq!(counter.count(), 1, "only the live run() is woken");
     assert_eq!(
-        run.as_mut().poll(&mut cx),
+        kept.as_mut().poll(&mut cx),
         Poll::Ready(Err(Error::Canceled))
     );
 }

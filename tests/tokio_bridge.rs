@@ -161,9 +161,16 @@ fn context_that_follows_a_token_still_ends_by_its_parent_or_handle() {
     token.cancel(); // the watch is gone: nothing happens
     assert_eq!(ctx.cause().unwrap().to_string(), "parent");
 
+    // The token is already cancelled: the child is done before its handle
+    // is touched, with the token's cause.
     let (ctx, cancel) = Context::background().with_cancellation_token(&token.clone());
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert!(ctx
+        .cause()
+        .unwrap()
+        .downcast_ref::<TokenCancelled>()
+        .is_some());
     drop(cancel);
-    assert_eq!(ctx.err(), Some(Error::Canceled)); // token already cancelled: born done
 
     let fresh = CancellationToken::new();
     let (ctx, cancel) = Context::background().with_cancellation_token(&fresh);
@@ -218,4 +225,34 @@ fn round_trip_token_to_context_to_token() {
             .expect("the inner token followed")
             .unwrap();
     });
+}
+
+#[test]
+fn a_panicking_after_func_does_not_strand_other_waiters_of_the_token() {
+    let rt = runtime();
+    let token = CancellationToken::new();
+    let (ctx, _cancel) = Context::background().with_cancellation_token(&token);
+    let _registration = ctx.after_func(|| panic!("after_func panics inside token.cancel()"));
+    let woke = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let (token, woke) = (token.clone(), woke.clone());
+            rt.spawn(async move {
+                token.cancelled().await;
+                woke.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(20)); // all 50 are waiting
+    token.cancel(); // must not unwind (B3)
+    assert!(ctx.is_done());
+    rt.block_on(async {
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("every waiter of the token was woken")
+                .unwrap();
+        }
+    });
+    assert_eq!(woke.load(Ordering::SeqCst), 50);
 }

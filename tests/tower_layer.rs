@@ -171,16 +171,17 @@ async fn default_timeout_applies_without_a_header() {
 }
 
 #[tokio::test]
-async fn max_timeout_caps_the_header_and_the_default() {
+async fn max_timeout_caps_the_header_and_the_default_and_bounds_the_rest() {
     let layer = ContextLayer::new(Context::background()).max_timeout(Duration::from_secs(3));
     let (ctx, before, after) = deadline_of(&layer, Some("99999999H")).await;
     assert_deadline(ctx.deadline(), before, after, Duration::from_secs(3));
     // Below the cap the header is kept.
     let (ctx, before, after) = deadline_of(&layer, Some("1500m")).await;
     assert_deadline(ctx.deadline(), before, after, Duration::from_millis(1500));
-    // No header and no default: the cap alone adds no deadline.
-    let (ctx, _, _) = deadline_of(&layer, None).await;
-    assert_eq!(ctx.deadline(), None);
+    // No header and no default: the cap is the deadline (a client cannot
+    // hold a request open longer than it).
+    let (ctx, before, after) = deadline_of(&layer, None).await;
+    assert_deadline(ctx.deadline(), before, after, Duration::from_secs(3));
 
     let layer = layer.default_timeout(Duration::from_secs(60));
     let (ctx, before, after) = deadline_of(&layer, None).await;
