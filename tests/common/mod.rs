@@ -13,6 +13,22 @@ pub mod alloc {
 
     pub static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+    std::thread_local! {
+        /// Allocations made by this thread (a `const` Cell: no lazy
+        /// initialization and no destructor, so the allocator may touch it).
+        static THREAD_ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn count_thread_alloc() {
+        let _ = THREAD_ALLOCS.try_with(|n| n.set(n.get() + 1));
+    }
+
+    /// Allocations made so far by the calling thread: unlike [`live`], not
+    /// disturbed by other threads (a timer thread, another test's leftovers).
+    pub fn thread_allocs() -> usize {
+        THREAD_ALLOCS.try_with(|n| n.get()).unwrap_or(0)
+    }
+
     // SAFETY: forwards to `System` unchanged; only counts sizes.
     unsafe impl GlobalAlloc for Counting {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -20,6 +36,7 @@ pub mod alloc {
             let p = unsafe { System.alloc(layout) };
             if !p.is_null() {
                 LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+                count_thread_alloc();
             }
             p
         }
@@ -29,6 +46,7 @@ pub mod alloc {
             let p = unsafe { System.alloc_zeroed(layout) };
             if !p.is_null() {
                 LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+                count_thread_alloc();
             }
             p
         }
