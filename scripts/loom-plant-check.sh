@@ -20,6 +20,9 @@ declare -A MODEL=(
   [callback_unclaimed]=after_func:after_func_stop_vs_cancel
   [finish_relaxed]=after_func:after_func_stop_wait_vs_cancel
   [mark_before_walk]=self_cancel_and_sweep_vs_parent_cancel
+  [help_unannounced]=helper_walk_vs_owner_release
+  [ignore_helped]=helper_walk_vs_owner_release
+  [sweep_release_closed]=sweep_release_vs_close
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -10,14 +10,16 @@
 //! released through `defer`, never directly.
 //!
 //! ```text
-//!   head (in the parent):  [ first child ptr ...... | SWEEPING CLOSED ]
-//!   link (in each child):  [ next sibling ptr ..... | DETACHED DELETED ]
+//!   head (in the parent):  [ first child ptr ...... | HELPED SWEEPING CLOSED ]
+//!   link (in each child):  [ next sibling ptr ..... |        DETACHED DELETED ]
 //! ```
 //!
 //! - `CLOSED`: the parent is canceled; no insert succeeds any more. While the
 //!   pointer is still there, cancelers are walking the children; `CLOSED` with
 //!   a 0 pointer means every descendant below is canceled (L3).
 //! - `SWEEPING`: one thread owns the right to unlink marked nodes (L5).
+//! - `HELPED`: a thread other than the closer walks (or walked) this closed
+//!   list, so the closer must release through the epoch (L6).
 //! - `DELETED`: the child canceled itself; it may be unlinked.
 //! - `DETACHED`: the list's reference to this child has been claimed for
 //!   release, by the sweeper (after unlinking it) or by the closer (L4).
@@ -32,23 +34,39 @@
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
 //!   `fetch_or` closed it, and only once every descendant below is canceled.
 //! - **L4** The list holds one reference to each linked node. It is released
-//!   exactly once, by whichever of sweeper and closer first sets `DETACHED`,
-//!   and always through `Guard::defer`, so a pinned walker that reached the
-//!   node can keep following it.
+//!   exactly once: by whichever of sweeper and closer first sets `DETACHED`,
+//!   or, where no sweeper ran when the list was closed, by the closer alone
+//!   (no `DETACHED` needed). It goes through `Guard::defer`, so a pinned
+//!   walker that reached the node can keep following it, unless L6 proves
+//!   that no other thread can reach the node any more.
 //! - **L5** At most one sweeper runs (it owns `SWEEPING`). Sweeps start after
 //!   `budget` inserts, where `budget = max(MIN_SWEEP, live nodes found by the
 //!   last sweep)`: each sweep walks O(n) nodes after Θ(n) inserts, so removal
 //!   is O(1) amortized and the list holds at most about twice its live nodes
 //!   plus `MIN_SWEEP` (and one marked first node, which the sweeper never
 //!   unlinks because it never writes the head pointer).
+//! - **L6** A thread reaches a listed node without owning a count of it only
+//!   while it is pinned and either sweeps the node's open list (owns
+//!   `SWEEPING`), closed the list, or has set `HELPED` on the closed list with
+//!   a read-modify-write that still returned a pointer. So a release may skip
+//!   the epoch when the releaser's own RMW on the head proves the others
+//!   absent: the sweeper's final `fetch_and(!SWEEPING)` finding the list open
+//!   (a closer comes later in the head's modification order, synchronizes with
+//!   that RMW, and walks a list the unlinks already left), or the closer's reset
+//!   `swap` finding no `HELPED` when no sweeper ran at the close (a helper's
+//!   `HELPED` RMW after the reset returns a null pointer and walks nothing).
 
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
-const CLOSED: usize = 0b01;
-const SWEEPING: usize = 0b10;
+const CLOSED: usize = 0b001;
+const SWEEPING: usize = 0b010;
+const HELPED: usize = 0b100;
+/// The pointer bits of a head word.
+const HEAD_PTR: usize = !0b111;
 const DELETED: usize = 0b01;
 const DETACHED: usize = 0b10;
+/// The pointer bits of a link word.
 const PTR_MASK: usize = !0b11;
 
 /// Inserts between sweeps, at least (L5). Under loom every insert sweeps, so
@@ -64,7 +82,7 @@ const FLUSH_BATCH: usize = if cfg!(any(loom, miri)) { 1 } else { 64 };
 /// A type whose values can be children in a [`ChildList`].
 ///
 /// # Safety
-/// `link` always returns the same field, values are at least 4-aligned, and
+/// `link` always returns the same field, values are at least 8-aligned, and
 /// `release_listed` gives back exactly the reference that a successful
 /// [`ChildList::attach`] transferred to the list.
 pub(crate) unsafe trait Listed: Sized + 'static {
@@ -99,12 +117,25 @@ pub(crate) struct ChildLink {
     next: AtomicUsize,
 }
 
+/// How a finished list's references are released (L4, L6).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Release {
+    /// Nobody else can reach the nodes: release now (`release_now`).
+    Now,
+    /// A helper or sweeper may still hold pointers: `claim_for_epoch`, then
+    /// `release_later`.
+    Epoch,
+}
+
 /// What `close` found.
 pub(crate) enum Close {
-    /// This call closed the list: walk it, then `finish_close` it (L3).
-    Owner(usize),
+    /// This call closed the list: walk it from `first`, then `finish_close`
+    /// it (L3). `swept`: a sweeper was running at the close, so releases
+    /// follow the `DETACHED` protocol and the epoch (L4).
+    Owner { first: usize, swept: bool },
     /// Someone else closed it; a non-zero first child means their walk may
-    /// still be running, so help (walk it too, but do not finish it).
+    /// still be running, so help: pin, announce with [`ChildList::help`], and
+    /// walk what it returns (but do not finish it).
     Helper(usize),
 }
 
@@ -136,7 +167,7 @@ impl ChildList {
             if cur & CLOSED != 0 {
                 return Err(());
             }
-            link.store(cur & PTR_MASK, Ordering::Relaxed);
+            link.store(cur & HEAD_PTR, Ordering::Relaxed);
             let new = child as usize | (cur & SWEEPING);
             // Release publishes the child's fields to walkers (L2); Acquire on
             // failure makes the closer's claim visible to a caller that then
@@ -160,33 +191,78 @@ impl ChildList {
 
     /// Closes the list (L2). Idempotent; see [`Close`].
     pub(crate) fn close(&self) -> Close {
+        // A list already closed and finished (`CLOSED | 0`, L3) stays so:
+        // skip the RMW (a handle dropped after its cancel lands here).
+        // Acquire pairs with the owner's reset, so the subtree it finished
+        // is visible as canceled.
+        if self.head.load(Ordering::Acquire) == CLOSED {
+            return Close::Helper(0);
+        }
         #[cfg(not(ctxtree_plant = "skip_close"))]
         let old = self.head.fetch_or(CLOSED, Ordering::AcqRel);
         #[cfg(ctxtree_plant = "skip_close")]
         let old = self.head.load(Ordering::Acquire);
         if old & CLOSED == 0 {
-            Close::Owner(old & PTR_MASK)
+            Close::Owner {
+                first: old & HEAD_PTR,
+                swept: old & SWEEPING != 0,
+            }
         } else {
-            Close::Helper(old & PTR_MASK)
+            Close::Helper(old & HEAD_PTR)
         }
     }
 
-    /// Marks the walk of a list closed by this thread complete and claims the
-    /// list's references (L3, L4) into `released`, for [`release_later`].
+    /// Announces a helper walk of a closed list (L6) and returns the first
+    /// child to walk, or 0 if the owner already finished the walk.
+    ///
+    /// The caller is pinned, and must use only the pointer returned here: an
+    /// owner that reset the head before this RMW may already have released
+    /// the children without the epoch.
+    pub(crate) fn help(&self) -> usize {
+        #[cfg(not(ctxtree_plant = "help_unannounced"))]
+        let word = self.head.fetch_or(HELPED, Ordering::AcqRel);
+        #[cfg(ctxtree_plant = "help_unannounced")]
+        let word = self.head.load(Ordering::Acquire);
+        debug_assert!(word & CLOSED != 0, "only closed lists are helped");
+        word & HEAD_PTR
+    }
+
+    /// Marks the walk of a list closed by this thread complete (L3) and
+    /// returns how its references must be released: `Release::Now` if no
+    /// other thread can reach its nodes any more (L6), else `Release::Epoch`.
     ///
     /// # Safety
-    /// This thread's `close` returned `Owner(first)`, every descendant below is
-    /// canceled, and the caller has been pinned since before that `close`.
-    pub(crate) unsafe fn finish_close<T: Listed>(
-        &self,
-        first: usize,
-        released: &mut Vec<*const T>,
-    ) {
+    /// This thread's `close` returned `Owner { first, swept }`, every
+    /// descendant below is canceled, and the caller has been pinned since
+    /// before that `close`.
+    pub(crate) unsafe fn finish_close(&self, swept: bool) -> Release {
         // A swap, not a store: every write to the head is a read-modify-write,
         // which loom models soundly (a plain store racing an RMW is not:
-        // tokio-rs/loom#254). On x86 the cost is one locked instruction per
-        // list, not per child.
-        self.head.swap(CLOSED, Ordering::AcqRel);
+        // tokio-rs/loom#254), and its result tells whether a helper came
+        // (L6). On x86 the cost is one locked instruction per list.
+        let old = self.head.swap(CLOSED, Ordering::AcqRel);
+        #[cfg(not(ctxtree_plant = "ignore_helped"))]
+        let helped = old & HELPED != 0;
+        #[cfg(ctxtree_plant = "ignore_helped")]
+        let helped = {
+            let _ = old;
+            false
+        };
+        if swept || helped {
+            Release::Epoch
+        } else {
+            Release::Now
+        }
+    }
+
+    /// Claims for the epoch the references of a finished list whose walk was
+    /// helped or swept (L4): whichever of this pass and the sweeper sets
+    /// `DETACHED` first owns a node's reference.
+    ///
+    /// # Safety
+    /// `first` is what this thread's owning `close` returned, `finish_close`
+    /// returned `Release::Epoch`, and the caller is still pinned.
+    pub(crate) unsafe fn claim_for_epoch<T: Listed>(first: usize, released: &mut Vec<*const T>) {
         let mut cur = first;
         while cur != 0 {
             let node = cur as *const T;
@@ -200,14 +276,37 @@ impl ChildList {
         }
     }
 
+    /// Releases at once the references of a finished list that no sweeper
+    /// and no helper touched (L4, L6). Nodes may be freed here, so each
+    /// successor is read before its predecessor is released.
+    ///
+    /// # Safety
+    /// `first` is what this thread's owning `close` returned, `finish_close`
+    /// returned `Release::Now`, and every list this thread still has to
+    /// finish was finished before this call (a freed node's list is read by
+    /// nobody).
+    pub(crate) unsafe fn release_now<T: Listed>(first: usize) {
+        let mut cur = first;
+        while cur != 0 {
+            let node = cur as *const T;
+            // SAFETY: the list's reference keeps `node` alive until released
+            // just below; no sweeper ran, so `next` is the sibling linked at
+            // the close (only mark bits change).
+            cur = unsafe { (*node).link().next.load(Ordering::Acquire) } & PTR_MASK;
+            // SAFETY: the list's reference, never claimed by anyone else: no
+            // sweeper ran (L4) and no helper can reach the node (L6).
+            unsafe { T::release_listed(node) };
+        }
+    }
+
     /// The first child, for a walker that is pinned.
     pub(crate) fn first(&self) -> usize {
-        self.head.load(Ordering::Acquire) & PTR_MASK
+        self.head.load(Ordering::Acquire) & HEAD_PTR
     }
 
     /// True if the list holds no node (for a node's destructor).
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Acquire) & PTR_MASK == 0
+        self.head.load(Ordering::Acquire) & HEAD_PTR == 0
     }
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
@@ -228,10 +327,8 @@ impl ChildList {
             }
         }
         let guard = epoch::pin();
-        let mut released = Vec::new();
-        let live = self.sweep_from::<T>(cur & PTR_MASK, &mut released);
-        // SAFETY: each node was unlinked and claimed by this sweep (L4).
-        unsafe { release_later(&guard, released) };
+        let mut unlinked = Unlinked::new(self, &guard);
+        let live = self.sweep_from::<T>(cur & HEAD_PTR, &mut unlinked);
         #[cfg(not(loom))]
         let next = live.max(MIN_SWEEP);
         #[cfg(loom)]
@@ -240,11 +337,12 @@ impl ChildList {
             0
         };
         budget.0.store(next, Ordering::Relaxed);
-        self.head.fetch_and(!SWEEPING, Ordering::Release);
+        let old = self.head.fetch_and(!SWEEPING, Ordering::AcqRel);
+        unlinked.release(old);
     }
 
     /// The sweeper's walk; returns the number of live nodes it saw.
-    fn sweep_from<T: Listed>(&self, first: usize, released: &mut Vec<*const T>) -> u32 {
+    fn sweep_from<T: Listed>(&self, first: usize, released: &mut Unlinked<'_, T>) -> u32 {
         if first == 0 {
             return 0;
         }
@@ -304,6 +402,77 @@ impl ChildList {
             cur = next & PTR_MASK;
         }
         live
+    }
+}
+
+/// Unlinked nodes per batch of a sweep (a stack array: a growing `Vec`
+/// reaches glibc's large-request size at 128 pointers, and every such malloc
+/// consolidates the allocator's fast bins, which the sweep's frees fill).
+/// Under loom a batch is one node, so the models explore the release between
+/// batches as well as the final one.
+const UNLINK_BATCH: usize = if cfg!(loom) { 1 } else { 32 };
+
+/// The nodes a sweep unlinked and claimed, released in batches (L4, L6).
+///
+/// A batch is released at once if an RMW on the head after its unlinks finds
+/// the list open: a closer's `fetch_or` that comes later in the head's
+/// modification order reads that RMW's value (or a later RMW's), synchronizes
+/// with it, and walks the list as the unlinks left it; helpers come after the
+/// close. The RMW is `fetch_add(0)` between batches and the sweep's final
+/// `fetch_and(!SWEEPING)` for the last one. If the list was closed, a walker
+/// may have read pointers to them: they go through the epoch.
+pub(crate) struct Unlinked<'g, T: Listed> {
+    list: &'g ChildList,
+    guard: &'g Guard,
+    nodes: [*const T; UNLINK_BATCH],
+    len: usize,
+}
+
+impl<'g, T: Listed> Unlinked<'g, T> {
+    fn new(list: &'g ChildList, guard: &'g Guard) -> Self {
+        Unlinked {
+            list,
+            guard,
+            nodes: [std::ptr::null(); UNLINK_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Adds a node unlinked and claimed (`DETACHED`) by this sweep.
+    fn push(&mut self, node: *const T) {
+        if self.len == UNLINK_BATCH {
+            // AcqRel like the final `fetch_and`: Release is what the closer
+            // synchronizes with (L6).
+            let word = self.list.head.fetch_add(0, Ordering::AcqRel);
+            self.release(word);
+        }
+        self.nodes[self.len] = node;
+        self.len += 1;
+    }
+
+    /// Releases the batch, given `word`, the result of an RMW on the head
+    /// made after every unlink of the batch.
+    fn release(&mut self, word: usize) {
+        let batch = &self.nodes[..self.len];
+        self.len = 0;
+        #[cfg(not(ctxtree_plant = "sweep_release_closed"))]
+        let open = word & CLOSED == 0;
+        #[cfg(ctxtree_plant = "sweep_release_closed")]
+        let open = {
+            let _ = word;
+            true
+        };
+        if open {
+            for &node in batch {
+                // SAFETY: unlinked and claimed by this sweep (L4); no walker
+                // can reach it (L6).
+                unsafe { T::release_listed(node) };
+            }
+        } else {
+            // SAFETY: each node was unlinked and claimed by this sweep, which
+            // is pinned by `guard` (L4).
+            unsafe { release_later(self.guard, batch.to_vec()) };
+        }
     }
 }
 

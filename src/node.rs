@@ -31,7 +31,7 @@ use std::ops::Deref;
 use std::process::abort;
 use std::ptr::NonNull;
 
-use crate::children::{self, ChildLink, ChildList, Close, Listed, SweepBudget};
+use crate::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepBudget};
 use crate::error::{Cause, Error};
 use crate::state;
 use crate::sync::{epoch, AtomicUsize, Ordering};
@@ -94,6 +94,12 @@ pub(crate) struct Node {
     /// assertion instead of reading reused memory (a use-after-free).
     #[cfg(loom)]
     freed: std::sync::atomic::AtomicBool,
+    /// Model-checking oracle: every access reads this cell and freeing writes
+    /// it, so loom reports any access not ordered before the free by
+    /// happens-before (a causality violation), in every interleaving it
+    /// explores, not only in those where the access runs after the free.
+    #[cfg(loom)]
+    alive: crate::sync::UnsafeCell<()>,
 }
 
 impl Node {
@@ -107,10 +113,13 @@ impl Node {
     #[inline(always)]
     fn assert_live(&self) {
         #[cfg(loom)]
-        assert!(
-            !self.freed.load(std::sync::atomic::Ordering::Relaxed),
-            "use after free of a ctxtree node"
-        );
+        {
+            assert!(
+                !self.freed.load(std::sync::atomic::Ordering::Relaxed),
+                "use after free of a ctxtree node"
+            );
+            self.alive.with(|_| ());
+        }
     }
 
     #[inline]
@@ -161,9 +170,9 @@ impl Node {
     /// Installs the canceled `word` (which owns its cause count) if the node
     /// is still active, and wakes the waiters it took (S1, S3), queueing their
     /// callbacks on `callbacks` (F2). Returns whether this call made the
-    /// transition.
-    fn claim(&self, word: usize, callbacks: &mut Callbacks) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
+    /// transition. `cur` is a value of the state word the caller loaded with Acquire
+    /// (the walk and `cancel` have just loaded it to skip canceled nodes).
+    fn claim_from(&self, mut cur: usize, word: usize, callbacks: &mut Callbacks) -> bool {
         loop {
             if state::is_canceled(cur) {
                 // SAFETY: `word` was never stored; give back its cause count.
@@ -177,8 +186,12 @@ impl Node {
                 .compare_exchange_weak(cur, word, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    // SAFETY: the CAS moved the whole stack to us (S3).
-                    unsafe { waiters::wake_chain(state::waiter_head(cur), callbacks) };
+                    let waiters = state::waiter_head(cur);
+                    // Most nodes end with nobody waiting: skip the call.
+                    if waiters != 0 {
+                        // SAFETY: the CAS moved the whole stack to us (S3).
+                        unsafe { waiters::wake_chain(waiters, callbacks) };
+                    }
                     return true;
                 }
                 Err(actual) => cur = actual,
@@ -191,6 +204,7 @@ impl Node {
     /// Under loom, what freeing does, minus the deallocation (see `freed`).
     #[cfg(loom)]
     fn dispose(&mut self) -> Option<NodeRef> {
+        self.alive.with_mut(|_| ());
         self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
         self.free_resources();
         self.parent.take()
@@ -465,13 +479,14 @@ fn inherit(child: &Node, parent_word: usize, callbacks: &mut Callbacks) -> bool 
         state::is_canceled(parent_word),
         "N2: a closed list's owner is canceled"
     );
-    if state::is_canceled(child.state_word()) {
+    let cur = child.state_word();
+    if state::is_canceled(cur) {
         return false;
     }
     // SAFETY: the parent is alive for the duration of the walk (the caller is
     // pinned or holds it), so its cause count can be shared.
     unsafe { state::retain(parent_word) };
-    let won = child.claim(parent_word, callbacks);
+    let won = child.claim_from(cur, parent_word, callbacks);
     if won {
         child.note_disarmed();
     }
@@ -508,6 +523,8 @@ impl Node {
             kind: shape.kind,
             #[cfg(loom)]
             freed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(loom)]
+            alive: crate::sync::UnsafeCell::new(()),
         }
     }
 }
@@ -517,8 +534,9 @@ impl Node {
 /// cancel found have run (F2).
 pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
     let mut callbacks = Callbacks::default();
-    let won = !state::is_canceled(node.state_word())
-        && node.claim(state::canceled(err, cause), &mut callbacks);
+    let cur = node.state_word();
+    let won = !state::is_canceled(cur)
+        && node.claim_from(cur, state::canceled(err, cause), &mut callbacks);
     #[cfg(ctxtree_plant = "mark_before_walk")]
     if won {
         node.link.mark_deleted();
@@ -562,7 +580,11 @@ pub(crate) fn note_abandoned(node: &Node) {
 pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {
     let mut callbacks = Callbacks::default();
     if !state::is_canceled(node.state_word())
-        && node.claim(state::canceled(err, cause), &mut callbacks)
+        && node.claim_from(
+            node.state_word(),
+            state::canceled(err, cause),
+            &mut callbacks,
+        )
     {
         node.link.mark_deleted();
     }
@@ -572,44 +594,66 @@ pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<
 fn propagate(node: &Node, callbacks: &mut Callbacks) {
     // A leaf (the common case) needs no pin: its list is empty.
     match node.children.close() {
-        Close::Owner(0) | Close::Helper(0) => {}
-        Close::Owner(unpinned) => walk(node, unpinned, true, callbacks),
+        Close::Owner { first: 0, .. } | Close::Helper(0) => {}
+        Close::Owner { first, swept } => walk(node, first, Some(swept), callbacks),
         #[cfg(not(ctxtree_plant = "skip_help"))]
-        Close::Helper(unpinned) => walk(node, unpinned, false, callbacks),
+        Close::Helper(unpinned) => walk(node, unpinned, None, callbacks),
         #[cfg(ctxtree_plant = "skip_help")]
         Close::Helper(_) => {}
     }
 }
 
-/// The iterative subtree walk (N4, N5). `owner`: this thread closed `root`'s
-/// list; `unpinned`: the first child as `close` saw it, before pinning.
-fn walk(root: &Node, unpinned: usize, owner: bool, callbacks: &mut Callbacks) {
+/// A list this walk closed, to finish once everything below is canceled.
+struct Owned {
+    node: *const Node,
+    first: usize,
+    /// From `close`: a sweeper was running. After `finish_close`: the list's
+    /// references go through the epoch (`Release::Epoch`).
+    epoch: bool,
+}
+
+/// The iterative subtree walk (N4, N5). `owner`: `Some(swept)` if this
+/// thread closed `root`'s list (with `swept` from its `close`), `None` if it
+/// helps another thread's walk; `unpinned`: the first child as `close` saw
+/// it, before pinning.
+fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callbacks) {
     let guard = epoch::pin();
     // Read the first child again now that we are pinned: a pointer read before
     // pinning may already have been released (L4). Only the owner resets the
-    // head (L3), so an owner reads the same child; a helper may find the walk
-    // finished.
+    // head (L3), so an owner reads the same child; a helper announces itself
+    // (L6) and may find the walk finished.
     #[cfg(not(ctxtree_plant = "pin_late"))]
     let first = {
         let _ = unpinned;
-        root.children.first()
+        match owner {
+            Some(_) => root.children.first(),
+            None => root.children.help(),
+        }
     };
     #[cfg(ctxtree_plant = "pin_late")]
-    let first = unpinned;
+    let first = {
+        let _ = root.children.help();
+        unpinned
+    };
     if first == 0 {
         return;
     }
     // Lists this walk closed, to finish after everything below is canceled.
-    let mut owned: Vec<(*const Node, usize)> = Vec::new();
+    let mut owned: Vec<Owned> = Vec::new();
     // Lists still to walk.
     let mut work: Vec<(*const Node, usize)> = vec![(root as *const Node, first)];
-    if owner {
-        owned.push((root, first));
+    if let Some(swept) = owner {
+        owned.push(Owned {
+            node: root,
+            first,
+            epoch: swept,
+        });
     }
     while let Some((parent, first)) = work.pop() {
         // SAFETY (whole loop): `parent` and every child we reach were reachable
-        // after we pinned `guard`; their list references are released only
-        // through `defer` (L4), so they outlive this walk.
+        // after we pinned `guard` from a list this walk closed or announced
+        // itself on (L6); their list references are released only after
+        // that list is finished and through `defer` if we helped (L4).
         let parent_word = unsafe { (*parent).state_word() };
         let mut cur = first;
         while cur != 0 {
@@ -617,27 +661,51 @@ fn walk(root: &Node, unpinned: usize, owner: bool, callbacks: &mut Callbacks) {
             cur = child.link.next_sibling();
             inherit(child, parent_word, callbacks);
             match child.children.close() {
-                Close::Owner(0) | Close::Helper(0) => {}
-                Close::Owner(grand) => {
-                    owned.push((child, grand));
+                Close::Owner { first: 0, .. } | Close::Helper(0) => {}
+                Close::Owner {
+                    first: grand,
+                    swept,
+                } => {
+                    owned.push(Owned {
+                        node: child,
+                        first: grand,
+                        epoch: swept,
+                    });
                     #[cfg(not(ctxtree_plant = "shallow_walk"))]
                     work.push((child, grand));
                 }
                 #[cfg(not(ctxtree_plant = "skip_help"))]
-                Close::Helper(grand) => work.push((child, grand)),
+                Close::Helper(_) => {
+                    let grand = child.children.help();
+                    if grand != 0 {
+                        work.push((child, grand));
+                    }
+                }
                 #[cfg(ctxtree_plant = "skip_help")]
                 Close::Helper(_) => {}
             }
         }
     }
+    // Finish every owned list before releasing anything: a release may free
+    // a node whose own list is still to be finished.
     let mut released = Vec::new();
-    for (node, first) in owned {
+    for list in &mut owned {
         // SAFETY: this walk closed the list (Owner), everything below is
         // canceled now, and `guard` was pinned before the close.
-        unsafe { (*node).children.finish_close::<Node>(first, &mut released) };
+        let how = unsafe { (*list.node).children.finish_close(list.epoch) };
+        list.epoch = how == Release::Epoch;
+        if list.epoch {
+            // SAFETY: as above, and still pinned.
+            unsafe { ChildList::claim_for_epoch::<Node>(list.first, &mut released) };
+        }
     }
-    // SAFETY: the references were claimed by `finish_close` while pinned.
+    // SAFETY: the references were claimed by `claim_for_epoch` while pinned.
     unsafe { children::release_later(&guard, released) };
+    for list in owned.iter().filter(|list| !list.epoch) {
+        // SAFETY: every owned list is finished (`list.node` is not read
+        // again); nobody else can reach these children (L6).
+        unsafe { ChildList::release_now::<Node>(list.first) };
+    }
 }
 
 #[cfg(all(test, not(loom)))]

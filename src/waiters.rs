@@ -265,7 +265,16 @@ impl Callbacks {
     /// Runs the queued callbacks on this thread, in registration order
     /// (newest first, as the stack holds them). A panicking callback is held
     /// like a panicking waker (`panics`), so the others still run.
+    #[inline]
     pub(crate) fn run(&mut self) {
+        // Most cancels queue nothing: keep that path a length check.
+        if !self.queue.is_empty() {
+            self.run_queued();
+        }
+    }
+
+    #[inline(never)]
+    fn run_queued(&mut self) {
         // Popping one at a time: a callback may itself cancel, which runs
         // that cancel's own queue before returning here.
         self.queue.reverse();

@@ -376,3 +376,33 @@ fn self_cancel_and_sweep_vs_parent_cancel() {
         assert!(late.is_done());
     });
 }
+
+/// L4, L6: an insert's sweep unlinks two deleted children that only the list
+/// holds while the parent is canceled. If the close comes first in the head
+/// word's modification order, the walk may be reading an unlinked child, so
+/// the sweeper must release it through the epoch; if the sweeper's RMW after
+/// the unlink comes first, the walk cannot reach it and the release is
+/// immediate. Under loom a sweep releases one node per batch, so both the RMW
+/// between batches and the final one are explored. Every access to a node is
+/// checked against its free for happens-before.
+/// Fails with `sweep_release_closed` (the sweeper releases at once even when
+/// the list was closed under it: loom reports a causality violation).
+#[test]
+fn sweep_release_vs_close() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (first, first_handle) = parent.with_cancel();
+        let (second, second_handle) = parent.with_cancel();
+        let (live, _live_handle) = parent.with_cancel();
+        // The list is live -> second -> first (an insert sweeps, but only
+        // deleted nodes); both are now deleted and held by the list alone.
+        drop((first, first_handle, second, second_handle));
+        let p2 = parent.clone();
+        // Inserts at the head and sweeps: unlinks both (never the first node).
+        let inserter = thread::spawn(move || p2.with_cancel());
+        handle.cancel();
+        let (late, _late_handle) = inserter.join().unwrap();
+        assert!(live.is_done());
+        assert!(late.is_done());
+    });
+}
