@@ -23,6 +23,7 @@ declare -A MODEL=(
   [help_unannounced]=helper_walk_vs_owner_release
   [ignore_helped]=helper_walk_vs_owner_release
   [sweep_release_closed]=sweep_release_vs_close
+  [claim_by_load]=sweep_release_vs_close
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

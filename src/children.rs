@@ -21,8 +21,8 @@
 //! - `HELPED`: a thread other than the closer walks (or walked) this closed
 //!   list, so the closer must release through the epoch (L6).
 //! - `DELETED`: the child canceled itself; it may be unlinked.
-//! - `DETACHED`: the list's reference to this child has been claimed for
-//!   release, by the sweeper (after unlinking it) or by the closer (L4).
+//! - `DETACHED`: the closer's claim pass has passed this child: its
+//!   successor can no longer be unlinked, and the sweeper stops here (L4).
 //!
 //! Invariants:
 //! - **L1** Every node that is not `DELETED` and was inserted before the
@@ -34,9 +34,11 @@
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
 //!   `fetch_or` closed it, and only once every descendant below is canceled.
 //! - **L4** The list holds one reference to each linked node. It is released
-//!   exactly once: by whichever of sweeper and closer first sets `DETACHED`,
-//!   or, where no sweeper ran when the list was closed, by the closer alone
-//!   (no `DETACHED` needed). It goes through `Guard::defer`, so a pinned
+//!   exactly once: by the sweeper if it unlinked the node, else by the closer.
+//!   Where a sweeper ran at the close, the closer's claim pass sets `DETACHED`
+//!   on each node it passes with an RMW that reads the successor: it reaches
+//!   only nodes still linked, and every later unlink through a marked node
+//!   fails. Where no sweeper ran, the closer needs no mark. It goes through `Guard::defer`, so a pinned
 //!   walker that reached the node can keep following it, unless L6 proves
 //!   that no other thread can reach the node any more.
 //! - **L5** At most one sweeper runs (it owns `SWEEPING`). Sweeps start after
@@ -256,8 +258,10 @@ impl ChildList {
     }
 
     /// Claims for the epoch the references of a finished list whose walk was
-    /// helped or swept (L4): whichever of this pass and the sweeper sets
-    /// `DETACHED` first owns a node's reference.
+    /// helped or swept (L4): this pass marks each node `DETACHED` with an RMW
+    /// that also reads its successor, so it claims exactly the nodes still
+    /// linked when it passes them, and a concurrent sweeper can unlink none
+    /// of those any more (its unlink CAS expects an unmarked predecessor).
     ///
     /// # Safety
     /// `first` is what this thread's owning `close` returned, `finish_close`
@@ -268,11 +272,16 @@ impl ChildList {
             let node = cur as *const T;
             // SAFETY: `node` was reachable after the caller pinned, so its
             // release (L4) cannot have run yet.
+            #[cfg(not(ctxtree_plant = "claim_by_load"))]
             let old = unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
+            #[cfg(ctxtree_plant = "claim_by_load")]
+            let old = unsafe { (*node).link().next.load(Ordering::Acquire) };
             cur = old & PTR_MASK;
-            if old & DETACHED == 0 {
-                released.push(node);
-            }
+            // The RMW read `node`'s current successor and made every later
+            // unlink of it fail: it stays ours. One already unlinked was
+            // skipped by the predecessor's RMW; the sweeper releases it.
+            debug_assert!(old & DETACHED == 0, "L4: a node is claimed once");
+            released.push(node);
         }
     }
 
@@ -381,13 +390,9 @@ impl ChildList {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        // SAFETY: `node` was reached while pinned; its release
-                        // cannot run before we unpin (L4).
-                        let old =
-                            unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
-                        if old & DETACHED == 0 {
-                            released.push(node); // unlinked and claimed (L4)
-                        }
+                        // Unlinked; claimed later, and only if the list was
+                        // closed under us (L4, `Unlinked::release`).
+                        released.push(node);
                         cur = next & PTR_MASK;
                         continue;
                     }
@@ -412,7 +417,7 @@ impl ChildList {
 /// batches as well as the final one.
 const UNLINK_BATCH: usize = if cfg!(loom) { 1 } else { 32 };
 
-/// The nodes a sweep unlinked and claimed, released in batches (L4, L6).
+/// The nodes a sweep unlinked, released in batches (L4, L6).
 ///
 /// A batch is released at once if an RMW on the head after its unlinks finds
 /// the list open: a closer's `fetch_or` that comes later in the head's
@@ -438,7 +443,7 @@ impl<'g, T: Listed> Unlinked<'g, T> {
         }
     }
 
-    /// Adds a node unlinked and claimed (`DETACHED`) by this sweep.
+    /// Adds a node unlinked by this sweep (not yet claimed: see `release`).
     fn push(&mut self, node: *const T) {
         if self.len == UNLINK_BATCH {
             // AcqRel like the final `fetch_and`: Release is what the closer
@@ -464,14 +469,21 @@ impl<'g, T: Listed> Unlinked<'g, T> {
         };
         if open {
             for &node in batch {
-                // SAFETY: unlinked and claimed by this sweep (L4); no walker
-                // can reach it (L6).
+                // SAFETY: unlinked by this sweep, and no closer has started, so
+                // none can reach it to claim it (L4) or walk it (L6): the
+                // list's reference is ours alone.
                 unsafe { T::release_listed(node) };
             }
         } else {
-            // SAFETY: each node was unlinked and claimed by this sweep, which
-            // is pinned by `guard` (L4).
-            unsafe { release_later(self.guard, batch.to_vec()) };
+            // A walker may have read pointers to these before the unlinks:
+            // release through the epoch. They are still ours alone (L4): the
+            // closer's claim pass marks each node it passes `DETACHED` with an
+            // RMW, so it reaches only nodes still linked at that moment, and
+            // every unlink through a marked node fails.
+            let claimed = batch.to_vec();
+            // SAFETY: each node was unlinked by this sweep, which is pinned
+            // by `guard` (L4).
+            unsafe { release_later(self.guard, claimed) };
         }
     }
 }
@@ -487,8 +499,8 @@ impl<'g, T: Listed> Unlinked<'g, T> {
 /// wait for 64 more batches before they can be freed.
 ///
 /// # Safety
-/// Each pointer is a list reference claimed by this thread (DETACHED, L4),
-/// and `guard` was pinned before the nodes were detached.
+/// Each pointer is a list reference owned by this thread (L4), and `guard`
+/// was pinned before the nodes were unlinked or claimed.
 pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*const T>) {
     if released.is_empty() {
         return;
