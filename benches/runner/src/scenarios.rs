@@ -765,9 +765,18 @@ fn op_loop<T: Tree>(op: &str, iters: usize) -> Result<(), String> {
                 drop((c, h));
             }
         }
+        "shared2" => {
+            // Two threads, each running `iters` derive + cancel + drop from
+            // the one shared parent (the `shared` scenario at 2 threads).
+            std::thread::scope(|s| {
+                for _ in 0..2 {
+                    s.spawn(|| (0..iters).for_each(|_| one_child::<T>(&parent)));
+                }
+            });
+        }
         _ => {
             return Err(format!(
-                "unknown op '{op}' (derive, fanout, chain1000, is_done, timeout)"
+                "unknown op '{op}' (derive, fanout, chain1000, is_done, timeout, shared2)"
             ))
         }
     }
