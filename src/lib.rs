@@ -63,6 +63,7 @@ mod children;
 mod context;
 mod done;
 mod error;
+mod inline_stack;
 mod node;
 mod run;
 mod state;

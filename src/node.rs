@@ -33,6 +33,7 @@ use std::ptr::NonNull;
 
 use crate::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepBudget};
 use crate::error::{Cause, Error};
+use crate::inline_stack::InlineStack;
 use crate::state;
 use crate::sync::{epoch, AtomicUsize, Ordering};
 use crate::timer::{Deadline, TimerSlot};
@@ -604,6 +605,7 @@ fn propagate(node: &Node, callbacks: &mut Callbacks) {
 }
 
 /// A list this walk closed, to finish once everything below is canceled.
+#[derive(Clone, Copy)]
 struct Owned {
     node: *const Node,
     first: usize,
@@ -639,9 +641,14 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
         return;
     }
     // Lists this walk closed, to finish after everything below is canceled.
-    let mut owned: Vec<Owned> = Vec::new();
+    let mut owned: InlineStack<Owned, 16> = InlineStack::new(Owned {
+        node: std::ptr::null(),
+        first: 0,
+        epoch: false,
+    });
     // Lists still to walk.
-    let mut work: Vec<(*const Node, usize)> = vec![(root as *const Node, first)];
+    let mut work: InlineStack<(*const Node, usize), 8> = InlineStack::new((std::ptr::null(), 0));
+    work.push((root as *const Node, first));
     if let Some(swept) = owner {
         owned.push(Owned {
             node: root,
@@ -689,7 +696,7 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
     // Finish every owned list before releasing anything: a release may free
     // a node whose own list is still to be finished.
     let mut released = Vec::new();
-    for list in &mut owned {
+    for list in owned.iter_mut() {
         // SAFETY: this walk closed the list (Owner), everything below is
         // canceled now, and `guard` was pinned before the close.
         let how = unsafe { (*list.node).children.finish_close(list.epoch) };
