@@ -38,9 +38,10 @@
 //!   Where a sweeper ran at the close, the closer's claim pass sets `DETACHED`
 //!   on each node it passes with an RMW that reads the successor: it reaches
 //!   only nodes still linked, and every later unlink through a marked node
-//!   fails. Where no sweeper ran, the closer needs no mark. It goes through `Guard::defer`, so a pinned
-//!   walker that reached the node can keep following it, unless L6 proves
-//!   that no other thread can reach the node any more.
+//!   fails. Where no sweeper ran, the closer needs no mark. The release goes
+//!   through `Guard::defer`, so a pinned walker that reached the node can
+//!   keep following it, unless L6 proves that no other thread can reach the
+//!   node any more.
 //! - **L5** At most one sweeper runs (it owns `SWEEPING`). Sweeps start after
 //!   `budget` inserts, where `budget = max(MIN_SWEEP, live nodes found by the
 //!   last sweep)`: each sweep walks O(n) nodes after Θ(n) inserts, so removal
@@ -390,8 +391,9 @@ impl ChildList {
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        // Unlinked; claimed later, and only if the list was
-                        // closed under us (L4, `Unlinked::release`).
+                        // Unlinked before any claim pass passed `prev`, so
+                        // its list reference is ours (L4); `Unlinked` releases
+                        // it, at once or through the epoch (L6).
                         released.push(node);
                         cur = next & PTR_MASK;
                         continue;
