@@ -302,7 +302,8 @@ impl ChildList {
             // SAFETY: the list's reference keeps `node` alive until released
             // just below; no sweeper ran, so `next` is the sibling linked at
             // the close (only mark bits change).
-            cur = unsafe { (*node).link().next.load(Ordering::Acquire) } & PTR_MASK;
+            let next = unsafe { (*node).link().next.load(Ordering::Acquire) };
+            cur = next & PTR_MASK;
             // SAFETY: the list's reference, never claimed by anyone else: no
             // sweeper ran (L4) and no helper can reach the node (L6).
             unsafe { T::release_listed(node) };
