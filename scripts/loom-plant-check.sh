@@ -24,6 +24,7 @@ declare -A MODEL=(
   [ignore_helped]=helper_walk_vs_owner_release
   [sweep_release_closed]=sweep_release_vs_close
   [claim_by_load]=sweep_release_vs_close
+  [unlink_unfrozen]=unlink_first_vs_sweep
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -5,7 +5,8 @@
 //! non-blocking linked-lists") specialised to what a cancellation tree needs:
 //! inserts only at the head, logical deletion by a mark bit in the deleted
 //! node's own `next`, and physical unlinking done in batches by a single
-//! *sweeper* at a time, amortized over inserts. Memory is reclaimed with
+//! *sweeper* at a time, amortized over inserts, except that a deleted node
+//! still first in the list unlinks itself from the head (L7). Memory is reclaimed with
 //! crossbeam-epoch: walkers are pinned, and the list's reference to a node is
 //! released through `defer`, never directly.
 //!
@@ -27,7 +28,8 @@
 //! Invariants:
 //! - **L1** Every node that is not `DELETED` and was inserted before the
 //!   list was closed is reachable from `head` by following `next` pointers.
-//!   Only the sweeper unlinks, and only `DELETED` nodes.
+//!   Only `DELETED` nodes are unlinked: by the sweeper, or by their own
+//!   canceler from the head (L7).
 //! - **L2** An insert succeeds only on an open head (CAS), and the close is a
 //!   `fetch_or(CLOSED)` on the same word: every insert is ordered before the
 //!   close (and the closer's walk sees it) or fails and sees `CLOSED`.
@@ -58,6 +60,18 @@
 //!   that RMW, and walks a list the unlinks already left), or the closer's reset
 //!   `swap` finding no `HELPED` when no sweeper ran at the close (a helper's
 //!   `HELPED` RMW after the reset returns a null pointer and walks nothing).
+//! - **L7** A node that its own cancel marked `DELETED` unlinks itself if it
+//!   is still first: `CAS(head: node → successor)` with no flag bits, where
+//!   the successor is what the marking `fetch_or` returned. The mark froze
+//!   that successor (every unlink through a marked node fails), so it is
+//!   current even if the head word returned to `node` meanwhile (ABA: a sweep
+//!   started and ended, newer nodes came and left). The CAS succeeds only
+//!   on an open list with no sweep running, so no thread walks the list at
+//!   that moment, and a later walk starts past `node` (it has no
+//!   predecessor): the canceler takes the list's reference and releases it
+//!   at once (no epoch). Acquire on the CAS orders every earlier walker's
+//!   accesses to `node` (each walk ends with an RMW on the head) before that
+//!   release. Linearization point: the CAS.
 
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
@@ -310,6 +324,32 @@ impl ChildList {
         }
     }
 
+    /// Unlinks `child`, which its owner has just marked `DELETED` (`marked`
+    /// is the word `mark_deleted` returned), if it is the first node of the
+    /// open list and no sweep runs (L7). On `true` the list's reference to
+    /// `child` belongs to the caller, and no other thread can reach `child`
+    /// through the list any more: it may be released at once.
+    ///
+    /// # Safety
+    /// `child` is alive, was attached to this list, and this thread's
+    /// `mark_deleted` on it returned `marked`.
+    pub(crate) unsafe fn unlink_first<T: Listed>(&self, child: *const T, marked: usize) -> bool {
+        let me = child as usize;
+        // A plain load first: most lists have moved on (another insert, a
+        // sweep, a close), and a failing CAS would take the line exclusive.
+        if self.head.load(Ordering::Relaxed) != me {
+            return false;
+        }
+        // `marked` is still `child`'s successor: the mark froze it against
+        // the sweeper, and a closer would have set `CLOSED` here. Acquire
+        // orders every earlier walker's accesses to `child` (their end is an
+        // RMW on this word) before the caller's release; Release keeps a later
+        // closer from walking into `child`.
+        self.head
+            .compare_exchange(me, marked & PTR_MASK, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
     /// The first child, for a walker that is pinned.
     pub(crate) fn first(&self) -> usize {
         self.head.load(Ordering::Acquire) & HEAD_PTR
@@ -530,10 +570,15 @@ impl ChildLink {
         }
     }
 
-    /// Logically deletes this child from its parent's list (L1).
-    pub(crate) fn mark_deleted(&self) {
+    /// Logically deletes this child from its parent's list (L1) and returns
+    /// the link word the mark replaced: the successor, frozen from now on
+    /// (a sweeper's unlink CAS on this link expects it unmarked).
+    pub(crate) fn mark_deleted(&self) -> usize {
         #[cfg(not(ctxtree_plant = "no_mark_deleted"))]
-        self.next.fetch_or(DELETED, Ordering::Release);
+        let old = self.next.fetch_or(DELETED, Ordering::Release);
+        #[cfg(ctxtree_plant = "no_mark_deleted")]
+        let old = self.next.load(Ordering::Acquire);
+        old
     }
 
     /// The next sibling, for a pinned walker.

@@ -550,8 +550,30 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
         // could unlink it and that walk return with this subtree still
         // active (found by tests/stress.rs). Nodes canceled by their
         // parent's walk skip this: that list is closed.
-        #[cfg(not(ctxtree_plant = "mark_before_walk"))]
-        node.link.mark_deleted();
+        #[cfg(not(any(ctxtree_plant = "mark_before_walk", ctxtree_plant = "unlink_unfrozen")))]
+        let marked = node.link.mark_deleted();
+        #[cfg(ctxtree_plant = "mark_before_walk")]
+        let marked = node.link.next_sibling();
+        // Planted: the successor read before the mark froze it.
+        #[cfg(ctxtree_plant = "unlink_unfrozen")]
+        let marked = {
+            let seen = node.link.next_sibling();
+            node.link.mark_deleted();
+            seen
+        };
+        // The newest child (the common case: derive, use, cancel) leaves the
+        // list at once, without waiting for a sweep (L7).
+        if let Some(parent) = &node.parent {
+            // SAFETY: `node` won its claim, so it was attached to its
+            // parent's list (a node born canceled or refused by a closed list
+            // never wins), and its mark returned `marked`.
+            if unsafe { parent.children.unlink_first(node as *const Node, marked) } {
+                // SAFETY: the list's reference is ours and no other thread
+                // can reach `node` through the list (L7); the caller's count
+                // keeps it alive.
+                unsafe { release(node) };
+            }
+        }
         node.note_disarmed();
     }
     // Callbacks run now: the subtree is canceled and nothing is pinned.

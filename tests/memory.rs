@@ -403,6 +403,40 @@ fn children_canceled_individually_are_freed_while_parent_lives() {
     assert!(!parent.is_done());
 }
 
+/// Children canceled newest first (nested scopes, `defer cancel()` order)
+/// each find themselves first in the parent's list and unlink themselves
+/// (docs/design.md L7): their memory is back at once, with no insert to
+/// trigger a sweep and without touching the epoch.
+#[test]
+fn children_canceled_newest_first_are_freed_at_once() {
+    let _serial = serial();
+    let n = scaled(100_000, 500);
+    let (parent, _parent_h) = Context::background().with_cancel();
+    for _ in 0..warmup() {
+        let _ = parent.with_cancel();
+    }
+    let baseline = live();
+    let mut children: Vec<_> = (0..n).map(|_| parent.with_cancel()).collect();
+    let peak = live() - baseline;
+    // Only the vector's own buffer may stay: pop, do not drop in order.
+    while let Some((child, handle)) = children.pop() {
+        drop(handle);
+        assert!(child.is_done());
+    }
+    drop(children);
+    let after = live() - baseline;
+    eprintln!(
+        "canceled newest first: peak {} KiB, after {} KiB",
+        peak / 1024,
+        after / 1024
+    );
+    assert!(
+        after < 64 * 1024,
+        "{after} bytes of {peak} still live after the children were canceled newest first"
+    );
+    assert!(!parent.is_done());
+}
+
 // ------------------------------------------------- (d) values and after_func
 
 /// The acceptance bound: 5×10⁵ registered-then-stopped callbacks on

@@ -222,11 +222,12 @@ fn helper_walk_vs_owner_release() {
     model(|| {
         let (parent, handle) = Context::background().with_cancel();
         let handle = std::sync::Arc::new(handle);
-        {
-            let (child, child_handle) = parent.with_cancel();
-            drop(child);
-            drop(child_handle); // canceled: only the parent's list holds it
-        }
+        let (child, child_handle) = parent.with_cancel();
+        // A newer sibling, so `child` is not first and stays linked when it
+        // cancels (a first child unlinks itself, L7).
+        let (_newer, _newer_handle) = parent.with_cancel();
+        drop(child);
+        drop(child_handle); // canceled: only the parent's list holds it
         let h2 = handle.clone();
         let other = thread::spawn(move || h2.cancel());
         handle.cancel_with_cause(msg("x"));
@@ -404,5 +405,38 @@ fn sweep_release_vs_close() {
         let (late, _late_handle) = inserter.join().unwrap();
         assert!(live.is_done());
         assert!(late.is_done());
+    });
+}
+
+/// L7: a child at the head of its parent's list unlinks itself when it
+/// cancels, writing into the head the successor its `DELETED` mark returned.
+/// Meanwhile another thread deletes that successor, inserts a newer child
+/// (whose sweep unlinks and frees the successor) and cancels the newer child,
+/// which unlinks itself from the head: the head holds our child again (an
+/// ABA). The mark froze our child's link before any of that, so the
+/// successor it returned is current, and every access is checked against its
+/// free for happens-before.
+/// Fails with `unlink_unfrozen` (the successor is read before the mark: the
+/// head ends up naming the freed node, and the parent's cancel walks into it).
+#[test]
+fn unlink_first_vs_sweep() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (older, older_handle) = parent.with_cancel();
+        let (first, first_handle) = parent.with_cancel();
+        let p2 = parent.clone();
+        let other = thread::spawn(move || {
+            // Marked; not the first node, so it waits for a sweep.
+            drop((older, older_handle));
+            // Inserts at the head and sweeps (every insert sweeps under
+            // loom): unlinks `older`, whose last count is the list's.
+            let (newer, newer_handle) = p2.with_cancel();
+            // The first node again: unlinks itself (L7).
+            drop((newer, newer_handle));
+        });
+        drop(first_handle);
+        other.join().unwrap();
+        assert!(first.is_done());
+        handle.cancel();
     });
 }
