@@ -245,14 +245,17 @@ impl ChildList {
     }
 
     /// Marks the walk of a list closed by this thread complete (L3) and
-    /// returns how its references must be released: `Release::Now` if no
-    /// other thread can reach its nodes any more (L6), else `Release::Epoch`.
+    /// returns how its references must be released — `Release::Now` if no
+    /// other thread can reach its nodes any more (L6), else `Release::Epoch`
+    /// — and its first node: the pointer the closing `fetch_or` returned,
+    /// which nobody changed since (no insert succeeds on a closed list, the
+    /// sweeper never writes the head pointer, and only the closer resets).
     ///
     /// # Safety
     /// This thread's `close` returned `Owner { first, swept }`, every
     /// descendant below is canceled, and the caller has been pinned since
     /// before that `close`.
-    pub(crate) unsafe fn finish_close(&self, swept: bool) -> Release {
+    pub(crate) unsafe fn finish_close(&self, swept: bool) -> (Release, usize) {
         // A swap, not a store: every write to the head is a read-modify-write,
         // which loom models soundly (a plain store racing an RMW is not:
         // tokio-rs/loom#254), and its result tells whether a helper came
@@ -265,11 +268,12 @@ impl ChildList {
             let _ = old;
             false
         };
-        if swept || helped {
+        let how = if swept || helped {
             Release::Epoch
         } else {
             Release::Now
-        }
+        };
+        (how, old & HEAD_PTR)
     }
 
     /// Claims for the epoch the references of a finished list whose walk was

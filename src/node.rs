@@ -626,14 +626,48 @@ fn propagate(node: &Node, callbacks: &mut Callbacks) {
     }
 }
 
-/// A list this walk closed, to finish once everything below is canceled.
+/// A list this walk closed, to finish once everything below is canceled: a
+/// node pointer (8-aligned) with `SWEPT` in bit 0 (`close` found a sweeper
+/// running). One word, because a deep chain owns one list per level: a
+/// 10⁶-deep chain's walk keeps 10⁶ of these. After `finish_close` the walk
+/// rewrites the entry in place as [`Finished`].
 #[derive(Clone, Copy)]
-struct Owned {
-    node: *const Node,
-    first: usize,
-    /// From `close`: a sweeper was running. After `finish_close`: the list's
-    /// references go through the epoch (`Release::Epoch`).
-    epoch: bool,
+struct Owned(usize);
+
+/// A finished list: its first node, with `EPOCH` in bit 0 if its
+/// references go through the epoch (`Release::Epoch`).
+#[derive(Clone, Copy)]
+struct Finished(usize);
+
+const SWEPT: usize = 1;
+const EPOCH: usize = 1;
+
+impl Finished {
+    fn new(first: usize, how: Release) -> Finished {
+        Finished(first | if how == Release::Epoch { EPOCH } else { 0 })
+    }
+
+    fn first(self) -> usize {
+        self.0 & !EPOCH
+    }
+
+    fn epoch(self) -> bool {
+        self.0 & EPOCH != 0
+    }
+}
+
+impl Owned {
+    fn new(node: *const Node, swept: bool) -> Owned {
+        Owned(node as usize | if swept { SWEPT } else { 0 })
+    }
+
+    fn node(self) -> *const Node {
+        (self.0 & !SWEPT) as *const Node
+    }
+
+    fn swept(self) -> bool {
+        self.0 & SWEPT != 0
+    }
 }
 
 /// The iterative subtree walk (N4, N5). `owner`: `Some(swept)` if this
@@ -662,21 +696,14 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
     if first == 0 {
         return;
     }
-    // Lists this walk closed, to finish after everything below is canceled.
-    let mut owned: InlineStack<Owned, 16> = InlineStack::new(Owned {
-        node: std::ptr::null(),
-        first: 0,
-        epoch: false,
-    });
+    // Lists this walk closed, to finish after everything below is canceled:
+    // `Owned` words, rewritten in place as `Finished` ones by the finish.
+    let mut owned: InlineStack<usize, 16> = InlineStack::new(0);
     // Lists still to walk.
     let mut work: InlineStack<(*const Node, usize), 8> = InlineStack::new((std::ptr::null(), 0));
     work.push((root as *const Node, first));
     if let Some(swept) = owner {
-        owned.push(Owned {
-            node: root,
-            first,
-            epoch: swept,
-        });
+        owned.push(Owned::new(root, swept).0);
     }
     while let Some((parent, first)) = work.pop() {
         // SAFETY (whole loop): `parent` and every child we reach were reachable
@@ -695,11 +722,7 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
                     first: grand,
                     swept,
                 } => {
-                    owned.push(Owned {
-                        node: child,
-                        first: grand,
-                        epoch: swept,
-                    });
+                    owned.push(Owned::new(child, swept).0);
                     #[cfg(not(ctxtree_plant = "shallow_walk"))]
                     work.push((child, grand));
                 }
@@ -718,22 +741,26 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
     // Finish every owned list before releasing anything: a release may free
     // a node whose own list is still to be finished.
     let mut released = Vec::new();
-    for list in owned.iter_mut() {
+    for entry in owned.iter_mut() {
+        let list = Owned(*entry);
         // SAFETY: this walk closed the list (Owner), everything below is
         // canceled now, and `guard` was pinned before the close.
-        let how = unsafe { (*list.node).children.finish_close(list.epoch) };
-        list.epoch = how == Release::Epoch;
-        if list.epoch {
+        let (how, first) = unsafe { (*list.node()).children.finish_close(list.swept()) };
+        // The node may be freed by the releases below: keep what they need.
+        *entry = Finished::new(first, how).0;
+        if how == Release::Epoch {
             // SAFETY: as above, and still pinned.
-            unsafe { ChildList::claim_for_epoch::<Node>(list.first, &mut released) };
+            unsafe { ChildList::claim_for_epoch::<Node>(first, &mut released) };
         }
     }
     // SAFETY: the references were claimed by `claim_for_epoch` while pinned.
     unsafe { children::release_later(&guard, released) };
-    for list in owned.iter().filter(|list| !list.epoch) {
-        // SAFETY: every owned list is finished (`list.node` is not read
-        // again); nobody else can reach these children (L6).
-        unsafe { ChildList::release_now::<Node>(list.first) };
+    for list in owned.iter().map(|&entry| Finished(entry)) {
+        if !list.epoch() {
+            // SAFETY: every owned list is finished (its owner is not read
+            // again); nobody else can reach these children (L6).
+            unsafe { ChildList::release_now::<Node>(list.first()) };
+        }
     }
 }
 
