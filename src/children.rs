@@ -118,7 +118,7 @@ pub(crate) struct ChildList {
 }
 
 /// Inserts left before the parent's next sweep (L5), stored in the parent
-/// beside its `ChildList` (separate so the node packs into 64 bytes).
+/// beside its reference count (32 bits each, so the node packs into 56 bytes).
 /// Approximate: updated with plain loads and stores, because a lost decrement
 /// only delays a sweep. No correctness argument depends on it.
 pub(crate) struct SweepBudget(AtomicU32);

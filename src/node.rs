@@ -35,8 +35,8 @@ use crate::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepB
 use crate::error::{Cause, Error};
 use crate::inline_stack::InlineStack;
 use crate::state;
-use crate::sync::{epoch, AtomicUsize, Ordering};
-use crate::timer::{Deadline, TimerSlot};
+use crate::sync::{epoch, AtomicU32, AtomicUsize, Ordering};
+use crate::timer::{Deadline, TimerSlot, DEADLINE_BITS};
 use crate::waiters::{self, Callbacks, WaiterGc};
 
 /// The context a node was derived from, when it has no cancelable parent.
@@ -67,14 +67,17 @@ pub(crate) enum Kind {
 
 pub(crate) struct Node {
     /// Strong references (N1). Relaxed increments, Release/Acquire on the last
-    /// decrement, as `Arc`.
-    refs: AtomicUsize,
-    /// The state word (S1–S3): waiter stack while active, err+cause after.
-    pub(crate) state: AtomicUsize,
-    /// Children of this node (L1–L5). Closed by the first walk after the claim.
-    children: ChildList,
+    /// decrement, as `Arc`. 32 bits (beside the 32-bit sweep budget, so the
+    /// node is 56 bytes): 2³¹ counts of one node would take over 100 GiB of
+    /// contexts or children, and an increment past that aborts, as `Arc`'s
+    /// does past `isize::MAX`.
+    refs: AtomicU32,
     /// Inserts until the next sweep of `children` (L5).
     sweep_budget: SweepBudget,
+    /// The state word (S1–S3): waiter stack while active, err+cause after.
+    pub(crate) state: AtomicUsize,
+    /// Children of this node (L1–L7). Closed by the first walk after the claim.
+    children: ChildList,
     /// This node's link in its parent's list; written by the parent's list
     /// operations and by this node's own cancel (`mark_deleted`).
     link: ChildLink,
@@ -83,13 +86,11 @@ pub(crate) struct Node {
     /// The nearest cancelable ancestor, or `None` below a root. Immutable
     /// until the node is freed, when `release` takes it (N1, N5).
     parent: Option<NodeRef>,
-    /// The effective deadline: this node's own, or the nearest ancestor's
-    /// (copied at derivation, so `deadline()` is one read). Immutable.
-    deadline: Deadline,
-    /// The root at the top of this node's chain (for `Display`). Immutable.
-    root: Root,
-    /// How this node was derived (for `Display`). Immutable.
-    kind: Kind,
+    /// The effective deadline — this node's own, or the nearest ancestor's,
+    /// copied at derivation so `deadline()` is one read — with the root at
+    /// the top of the chain and the kind of derivation (for `Display`), in
+    /// one word. Immutable.
+    shape: PackedShape,
     /// Model-checking oracle: set when the count reaches zero. Under loom a
     /// freed node's memory is kept so that any later access fails an
     /// assertion instead of reading reused memory (a use-after-free).
@@ -138,21 +139,21 @@ impl Node {
     }
 
     pub(crate) fn root(&self) -> Root {
-        self.root
+        self.shape.root()
     }
 
     pub(crate) fn kind(&self) -> Kind {
-        self.kind
+        self.shape.kind()
     }
 
     pub(crate) fn deadline(&self) -> Deadline {
-        self.deadline
+        self.shape.deadline()
     }
 
     /// Tells the timer that an armed deadline of this node will never fire
     /// (T3), so the driver can reclaim its entry early.
     fn note_disarmed(&self) {
-        if self.kind == Kind::Deadline {
+        if self.kind() == Kind::Deadline {
             crate::timer::note_disarmed();
         }
     }
@@ -160,7 +161,7 @@ impl Node {
     /// The timer slot of a `Kind::Deadline` node.
     pub(crate) fn timer_slot(&self) -> &TimerSlot {
         assert!(
-            self.kind == Kind::Deadline,
+            self.kind() == Kind::Deadline,
             "only deadline nodes have a timer slot"
         );
         // SAFETY: deadline nodes are always allocated as `TimedNode`
@@ -270,7 +271,7 @@ impl NodeRef {
     /// Allocates `node`; a `Kind::Deadline` node gets a timer slot holding
     /// the cause to record if its deadline fires.
     fn alloc(node: Node, deadline_cause: Option<Cause>) -> *const Node {
-        if node.kind == Kind::Deadline {
+        if node.kind() == Kind::Deadline {
             let timed = Box::new(TimedNode {
                 node,
                 timer: TimerSlot::new(deadline_cause),
@@ -329,7 +330,7 @@ impl Deref for NodeRef {
 impl Clone for NodeRef {
     fn clone(&self) -> NodeRef {
         // Relaxed: a new count is derived from an existing one, as in `Arc`.
-        if self.refs.fetch_add(1, Ordering::Relaxed) > isize::MAX as usize {
+        if self.refs.fetch_add(1, Ordering::Relaxed) > i32::MAX as u32 {
             abort();
         }
         NodeRef(self.0)
@@ -368,7 +369,7 @@ unsafe fn release(mut ptr: *const Node) {
             // node, and it came from `Box::into_raw`.
             // SAFETY (both arms): the allocation's type follows the kind
             // (`NodeRef::alloc`).
-            if unsafe { (*ptr).kind } == Kind::Deadline {
+            if unsafe { (*ptr).kind() } == Kind::Deadline {
                 let mut timed = unsafe { Box::from_raw(ptr as *mut TimedNode) };
                 let parent = timed.node.parent.take();
                 drop(timed);
@@ -503,25 +504,65 @@ struct Shape {
     deadline: Deadline,
 }
 
+/// A [`Shape`] in one word: the deadline in the low [`DEADLINE_BITS`] bits,
+/// `TODO_ROOT` and `DEADLINE_KIND` above it.
+#[derive(Clone, Copy)]
+struct PackedShape(u64);
+
+const TODO_ROOT: u64 = 1 << DEADLINE_BITS;
+const DEADLINE_KIND: u64 = 1 << (DEADLINE_BITS + 1);
+
+impl PackedShape {
+    fn new(shape: Shape) -> PackedShape {
+        let root = match shape.root {
+            Root::Background => 0,
+            Root::Todo => TODO_ROOT,
+        };
+        let kind = match shape.kind {
+            Kind::Cancel => 0,
+            Kind::Deadline => DEADLINE_KIND,
+        };
+        PackedShape(shape.deadline.raw() | root | kind)
+    }
+
+    fn deadline(self) -> Deadline {
+        Deadline::from_raw(self.0 & (TODO_ROOT - 1))
+    }
+
+    fn root(self) -> Root {
+        if self.0 & TODO_ROOT != 0 {
+            Root::Todo
+        } else {
+            Root::Background
+        }
+    }
+
+    fn kind(self) -> Kind {
+        if self.0 & DEADLINE_KIND != 0 {
+            Kind::Deadline
+        } else {
+            Kind::Cancel
+        }
+    }
+}
+
 impl Node {
     fn new(
-        refs: usize,
+        refs: u32,
         word: usize,
         children: ChildList,
         parent: Option<NodeRef>,
         shape: Shape,
     ) -> Node {
         Node {
-            refs: AtomicUsize::new(refs),
+            refs: AtomicU32::new(refs),
+            sweep_budget: SweepBudget::new(),
             state: AtomicUsize::new(word),
             children,
-            sweep_budget: SweepBudget::new(),
             link: ChildLink::new(),
             waiter_gc: WaiterGc::new(),
             parent,
-            deadline: shape.deadline,
-            root: shape.root,
-            kind: shape.kind,
+            shape: PackedShape::new(shape),
             #[cfg(loom)]
             freed: std::sync::atomic::AtomicBool::new(false),
             #[cfg(loom)]
@@ -769,10 +810,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cancel_context_is_one_cache_line() {
-        // One allocation of this size per `with_cancel` (docs/design.md §1).
+    fn a_cancel_context_is_one_64_byte_malloc_chunk() {
+        // One allocation of this size per `with_cancel` (docs/design.md §1):
+        // glibc adds an 8-byte header and rounds to 16, so 56 bytes is the
+        // most that fits a 64-byte chunk.
         let size = std::mem::size_of::<Node>();
-        assert!(size <= 64, "Node is {size} bytes");
+        assert!(size <= 56, "Node is {size} bytes");
+        // A deadline node adds its 24-byte timer slot (a 96-byte chunk).
+        let timed = std::mem::size_of::<TimedNode>();
+        assert!(timed <= 80, "TimedNode is {timed} bytes");
+    }
+
+    #[test]
+    fn packed_shapes_round_trip() {
+        let deadlines = [
+            Deadline::from_raw(0),
+            Deadline::from_raw(12_345),
+            Deadline::NEVER,
+        ];
+        for deadline in deadlines {
+            for root in [Root::Background, Root::Todo] {
+                for kind in [Kind::Cancel, Kind::Deadline] {
+                    let packed = PackedShape::new(Shape {
+                        root,
+                        kind,
+                        deadline,
+                    });
+                    assert_eq!(packed.deadline(), deadline);
+                    assert_eq!(packed.root(), root);
+                    assert_eq!(packed.kind(), kind);
+                }
+            }
+        }
     }
 
     #[test]

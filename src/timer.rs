@@ -56,7 +56,8 @@ pub(crate) struct Deadline(u64);
 /// The instant all deadlines count from: 20 years before their first use (or
 /// as far back as the clock allows), so deadlines in the past are reported as
 /// given; only instants before the base saturate (to the base, already past).
-/// `u64` nanoseconds then reach about 560 years ahead.
+/// Deadlines keep 62 bits of nanoseconds ([`DEADLINE_BITS`]), which reach
+/// about 146 years past the base, 126 years ahead.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(|| {
@@ -68,14 +69,22 @@ fn base() -> Instant {
     })
 }
 
+/// Bits of a deadline: two fewer than a `u64`, so a node packs its root and
+/// kind beside its deadline in one word (`node::PackedShape`) and stays at 56
+/// bytes, one 64-byte chunk of glibc's allocator.
+pub(crate) const DEADLINE_BITS: u32 = 62;
+/// The largest deadline value, which is `NEVER`.
+const MAX_NANOS: u64 = (1 << DEADLINE_BITS) - 1;
+
 impl Deadline {
-    pub(crate) const NEVER: Deadline = Deadline(u64::MAX);
+    pub(crate) const NEVER: Deadline = Deadline(MAX_NANOS);
 
     pub(crate) fn now() -> Deadline {
         Deadline::from_instant(Instant::now())
     }
 
-    /// The deadline at `instant`; `NEVER` if too far to represent (≈584 years).
+    /// The deadline at `instant`; `NEVER` if too far to represent (more than
+    /// ≈146 years past the base).
     pub(crate) fn from_instant(instant: Instant) -> Deadline {
         let since = instant.saturating_duration_since(base());
         // Seconds and nanoseconds separately: cheaper than `as_nanos` (u128).
@@ -84,7 +93,7 @@ impl Deadline {
             .checked_mul(1_000_000_000)
             .and_then(|n| n.checked_add(u64::from(since.subsec_nanos())))
         {
-            Some(nanos) if nanos < u64::MAX => Deadline(nanos),
+            Some(nanos) if nanos < MAX_NANOS => Deadline(nanos),
             _ => Deadline::NEVER,
         }
     }
@@ -97,7 +106,7 @@ impl Deadline {
             .and_then(|n| n.checked_add(u64::from(timeout.subsec_nanos())))
             .unwrap_or(u64::MAX);
         match now.0.checked_add(nanos) {
-            Some(at) if at < u64::MAX => Deadline(at),
+            Some(at) if at < MAX_NANOS => Deadline(at),
             _ => Deadline::NEVER,
         }
     }
@@ -123,9 +132,15 @@ impl Deadline {
         }
     }
 
-    #[cfg_attr(loom, allow(dead_code))]
+    /// The nanoseconds since the base: below 2^[`DEADLINE_BITS`].
     pub(crate) fn raw(self) -> u64 {
         self.0
+    }
+
+    /// The deadline whose [`raw`](Deadline::raw) value is `raw`.
+    pub(crate) fn from_raw(raw: u64) -> Deadline {
+        debug_assert!(raw <= MAX_NANOS, "a deadline has {DEADLINE_BITS} bits");
+        Deadline(raw)
     }
 }
 
