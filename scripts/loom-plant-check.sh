@@ -24,7 +24,9 @@ declare -A MODEL=(
   [ignore_helped]=helper_walk_vs_owner_release
   [sweep_release_closed]=sweep_release_vs_close
   [claim_by_load]=sweep_release_vs_close
-  [unlink_unfrozen]=unlink_first_vs_sweep
+  [grant_after_unlist]=last_user_vs_unlist
+  [unlink_with_users]=last_user_vs_unlist
+  [keep_spare_grant]=last_user_vs_unlist
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -6,9 +6,10 @@
 //! inserts only at the head, logical deletion by a mark bit in the deleted
 //! node's own `next`, and physical unlinking done in batches by a single
 //! *sweeper* at a time, amortized over inserts, except that a deleted node
-//! still first in the list unlinks itself from the head (L7). Memory is reclaimed with
-//! crossbeam-epoch: walkers are pinned, and the list's reference to a node is
-//! released through `defer`, never directly.
+//! still first in the list when its last user leaves is unlinked from the
+//! head by that user (L7). Memory is reclaimed with crossbeam-epoch: walkers
+//! are pinned, and the list's reference to a node is ended through `defer`
+//! unless the head word proves that no walker can reach it (L6, L7).
 //!
 //! ```text
 //!   head (in the parent):  [ first child ptr ...... | HELPED SWEEPING CLOSED ]
@@ -28,15 +29,17 @@
 //! Invariants:
 //! - **L1** Every node that is not `DELETED` and was inserted before the
 //!   list was closed is reachable from `head` by following `next` pointers.
-//!   Only `DELETED` nodes are unlinked: by the sweeper, or by their own
-//!   canceler from the head (L7).
+//!   Only `DELETED` nodes are unlinked: by the sweeper, or by their last
+//!   user from the head (L7).
 //! - **L2** An insert succeeds only on an open head (CAS), and the close is a
 //!   `fetch_or(CLOSED)` on the same word: every insert is ordered before the
 //!   close (and the closer's walk sees it) or fails and sees `CLOSED`.
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
 //!   `fetch_or` closed it, and only once every descendant below is canceled.
-//! - **L4** The list holds one reference to each linked node. It is released
-//!   exactly once: by the sweeper if it unlinked the node, else by the closer.
+//! - **L4** The list holds one reference to each linked node (node.rs: its
+//!   `LISTED` bit, N1). It is ended exactly once: by the sweeper if it
+//!   unlinked the node, by the node's last user if it unlinked it from the
+//!   head (L7), else by the closer.
 //!   Where a sweeper ran at the close, the closer's claim pass sets `DETACHED`
 //!   on each node it passes with an RMW that reads the successor: it reaches
 //!   only nodes still linked, and every later unlink through a marked node
@@ -60,18 +63,18 @@
 //!   that RMW, and walks a list the unlinks already left), or the closer's reset
 //!   `swap` finding no `HELPED` when no sweeper ran at the close (a helper's
 //!   `HELPED` RMW after the reset returns a null pointer and walks nothing).
-//! - **L7** A node that its own cancel marked `DELETED` unlinks itself if it
+//! - **L7** The last user of a listed node marked `DELETED` unlinks it if it
 //!   is still first: `CAS(head: node → successor)` with no flag bits, where
-//!   the successor is what the marking `fetch_or` returned. The mark froze
-//!   that successor (every unlink through a marked node fails), so it is
-//!   current even if the head word returned to `node` meanwhile (ABA: a sweep
-//!   started and ended, newer nodes came and left). The CAS succeeds only
-//!   on an open list with no sweep running, so no thread walks the list at
-//!   that moment, and a later walk starts past `node` (it has no
-//!   predecessor): the canceler takes the list's reference and releases it
-//!   at once (no epoch). Acquire on the CAS orders every earlier walker's
-//!   accesses to `node` (each walk ends with an RMW on the head) before that
-//!   release. Linearization point: the CAS.
+//!   the successor is read from the node's link after the mark. The mark
+//!   froze that successor (every unlink through a marked node fails), so it
+//!   is current even if the head word returned to `node` meanwhile (ABA: a
+//!   sweep started and ended, newer nodes came and left). The CAS succeeds
+//!   only on an open list with no sweep running, so no thread walks the list
+//!   at that moment, and a later walk starts past `node` (it has no
+//!   predecessor): the caller takes the list's reference and may free the
+//!   node at once (no epoch). Acquire on the CAS orders every earlier
+//!   walker's accesses to `node` (each walk ends with an RMW on the head)
+//!   before that. Linearization point: the CAS.
 
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
@@ -98,18 +101,48 @@ const FLUSH_BATCH: usize = if cfg!(any(loom, miri)) { 1 } else { 64 };
 
 /// A type whose values can be children in a [`ChildList`].
 ///
+/// The list's reference to a node (L4) is ended by `unlist`, in *passes*
+/// over nodes of one list: the type may owe the list's owner something for
+/// each node it unlists (node.rs: a parent grant for a node that still has
+/// users, N1), settled per pass.
+///
 /// # Safety
 /// `link` always returns the same field, values are at least 8-aligned, and
-/// `release_listed` gives back exactly the reference that a successful
+/// `unlist` ends exactly the reference that a successful
 /// [`ChildList::attach`] transferred to the list.
 pub(crate) unsafe trait Listed: Sized + 'static {
+    /// What a pass carries from one `unlist` to the next.
+    type Pass;
+
     fn link(&self) -> &ChildLink;
 
-    /// Drops the list's reference to `this`.
+    /// Starts a pass over nodes of the list that `first` (still referenced
+    /// by it) belongs to; `prepaid` nodes were paid for by [`Listed::prepay`].
     ///
     /// # Safety
-    /// Called once per successful attach, after no new walker can reach `this`.
-    unsafe fn release_listed(this: *const Self);
+    /// The list's reference to `first` is not yet ended.
+    unsafe fn begin_pass(first: *const Self, prepaid: u32) -> Self::Pass;
+
+    /// Ends the list's reference to `this`; may free it.
+    ///
+    /// # Safety
+    /// Called once per successful attach, after no new walker can reach
+    /// `this`, with a pass of its list.
+    unsafe fn unlist(this: *const Self, pass: &mut Self::Pass);
+
+    /// Settles a pass.
+    ///
+    /// # Safety
+    /// `pass` came from `begin_pass`.
+    unsafe fn end_pass(pass: Self::Pass);
+
+    /// Pays now, while the list's owner is surely alive, for `n` nodes of
+    /// the list `first` belongs to that a later pass (after the epoch)
+    /// unlists.
+    ///
+    /// # Safety
+    /// The list's reference to `first` is not yet ended.
+    unsafe fn prepay(first: *const Self, n: u32);
 }
 
 /// The list head, stored in the parent.
@@ -286,6 +319,7 @@ impl ChildList {
     /// `first` is what this thread's owning `close` returned, `finish_close`
     /// returned `Release::Epoch`, and the caller is still pinned.
     pub(crate) unsafe fn claim_for_epoch<T: Listed>(first: usize, released: &mut Vec<*const T>) {
+        let start = released.len();
         let mut cur = first;
         while cur != 0 {
             let node = cur as *const T;
@@ -302,6 +336,10 @@ impl ChildList {
             debug_assert!(old & DETACHED == 0, "L4: a node is claimed once");
             released.push(node);
         }
+        if let Some(&claimed) = released.get(start) {
+            // SAFETY: claimed, so its list reference is not yet ended.
+            unsafe { T::prepay(claimed, (released.len() - start) as u32) };
+        }
     }
 
     /// Releases at once the references of a finished list that no sweeper
@@ -314,29 +352,36 @@ impl ChildList {
     /// finish was finished before this call (a freed node's list is read by
     /// nobody).
     pub(crate) unsafe fn release_now<T: Listed>(first: usize) {
+        if first == 0 {
+            return;
+        }
+        // SAFETY: the list still references `first`.
+        let mut pass = unsafe { T::begin_pass(first as *const T, 0) };
         let mut cur = first;
         while cur != 0 {
             let node = cur as *const T;
-            // SAFETY: the list's reference keeps `node` alive until released
+            // SAFETY: the list's reference keeps `node` alive until ended
             // just below; no sweeper ran, so `next` is the sibling linked at
             // the close (only mark bits change).
             let next = unsafe { (*node).link().next.load(Ordering::Acquire) };
             cur = next & PTR_MASK;
             // SAFETY: the list's reference, never claimed by anyone else: no
             // sweeper ran (L4) and no helper can reach the node (L6).
-            unsafe { T::release_listed(node) };
+            unsafe { T::unlist(node, &mut pass) };
         }
+        // SAFETY: from `begin_pass`.
+        unsafe { T::end_pass(pass) };
     }
 
-    /// Unlinks `child`, which its owner has just marked `DELETED` (`marked`
-    /// is the word `mark_deleted` returned), if it is the first node of the
-    /// open list and no sweep runs (L7). On `true` the list's reference to
-    /// `child` belongs to the caller, and no other thread can reach `child`
-    /// through the list any more: it may be released at once.
+    /// Unlinks `child`, marked `DELETED` (`marked` is its link word, read
+    /// after the mark), if it is the first node of the open list and no
+    /// sweep runs (L7). On `true` the list's reference to `child` belongs to
+    /// the caller, and no other thread can reach `child` through the list
+    /// any more: it may be released at once.
     ///
     /// # Safety
-    /// `child` is alive, was attached to this list, and this thread's
-    /// `mark_deleted` on it returned `marked`.
+    /// `child` is alive and was attached to this list, and `marked` was read
+    /// from its link after its `mark_deleted` (happens-before).
     pub(crate) unsafe fn unlink_first<T: Listed>(&self, child: *const T, marked: usize) -> bool {
         let me = child as usize;
         // A plain load first: most lists have moved on (another insert, a
@@ -514,13 +559,20 @@ impl<'g, T: Listed> Unlinked<'g, T> {
             let _ = word;
             true
         };
+        let Some(&first) = batch.first() else {
+            return;
+        };
         if open {
+            // SAFETY: the batch's references are not yet ended.
+            let mut pass = unsafe { T::begin_pass(first, 0) };
             for &node in batch {
                 // SAFETY: unlinked by this sweep, and no closer has started, so
                 // none can reach it to claim it (L4) or walk it (L6): the
                 // list's reference is ours alone.
-                unsafe { T::release_listed(node) };
+                unsafe { T::unlist(node, &mut pass) };
             }
+            // SAFETY: from `begin_pass`.
+            unsafe { T::end_pass(pass) };
         } else {
             // A walker may have read pointers to these before the unlinks:
             // release through the epoch. They are still ours alone (L4): the
@@ -528,8 +580,10 @@ impl<'g, T: Listed> Unlinked<'g, T> {
             // RMW, so it reaches only nodes still linked at that moment, and
             // every unlink through a marked node fails.
             let claimed = batch.to_vec();
+            // SAFETY: not yet ended; this sweeper holds the owner.
+            unsafe { T::prepay(first, claimed.len() as u32) };
             // SAFETY: each node was unlinked by this sweep, which is pinned
-            // by `guard` (L4).
+            // by `guard` (L4), and prepaid.
             unsafe { release_later(self.guard, claimed) };
         }
     }
@@ -546,8 +600,9 @@ impl<'g, T: Listed> Unlinked<'g, T> {
 /// wait for 64 more batches before they can be freed.
 ///
 /// # Safety
-/// Each pointer is a list reference owned by this thread (L4), and `guard`
-/// was pinned before the nodes were unlinked or claimed.
+/// Each pointer is a list reference owned by this thread (L4), paid for
+/// with [`Listed::prepay`], and `guard` was pinned before the nodes were
+/// unlinked or claimed.
 pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*const T>) {
     if released.is_empty() {
         return;
@@ -557,8 +612,11 @@ pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*cons
     // closure runs after they unpin, and each reference is released once.
     unsafe {
         guard.defer_unchecked(move || {
+            // One pass per node: the nodes may belong to several lists.
             for node in released {
-                T::release_listed(node);
+                let mut pass = T::begin_pass(node, 1);
+                T::unlist(node, &mut pass);
+                T::end_pass(pass);
             }
         })
     };
@@ -574,15 +632,22 @@ impl ChildLink {
         }
     }
 
-    /// Logically deletes this child from its parent's list (L1) and returns
-    /// the link word the mark replaced: the successor, frozen from now on
-    /// (a sweeper's unlink CAS on this link expects it unmarked).
-    pub(crate) fn mark_deleted(&self) -> usize {
+    /// Logically deletes this child from its parent's list (L1). Its
+    /// successor is frozen from now on (a sweeper's unlink CAS on this link
+    /// expects it unmarked).
+    pub(crate) fn mark_deleted(&self) {
         #[cfg(not(ctxtree_plant = "no_mark_deleted"))]
-        let old = self.next.fetch_or(DELETED, Ordering::Release);
-        #[cfg(ctxtree_plant = "no_mark_deleted")]
-        let old = self.next.load(Ordering::Acquire);
-        old
+        self.next.fetch_or(DELETED, Ordering::Release);
+    }
+
+    /// The link word, for [`ChildList::unlink_first`].
+    pub(crate) fn word(&self) -> usize {
+        self.next.load(Ordering::Acquire)
+    }
+
+    /// Whether a link word carries the `DELETED` mark.
+    pub(crate) fn is_deleted(word: usize) -> bool {
+        word & DELETED != 0
     }
 
     /// The next sibling, for a pinned walker.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::done::{self, Done, DoneOwned};
 use crate::error::{Cause, Error};
-use crate::node::{self, Kind, NodeRef, Root};
+use crate::node::{self, Kind, Node, NodeRef, Root};
 use crate::timer::{self, Deadline};
 use crate::values::ValuesRef;
 
@@ -449,7 +449,7 @@ impl fmt::Display for Context {
         let now = Deadline::now();
         for (i, (repr, layers)) in segments.iter().rev().enumerate() {
             let mut nodes = Vec::new();
-            let mut cur = match repr {
+            let mut cur: Option<&Node> = match repr {
                 Repr::Root(_) => None,
                 Repr::Node(node) => Some(node),
             };
@@ -486,7 +486,7 @@ impl fmt::Display for Context {
                         write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
                     }
                 }
-                print_layers_at(node.as_ptr() as usize, f)?;
+                print_layers_at(node as *const Node as usize, f)?;
             }
             // Unreachable unless an anchor was missed: print, do not drop.
             for layer in layers {

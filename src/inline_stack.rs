@@ -50,8 +50,8 @@ impl<T: Copy, const N: usize> InlineStack<T, N> {
             .chain(self.spill.iter_mut())
     }
 
-    /// Every entry, oldest first.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+    /// Every entry, oldest first (reversible: newest first).
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &T> {
         self.inline[..self.len].iter().chain(self.spill.iter())
     }
 }
@@ -78,6 +78,16 @@ mod tests {
             assert_eq!(stack.pop(), Some(v));
         }
         assert_eq!(stack.pop(), None);
+    }
+
+    #[test]
+    fn iter_reverses_across_the_spill() {
+        let mut stack: InlineStack<u32, 2> = InlineStack::new(0);
+        (1..=5).for_each(|v| stack.push(v));
+        assert_eq!(
+            stack.iter().rev().copied().collect::<Vec<_>>(),
+            [5, 4, 3, 2, 1]
+        );
     }
 
     #[test]

@@ -92,6 +92,7 @@ pub mod tower;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_hooks {
+    pub use crate::node::live_nodes;
     pub use crate::timer::fire_armed;
 }
 

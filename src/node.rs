@@ -7,10 +7,23 @@
 //! (`Context`, `CancelHandle`) are just counted pointers to it.
 //!
 //! Invariants (numbered as in docs/design.md):
-//! - **N1** `refs` counts: every `Context` and `CancelHandle` naming the node,
-//!   the parent list's reference while linked (L4), and each child's `parent`
-//!   pointer. The node is freed when it reaches 0, by an iterative loop that
-//!   then releases the parent (no recursion, however deep the chain).
+//! - **N1** `refs` holds `USER` per *user* — every `Context` and
+//!   `CancelHandle` naming the node, and each child that holds a *grant* on
+//!   it — plus the `LISTED` bit while the node's parent's list holds it (L4).
+//!   A child holds a grant on its parent exactly while it has users and is
+//!   not listed: a linked child needs none, because a node with a listed
+//!   child is alive (its list is open, so its `CancelHandle` is alive, or a
+//!   canceler is walking it, and lists are unlisted bottom-up). Whoever
+//!   unlists a node that still has users grants its parent a count *first*
+//!   (so the parent's count never dips), and a node freed by its last user
+//!   releases its grant. The node is freed when no user is left and it is
+//!   not listed, by an iterative loop that then releases the parent's grant
+//!   (no recursion, however deep the chain). A last user that finds the
+//!   node listed, marked deleted and first in its parent's open list
+//!   unlinks it and frees it without touching the parent's count (L7);
+//!   that last user is a `Context` or `CancelHandle` (a `NodeRef` drop): a
+//!   child's grant released by the freeing loop leaves a listed parent to
+//!   its list (a sweep or the close).
 //! - **N2** A node's claim (S1) happens before its children list is closed.
 //!   So whoever finds a list closed, from an insert or a walk, can load the
 //!   owner's state word and find it canceled, with the err and cause to inherit.
@@ -66,11 +79,12 @@ pub(crate) enum Kind {
 }
 
 pub(crate) struct Node {
-    /// Strong references (N1). Relaxed increments, Release/Acquire on the last
+    /// `USER` per user plus `LISTED` (N1). Relaxed increments, Release/Acquire on the last
     /// decrement, as `Arc`. 32 bits (beside the 32-bit sweep budget, so the
-    /// node is 56 bytes): 2³¹ counts of one node would take over 100 GiB of
-    /// contexts or children, and an increment past that aborts, as `Arc`'s
-    /// does past `isize::MAX`.
+    /// node is 56 bytes): `USER` is 2 and the top bit is the overflow guard,
+    /// so 2³⁰ users of one node, which would take over 20 GiB of contexts or
+    /// children; an increment past that aborts, as `Arc`'s does past
+    /// `isize::MAX`.
     refs: AtomicU32,
     /// Inserts until the next sweep of `children` (L5).
     sweep_budget: SweepBudget,
@@ -83,9 +97,9 @@ pub(crate) struct Node {
     link: ChildLink,
     /// Abandoned-waiter accounting for the stack in `state` (W4).
     pub(crate) waiter_gc: WaiterGc,
-    /// The nearest cancelable ancestor, or `None` below a root. Immutable
-    /// until the node is freed, when `release` takes it (N1, N5).
-    parent: Option<NodeRef>,
+    /// The nearest cancelable ancestor, or `None` below a root; a grant on
+    /// it while the node has users and is not listed (N1). Immutable.
+    parent: Option<NonNull<Node>>,
     /// The effective deadline — this node's own, or the nearest ancestor's,
     /// copied at derivation so `deadline()` is one read — with the root at
     /// the top of the chain and the kind of derivation (for `Display`), in
@@ -134,8 +148,12 @@ impl Node {
         unsafe { state::cause_of(self.state_word()) }
     }
 
-    pub(crate) fn parent(&self) -> Option<&NodeRef> {
-        self.parent.as_ref()
+    pub(crate) fn parent(&self) -> Option<&Node> {
+        // SAFETY: while a node has a user, its parent is alive — through
+        // the node's grant, or because a node with a listed child is alive
+        // (N1) — and so, link by link, is every ancestor: the caller
+        // reached `self` through a user or through this same argument.
+        self.parent.map(|p| unsafe { &*p.as_ptr() })
     }
 
     pub(crate) fn root(&self) -> Root {
@@ -205,12 +223,28 @@ impl Node {
 impl Node {
     /// Under loom, what freeing does, minus the deallocation (see `freed`).
     #[cfg(loom)]
-    fn dispose(&mut self) -> Option<NodeRef> {
+    fn dispose(&mut self) {
+        LIVE_NODES.with(|n| n.set(n.get() - 1));
         self.alive.with_mut(|_| ());
         self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
         self.free_resources();
-        self.parent.take()
     }
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    /// Under loom, nodes allocated and not yet freed: a model checks that
+    /// every iteration frees what it allocated (a leak — a lost grant, a
+    /// pass that never ends — is otherwise invisible, since freed nodes are
+    /// kept). Per OS thread, which is per test: loom runs a model's threads
+    /// on the thread that runs the model.
+    static LIVE_NODES: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+/// Nodes allocated and not yet freed on this test's thread (loom builds).
+#[cfg(loom)]
+pub fn live_nodes() -> isize {
+    LIVE_NODES.with(std::cell::Cell::get)
 }
 
 impl Drop for Node {
@@ -236,17 +270,112 @@ impl Node {
     }
 }
 
-// SAFETY: `link` is the node's only `ChildLink`; nodes are 8-aligned; the list
-// reference released here is the one `derive` transferred with `attach`.
+// SAFETY: `link` is the node's only `ChildLink`; nodes are 8-aligned; the
+// hold ended by `unlist` is the `LISTED` bit `derive` set for `attach`.
 unsafe impl Listed for Node {
+    type Pass = GrantPass;
+
     fn link(&self) -> &ChildLink {
         &self.link
     }
 
-    unsafe fn release_listed(this: *const Node) {
-        // SAFETY: the list owned one count (N1), now given back.
-        unsafe { release(this) }
+    unsafe fn begin_pass(first: *const Node, prepaid: u32) -> GrantPass {
+        GrantPass {
+            // SAFETY: a listed node is alive and has a parent (its owner).
+            owner: unsafe { (*first).parent }.expect("a listed node has a parent"),
+            spare: prepaid,
+            chunk: 1,
+        }
     }
+
+    unsafe fn unlist(this: *const Node, pass: &mut GrantPass) {
+        // SAFETY: forwarded: `this` is listed, unreachable from the list for
+        // every other thread, and a child of `pass.owner`.
+        unsafe { unlist(this, pass) }
+    }
+
+    unsafe fn end_pass(pass: GrantPass) {
+        if pass.spare > 0 {
+            // SAFETY: the unused grants are users of the owner we hold.
+            unsafe { release_users(pass.owner.as_ptr(), pass.spare) }
+        }
+    }
+
+    unsafe fn prepay(first: *const Node, n: u32) {
+        // SAFETY: a listed node is alive and so is its parent (N1).
+        let owner = unsafe { (*first).parent }.expect("a listed node has a parent");
+        // SAFETY: as above.
+        unsafe { (*owner.as_ptr()).grant(n) };
+    }
+}
+
+/// The grants a pass that unlists children of one list hands their parent
+/// (N1): taken before each child's `LISTED` bit is cleared — one at first,
+/// then in chunks, so a large fan-out costs the parent's cache line a few
+/// RMWs — and the spare ones given back when the pass ends.
+pub(crate) struct GrantPass {
+    owner: NonNull<Node>,
+    spare: u32,
+    chunk: u32,
+}
+
+/// Grants taken at a time by a pass after its first.
+const GRANT_CHUNK: u32 = 64;
+
+impl GrantPass {
+    fn take(&mut self) {
+        if self.spare == 0 {
+            // SAFETY: the owner is alive while it has a listed child (N1).
+            unsafe { (*self.owner.as_ptr()).grant(self.chunk) };
+            self.spare = self.chunk;
+            self.chunk = GRANT_CHUNK;
+        }
+        self.spare -= 1;
+    }
+}
+
+/// Ends the list's hold on `node` (clears `LISTED`): a node that still has
+/// users keeps a grant on its parent, taken from `pass` before the clear; a
+/// node without users is freed here, without touching its parent's count.
+///
+/// # Safety
+/// `node` is listed, no other thread can reach it through the list, and
+/// `pass` belongs to its parent.
+unsafe fn unlist(node: *const Node, pass: &mut GrantPass) {
+    // SAFETY: listed, so alive.
+    let refs = unsafe { &(*node).refs };
+    // Acquire: pairs with the users' Release decrements before a free.
+    let cur = refs.load(Ordering::Acquire);
+    if cur != LISTED {
+        // Users may leave at any moment: the grant comes first.
+        #[cfg(not(ctxtree_plant = "grant_after_unlist"))]
+        let prev = {
+            pass.take();
+            refs.fetch_sub(LISTED, Ordering::AcqRel)
+        };
+        #[cfg(ctxtree_plant = "grant_after_unlist")]
+        let prev = {
+            let prev = refs.fetch_sub(LISTED, Ordering::AcqRel);
+            pass.take();
+            prev
+        };
+        if prev != LISTED {
+            return;
+        }
+        // The last user left between the load and the clear: it saw the
+        // node listed and left it to us; the grant was not needed.
+        #[cfg(not(ctxtree_plant = "keep_spare_grant"))]
+        {
+            pass.spare += 1;
+        }
+    }
+    // Freeing drops the node's cause, whose `drop` is foreign code: a panic
+    // must not stop the pass (the children after this one would stay listed
+    // with no grant on their parent), so it is held until the operation
+    // running the pass ends (`panics::resume` in `cancel` and `derive`).
+    // SAFETY: no user and no list: nobody else can reach the node; it holds
+    // no grant on its parent.
+    waiters::panics::hold_from(|| unsafe { free(node) });
 }
 
 /// A counted pointer to a [`Node`] (N1).
@@ -271,6 +400,8 @@ impl NodeRef {
     /// Allocates `node`; a `Kind::Deadline` node gets a timer slot holding
     /// the cause to record if its deadline fires.
     fn alloc(node: Node, deadline_cause: Option<Cause>) -> *const Node {
+        #[cfg(loom)]
+        LIVE_NODES.with(|n| n.set(n.get() + 1));
         if node.kind() == Kind::Deadline {
             let timed = Box::new(TimedNode {
                 node,
@@ -329,33 +460,89 @@ impl Deref for NodeRef {
 
 impl Clone for NodeRef {
     fn clone(&self) -> NodeRef {
-        // Relaxed: a new count is derived from an existing one, as in `Arc`.
-        if self.refs.fetch_add(1, Ordering::Relaxed) > i32::MAX as u32 {
-            abort();
-        }
+        self.grant(1);
         NodeRef(self.0)
     }
 }
 
 impl Drop for NodeRef {
     fn drop(&mut self) {
-        // SAFETY: we own one count.
-        unsafe { release(self.0.as_ptr()) }
+        // SAFETY: we own one user.
+        unsafe { release_user(self.0.as_ptr()) }
     }
 }
 
-/// Drops one count of `ptr`, freeing nodes up the chain while counts reach
-/// zero, in a loop (N1, N5).
+/// One user (N1): a `Context`, a `CancelHandle` or a child's grant.
+const USER: u32 = 2;
+/// The hold of the parent's list while the node is linked (N1, L4).
+const LISTED: u32 = 1;
+
+impl Node {
+    /// Adds `n` users. Relaxed, as `Arc::clone`: the caller holds a user or
+    /// otherwise keeps the node alive (N1). Past `i32::MAX` it aborts, as
+    /// `Arc` does past `isize::MAX`.
+    fn grant(&self, n: u32) {
+        if self.refs.fetch_add(USER * n, Ordering::Relaxed) > i32::MAX as u32 {
+            abort();
+        }
+    }
+}
+
+/// Drops one user of `ptr` (N1). The last user of a node that its parent's
+/// list still holds unlinks it if it is first in that open list and frees
+/// it at once (L7); otherwise see [`release_users`].
 ///
 /// # Safety
-/// The caller owns one count of `ptr`.
-unsafe fn release(mut ptr: *const Node) {
+/// The caller owns one user of `ptr`.
+unsafe fn release_user(ptr: *const Node) {
+    // SAFETY: we own a user, so the node is alive.
+    let node = unsafe { &*ptr };
+    node.assert_live();
+    // Acquire: if we free the node, the other users' Release decrements
+    // happen before. While the count shows us alone, nothing can add to it:
+    // users are cloned from users, and grants come from passes over this
+    // node's own children — by a sweeper, which holds a user of the node,
+    // or by a walker that closed its list, which it reached through its
+    // parent's closed list, where the CAS below fails. Only `LISTED` can
+    // change (a sweeper or closer unlisting it; then the CAS fails too).
+    #[cfg(not(ctxtree_plant = "unlink_with_users"))]
+    let last_and_listed = node.refs.load(Ordering::Acquire) == USER | LISTED;
+    #[cfg(ctxtree_plant = "unlink_with_users")]
+    let last_and_listed = node.refs.load(Ordering::Acquire) & LISTED != 0;
+    if last_and_listed {
+        if let Some(parent) = node.parent {
+            let link = node.link.word();
+            // SAFETY: the node is listed, so its parent is alive (N1); it is
+            // alive itself (our user), and its link was read after its
+            // `DELETED` mark (its cancel happened before its last user left).
+            if ChildLink::is_deleted(link)
+                && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
+            {
+                // Unlinked: no thread can reach it through the list (L7) and
+                // we are its last user; it holds no grant (it was listed).
+                // SAFETY: as just said.
+                unsafe { free(ptr) };
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { release_users(ptr, 1) }
+}
+
+/// Drops `n` users of `ptr` in one decrement. A node left with no user and
+/// not listed is freed, and its grant on its parent released, in a loop up
+/// the chain (N1, N5); one still listed is left to its list.
+///
+/// # Safety
+/// The caller owns `n` users of `ptr`.
+unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
     loop {
-        // SAFETY: we own a count, so the node is alive.
+        // SAFETY: we own a user, so the node is alive.
         unsafe { (*ptr).assert_live() };
         // SAFETY: as above.
-        if unsafe { (*ptr).refs.fetch_sub(1, Ordering::Release) } != 1 {
-            return;
+        if unsafe { (*ptr).refs.fetch_sub(USER * n, Ordering::Release) } != USER * n {
+            return; // other users, or still listed: its list frees it
         }
         // Acquire the whole release sequence of decrements before freeing,
         // as `Arc` does. An Acquire load rather than `fence(Acquire)`: the
@@ -363,34 +550,43 @@ unsafe fn release(mut ptr: *const Node) {
         // standalone fences and reported every free as a race).
         // SAFETY: the node is alive until we free it below.
         unsafe { (*ptr).refs.load(Ordering::Acquire) };
-        #[cfg(not(loom))]
-        let parent = {
-            // SAFETY: that was the last count: nobody else can reach the
-            // node, and it came from `Box::into_raw`.
-            // SAFETY (both arms): the allocation's type follows the kind
-            // (`NodeRef::alloc`).
-            if unsafe { (*ptr).kind() } == Kind::Deadline {
-                let mut timed = unsafe { Box::from_raw(ptr as *mut TimedNode) };
-                let parent = timed.node.parent.take();
-                drop(timed);
-                parent
-            } else {
-                let mut node = unsafe { Box::from_raw(ptr as *mut Node) };
-                let parent = node.parent.take();
-                drop(node);
-                parent
-            }
-        };
-        #[cfg(loom)]
-        // SAFETY: as above; under loom the memory is kept (see `freed`), its
-        // resources are released by `dispose` and later accesses assert.
-        let parent = unsafe { (*(ptr as *mut Node)).dispose() };
+        // Not listed and it had users: it holds a grant on its parent.
+        // SAFETY: as above.
+        let parent = unsafe { (*ptr).parent };
+        // SAFETY: no user left and not listed: nobody else can reach it.
+        unsafe { free(ptr) };
         match parent {
-            // Continue with the parent's count instead of recursing into it.
-            Some(parent) => ptr = ManuallyDrop::new(parent).as_ptr(),
+            // Continue with the parent's grant instead of recursing into it.
+            Some(parent) => {
+                ptr = parent.as_ptr();
+                n = 1;
+            }
             None => return,
         }
     }
+}
+
+/// Frees a node (its memory, its cause count). Does not touch its parent.
+///
+/// # Safety
+/// Nobody else can reach the node: no user left, and not listed.
+unsafe fn free(ptr: *const Node) {
+    #[cfg(not(loom))]
+    {
+        // SAFETY (both arms): the allocation's type follows the kind
+        // (`NodeRef::alloc`), and it came from `Box::into_raw`.
+        if unsafe { (*ptr).kind() } == Kind::Deadline {
+            drop(unsafe { Box::from_raw(ptr as *mut TimedNode) });
+        } else {
+            drop(unsafe { Box::from_raw(ptr as *mut Node) });
+        }
+    }
+    // SAFETY: as above; under loom the memory is kept (see `freed`), its
+    // resources are released by `dispose` and later accesses assert.
+    #[cfg(loom)]
+    unsafe {
+        (*(ptr as *mut Node)).dispose()
+    };
 }
 
 /// Derives a child of `parent` (or of `root` when there is no cancelable
@@ -410,7 +606,7 @@ pub(crate) fn derive(
         deadline,
     };
     let Some(parent) = parent else {
-        let node = Node::new(2, state::ACTIVE, ChildList::new(), None, shape);
+        let node = Node::new(2 * USER, state::ACTIVE, ChildList::new(), None, shape);
         let ptr = NodeRef::alloc(node, deadline_cause);
         // SAFETY: two counts, handed to the two refs.
         return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
@@ -420,32 +616,34 @@ pub(crate) fn derive(
     if state::is_canceled(parent_word) {
         return born_canceled(parent, parent_word, shape, deadline_cause);
     }
-    // Three counts: the two handles and the parent's list (N1).
+    // Two users (the two handles) and the list's hold; no grant on the
+    // parent while listed (N1): no write to the parent's count.
     let ptr = NodeRef::alloc(
         Node::new(
-            3,
+            (2 * USER) | LISTED,
             state::ACTIVE,
             ChildList::new(),
-            Some(parent.clone()),
+            Some(parent.0),
             shape,
         ),
         deadline_cause,
     );
     if parent.children.attach(ptr, &parent.sweep_budget).is_ok() {
-        // SAFETY: two of the three counts; the list holds the third.
-        return unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
+        // SAFETY: the two users; the list holds the node.
+        let pair = unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
+        // A sweep in `attach` may have freed a node whose cause panicked
+        // on drop (held by `unlist`): raise it now that the pass is done.
+        waiters::panics::resume();
+        return pair;
     }
     // The parent closed its list: it is canceled (N2). The node was never
     // published, so nobody races with us; cancel it like the walk would.
-    // SAFETY: the list did not take its count, so we still own three.
-    let (a, b, list_count) = unsafe {
-        (
-            NodeRef::adopt(ptr),
-            NodeRef::adopt(ptr),
-            NodeRef::adopt(ptr),
-        )
-    };
-    drop(list_count);
+    // Not listed after all: it holds a grant on its parent instead (N1).
+    parent.grant(1);
+    // SAFETY: unpublished, so ours alone.
+    unsafe { (*ptr).refs.fetch_sub(LISTED, Ordering::Relaxed) };
+    // SAFETY: the two users.
+    let (a, b) = unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
     // Unpublished, so no waiters and no callbacks to run.
     inherit(&a, parent.state_word(), &mut Callbacks::default());
     let _ = a.children.close();
@@ -461,12 +659,14 @@ fn born_canceled(
     // SAFETY: `parent` is alive, so its word's cause is too; the new word
     // needs its own count.
     unsafe { state::retain(parent_word) };
+    // Never listed: a grant on the parent (N1).
+    parent.grant(1);
     let ptr = NodeRef::alloc(
         Node::new(
-            2,
+            2 * USER,
             parent_word,
             ChildList::new_closed(),
-            Some(parent.clone()),
+            Some(parent.0),
             shape,
         ),
         deadline_cause,
@@ -551,7 +751,7 @@ impl Node {
         refs: u32,
         word: usize,
         children: ChildList,
-        parent: Option<NodeRef>,
+        parent: Option<NonNull<Node>>,
         shape: Shape,
     ) -> Node {
         Node {
@@ -591,30 +791,10 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
         // could unlink it and that walk return with this subtree still
         // active (found by tests/stress.rs). Nodes canceled by their
         // parent's walk skip this: that list is closed.
-        #[cfg(not(any(ctxtree_plant = "mark_before_walk", ctxtree_plant = "unlink_unfrozen")))]
-        let marked = node.link.mark_deleted();
-        #[cfg(ctxtree_plant = "mark_before_walk")]
-        let marked = node.link.next_sibling();
-        // Planted: the successor read before the mark froze it.
-        #[cfg(ctxtree_plant = "unlink_unfrozen")]
-        let marked = {
-            let seen = node.link.next_sibling();
-            node.link.mark_deleted();
-            seen
-        };
-        // The newest child (the common case: derive, use, cancel) leaves the
-        // list at once, without waiting for a sweep (L7).
-        if let Some(parent) = &node.parent {
-            // SAFETY: `node` won its claim, so it was attached to its
-            // parent's list (a node born canceled or refused by a closed list
-            // never wins), and its mark returned `marked`.
-            if unsafe { parent.children.unlink_first(node as *const Node, marked) } {
-                // SAFETY: the list's reference is ours and no other thread
-                // can reach `node` through the list (L7); the caller's count
-                // keeps it alive.
-                unsafe { release(node) };
-            }
-        }
+        // Marked, it may leave the list: by a sweep, or by its last user
+        // if it is then first in the list (L7).
+        #[cfg(not(ctxtree_plant = "mark_before_walk"))]
+        node.link.mark_deleted();
         node.note_disarmed();
     }
     // Callbacks run now: the subtree is canceled and nothing is pinned.
@@ -794,12 +974,16 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
             unsafe { ChildList::claim_for_epoch::<Node>(first, &mut released) };
         }
     }
-    // SAFETY: the references were claimed by `claim_for_epoch` while pinned.
+    // SAFETY: the references were claimed by `claim_for_epoch` while pinned
+    // (which paid their grants in advance).
     unsafe { children::release_later(&guard, released) };
-    for list in owned.iter().map(|&entry| Finished(entry)) {
+    // Bottom-up: a list is pushed after its owner's own list, so in reverse
+    // every child is unlisted before its parent is (N1: a node with a
+    // listed child must stay alive, and unlisting the parent may free it).
+    for list in owned.iter().rev().map(|&entry| Finished(entry)) {
         if !list.epoch() {
-            // SAFETY: every owned list is finished (its owner is not read
-            // again); nobody else can reach these children (L6).
+            // SAFETY: every owned list is finished; nobody else can reach
+            // these children (L6).
             unsafe { ChildList::release_now::<Node>(list.first()) };
         }
     }

@@ -190,9 +190,13 @@ impl Waiter {
                     }
                     #[cfg(not(ctxtree_plant = "callback_in_walk"))]
                     callbacks.queue.push(this);
+                    return;
                 }
             }
         }
+        // Dropping the stack's count may drop a waker (foreign code, which
+        // may panic) in the middle of a walk: held like a panicking wake.
+        panics::hold_from(move || drop(this));
     }
 
     fn next(&self) -> usize {
@@ -484,6 +488,21 @@ pub(crate) mod panics {
             held.set(Some(first.unwrap_or(payload)));
         });
         ANY_HELD.with(|any| any.set(true));
+    }
+
+    /// Runs `f`, which may run foreign code (a waker's or a cause's `drop`),
+    /// holding a panic it raises until [`resume`]: a walk or a pass that
+    /// ends list references must complete, or children would be left
+    /// listed under a parent that no longer counts them (node.rs, N1).
+    /// Under loom `f` runs unguarded (loom reports failures by panicking).
+    #[inline]
+    pub(crate) fn hold_from(f: impl FnOnce()) {
+        #[cfg(not(loom))]
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            hold(payload);
+        }
+        #[cfg(loom)]
+        f();
     }
 
     /// Re-raises a held panic once the cancel that caught it has finished,

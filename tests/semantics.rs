@@ -794,3 +794,54 @@ fn panicking_waker_does_not_stop_a_manual_cancel() {
     assert!(child.is_done() && grandchild.is_done());
     drop(first);
 }
+
+// ------------------------------------------------- foreign code that panics
+
+/// An error whose `drop` panics (unless already unwinding).
+#[derive(Debug)]
+struct PanicsOnDrop;
+
+impl fmt::Display for PanicsOnDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("panics on drop")
+    }
+}
+
+impl StdError for PanicsOnDrop {}
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            panic!("cause dropped");
+        }
+    }
+}
+
+/// A parent's cancel frees a child that only its list still holds, and the
+/// child's cause panics on drop. The walk must still end the list's hold on
+/// every other child (each then counts on the parent, docs/design.md N1)
+/// before the panic reaches the caller; otherwise a child left listed would
+/// outlive its parent (a use after free, which miri and the sanitizers
+/// report when this test runs under them).
+#[test]
+fn a_cause_that_panics_on_drop_does_not_strand_the_other_children() {
+    let (root, root_handle) = Context::background().with_cancel();
+    let (older, older_handle) = root.with_cancel();
+    let (bomb, bomb_handle) = root.with_cancel();
+    let (newer, newer_handle) = root.with_cancel();
+    // Only `bomb`'s state word holds the cause; `bomb` is not first in the
+    // list, so with its users gone the list alone holds it.
+    bomb_handle.cancel_with_cause(PanicsOnDrop);
+    drop((bomb, bomb_handle));
+    drop(root);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| root_handle.cancel()));
+    let payload = result.expect_err("the drop's panic reaches the canceling caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"cause dropped"));
+    drop(root_handle);
+    // The parent is alive through the grants of its remaining children.
+    for ctx in [&older, &newer] {
+        assert!(ctx.is_done());
+        assert_eq!(ctx.to_string(), "context.Background.WithCancel.WithCancel");
+    }
+    drop((older, older_handle, newer, newer_handle));
+}

@@ -19,7 +19,17 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(f);
+    // Every iteration frees every node it allocated (N1): loom keeps freed
+    // nodes, so a leak would otherwise pass unseen.
+    builder.check(move || {
+        let before = ctxtree::loom_hooks::live_nodes();
+        f();
+        assert_eq!(
+            ctxtree::loom_hooks::live_nodes(),
+            before,
+            "a node was leaked"
+        );
+    });
 }
 
 /// Plain data written by a callback and read by another thread: loom reports

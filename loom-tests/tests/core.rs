@@ -19,7 +19,17 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = Some(3);
     }
-    builder.check(f);
+    // Every iteration frees every node it allocated (N1): loom keeps freed
+    // nodes, so a leak would otherwise pass unseen.
+    builder.check(move || {
+        let before = ctxtree::loom_hooks::live_nodes();
+        f();
+        assert_eq!(
+            ctxtree::loom_hooks::live_nodes(),
+            before,
+            "a node was leaked"
+        );
+    });
 }
 
 fn msg(text: &'static str) -> Cause {
@@ -408,16 +418,14 @@ fn sweep_release_vs_close() {
     });
 }
 
-/// L7: a child at the head of its parent's list unlinks itself when it
-/// cancels, writing into the head the successor its `DELETED` mark returned.
-/// Meanwhile another thread deletes that successor, inserts a newer child
-/// (whose sweep unlinks and frees the successor) and cancels the newer child,
-/// which unlinks itself from the head: the head holds our child again (an
-/// ABA). The mark froze our child's link before any of that, so the
-/// successor it returned is current, and every access is checked against its
-/// free for happens-before.
-/// Fails with `unlink_unfrozen` (the successor is read before the mark: the
-/// head ends up naming the freed node, and the parent's cancel walks into it).
+/// L7: the last user of a canceled child that is first in its parent's list
+/// unlinks it (CAS of the head to the successor in its link, frozen by its
+/// `DELETED` mark) and frees it without touching the parent's count (N1).
+/// Meanwhile another thread deletes the child's successor, inserts a newer
+/// child (whose sweep unlinks and frees that successor) and drops the newer
+/// child, which unlinks itself the same way: the head returns to our child
+/// (an ABA) with the successor changed. Every access is checked against its
+/// free for happens-before, and the parent's cancel walks what is left.
 #[test]
 fn unlink_first_vs_sweep() {
     model(|| {
@@ -429,14 +437,42 @@ fn unlink_first_vs_sweep() {
             // Marked; not the first node, so it waits for a sweep.
             drop((older, older_handle));
             // Inserts at the head and sweeps (every insert sweeps under
-            // loom): unlinks `older`, whose last count is the list's.
+            // loom): unlinks `older`, which has no users left.
             let (newer, newer_handle) = p2.with_cancel();
-            // The first node again: unlinks itself (L7).
+            // The first node again, and its last user: unlinks itself.
             drop((newer, newer_handle));
         });
-        drop(first_handle);
+        // The handle goes last: it cancels, marks, and is the last user.
+        drop((first, first_handle));
         other.join().unwrap();
-        assert!(first.is_done());
         handle.cancel();
+        let (late, _late_handle) = parent.with_cancel();
+        assert!(late.is_done());
+    });
+}
+
+/// N1: a child's last user leaves while its parent's walk unlists it. The
+/// walk grants the parent a count for the child *before* clearing the
+/// child's `LISTED` bit, so the child's user, once it sees the bit clear,
+/// frees the child and releases a grant that is already there. The parent's
+/// only other user is the handle the walk runs from, and no other child
+/// holds a grant on it.
+/// Fails with `grant_after_unlist` (the bit is cleared first: the child's
+/// user releases a grant not yet made, the parent is freed under its walk).
+#[test]
+fn last_user_vs_unlist() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (child, child_handle) = parent.with_cancel();
+        // Canceled and marked; `child` is its last user, which unlinks it
+        // itself (L7) if it drops before the parent's cancel closes the list.
+        drop(child_handle);
+        drop(parent); // the handle is the parent's last user
+        let user = thread::spawn(move || {
+            assert!(child.is_done());
+            drop(child);
+        });
+        handle.cancel();
+        user.join().unwrap();
     });
 }

@@ -17,10 +17,22 @@ pub mod alloc {
         /// Allocations made by this thread (a `const` Cell: no lazy
         /// initialization and no destructor, so the allocator may touch it).
         static THREAD_ALLOCS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Bytes allocated minus bytes freed by this thread.
+        static THREAD_LIVE: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
     }
 
     fn count_thread_alloc() {
         let _ = THREAD_ALLOCS.try_with(|n| n.set(n.get() + 1));
+    }
+
+    fn count_thread_bytes(delta: isize) {
+        let _ = THREAD_LIVE.try_with(|n| n.set(n.get() + delta));
+    }
+
+    /// Bytes this thread allocated minus bytes it freed: for single-threaded
+    /// checks that the process-wide [`live`] would let other threads disturb.
+    pub fn thread_live() -> isize {
+        THREAD_LIVE.try_with(|n| n.get()).unwrap_or(0)
     }
 
     /// Allocations made so far by the calling thread: unlike [`live`], not
@@ -37,6 +49,7 @@ pub mod alloc {
             if !p.is_null() {
                 LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
                 count_thread_alloc();
+                count_thread_bytes(layout.size() as isize);
             }
             p
         }
@@ -47,6 +60,7 @@ pub mod alloc {
             if !p.is_null() {
                 LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
                 count_thread_alloc();
+                count_thread_bytes(layout.size() as isize);
             }
             p
         }
@@ -55,6 +69,7 @@ pub mod alloc {
             // SAFETY: forwarded contract.
             unsafe { System.dealloc(ptr, layout) };
             LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+            count_thread_bytes(-(layout.size() as isize));
         }
 
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -65,6 +80,7 @@ pub mod alloc {
                     new_size as isize - layout.size() as isize,
                     Ordering::Relaxed,
                 );
+                count_thread_bytes(new_size as isize - layout.size() as isize);
             }
             p
         }
