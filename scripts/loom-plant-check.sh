@@ -27,6 +27,7 @@ declare -A MODEL=(
   [grant_after_unlist]=last_user_vs_unlist
   [unlink_with_users]=last_user_vs_unlist
   [keep_spare_grant]=last_user_vs_unlist
+  [no_prepay]=helper_walk_vs_owner_release
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")
