@@ -11,26 +11,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_tests::model;
 
 use ctxtree::Context;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    // Every iteration frees every node it allocated (N1): loom keeps freed
-    // nodes, so a leak would otherwise pass unseen.
-    builder.check(move || {
-        let before = ctxtree::loom_hooks::live_nodes();
-        f();
-        assert_eq!(
-            ctxtree::loom_hooks::live_nodes(),
-            before,
-            "a node was leaked"
-        );
-    });
-}
 
 /// Plain data written by a callback and read by another thread: loom reports
 /// the access as a race unless a happens-before edge orders them.

@@ -13,24 +13,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use ctxtree::{Cause, Context, Error};
 use loom::thread;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(3);
-    }
-    // Every iteration frees every node it allocated (N1): loom keeps freed
-    // nodes, so a leak would otherwise pass unseen.
-    builder.check(move || {
-        let before = ctxtree::loom_hooks::live_nodes();
-        f();
-        assert_eq!(
-            ctxtree::loom_hooks::live_nodes(),
-            before,
-            "a node was leaked"
-        );
-    });
-}
+use loom_tests::model;
 
 fn msg(text: &'static str) -> Cause {
     Cause::msg(text)
