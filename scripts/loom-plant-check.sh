@@ -28,6 +28,8 @@ declare -A MODEL=(
   [unlink_with_users]=last_user_vs_unlist
   [keep_spare_grant]=last_user_vs_unlist
   [no_prepay]=helper_walk_vs_owner_release
+  [skip_shard]=sharded_unlink_first_vs_close
+  [shard_while_sweeping]=shard_vs_sweep_vs_close
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

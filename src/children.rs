@@ -13,6 +13,7 @@
 //!
 //! ```text
 //!   head (in the parent):  [ first child ptr ...... | HELPED SWEEPING CLOSED ]
+//!   sharded head (L8):     [ ShardBlock ptr ....... | 1      0        0      ]
 //!   link (in each child):  [ next sibling ptr ..... |        DETACHED DELETED ]
 //! ```
 //!
@@ -32,8 +33,8 @@
 //!   Only `DELETED` nodes are unlinked: by the sweeper, or by their last
 //!   user from the head (L7).
 //! - **L2** An insert succeeds only on an open head (CAS), and the close is a
-//!   `fetch_or(CLOSED)` on the same word: every insert is ordered before the
-//!   close (and the closer's walk sees it) or fails and sees `CLOSED`.
+//!   CAS setting `CLOSED` on the same word: every insert is ordered before
+//!   the close (and the closer's walk sees it) or fails and sees `CLOSED`.
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
 //!   `fetch_or` closed it, and only once every descendant below is canceled.
 //! - **L4** The list holds one reference to each linked node (node.rs: its
@@ -75,13 +76,36 @@
 //!   node at once (no epoch). Acquire on the CAS orders every earlier
 //!   walker's accesses to `node` (each walk ends with an RMW on the head)
 //!   before that. Linearization point: the CAS.
+//! - **L8** An insert whose CAS loses to another thread's insert or unlink
+//!   (the head's pointer changed, the list is open) *shards* the list:
+//!   `CAS(head: word → block | SHARDED)` where the block's first shard starts
+//!   at `word`'s pointer (`shards.rs`). It is refused while `SWEEPING` is
+//!   set: the sweeper's releases rely on RMWs on the word it swept (L6). A
+//!   sharded head is never written again; each shard is a plain list for
+//!   which L1–L7 hold, inserts go to the calling thread's shard, L7 tries
+//!   the calling thread's shard, and the close closes every shard (its
+//!   `close` returns `Close::Sharded`, and the walk closes and walks each).
+//!   Why nothing is lost: before the sharding CAS the list was open and
+//!   unswept, so no thread walked it (L6), and the nodes it held are the
+//!   first shard's from the CAS on (the CAS continues the release sequences
+//!   of their inserts, so a shard's closer sees them published); an insert
+//!   or L7 unlink still aimed at the old word fails its CAS and retries on
+//!   the shards or gives up; a sweep started on the old word finds it
+//!   sharded and stops. The close is a CAS rather than a `fetch_or` so that
+//!   `CLOSED` is never or'ed into a sharded word (`SHARDED | CLOSED` is a
+//!   helped plain list). Linearization point of the sharding: its CAS.
 
+use crate::shards::ShardBlock;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 const CLOSED: usize = 0b001;
 const SWEEPING: usize = 0b010;
 const HELPED: usize = 0b100;
+/// A sharded head (L8): a `ShardBlock` pointer tagged `HELPED` without
+/// `CLOSED`, which no plain list has (only closed lists are helped). A
+/// sharded head is never written again: shards are closed one by one.
+const SHARDED: usize = HELPED;
 /// The pointer bits of a head word.
 const HEAD_PTR: usize = !0b111;
 const DELETED: usize = 0b01;
@@ -150,6 +174,26 @@ pub(crate) struct ChildList {
     head: AtomicUsize,
 }
 
+impl Drop for ChildList {
+    fn drop(&mut self) {
+        // Relaxed: the list's node is being freed, so its last user's
+        // Acquire ordered every write to this word before us.
+        let word = self.head.load(Ordering::Relaxed);
+        if word & (CLOSED | SHARDED) == SHARDED {
+            free_block(word);
+        }
+    }
+}
+
+/// Frees the block of a sharded head word, with its list.
+#[cold]
+#[inline(never)]
+fn free_block(word: usize) {
+    // SAFETY: the block was made by `Box::into_raw` in `shard` and lives
+    // as long as the list (L8), which is being dropped: nobody can reach it.
+    drop(unsafe { Box::from_raw((word & HEAD_PTR) as *mut ShardBlock) });
+}
+
 /// Inserts left before the parent's next sweep (L5), stored in the parent
 /// beside its reference count (32 bits each, so the node packs into 56 bytes).
 /// Approximate: updated with plain loads and stores, because a lost decrement
@@ -178,7 +222,7 @@ pub(crate) enum Release {
 }
 
 /// What `close` found.
-pub(crate) enum Close {
+pub(crate) enum Close<'a> {
     /// This call closed the list: walk it from `first`, then `finish_close`
     /// it (L3). `swept`: a sweeper was running at the close, so releases
     /// follow the `DETACHED` protocol and the epoch (L4).
@@ -187,12 +231,35 @@ pub(crate) enum Close {
     /// still be running, so help: pin, announce with [`ChildList::help`], and
     /// walk what it returns (but do not finish it).
     Helper(usize),
+    /// The list is sharded (L8): close each shard's list in turn; none of
+    /// them is sharded.
+    Sharded(&'a ShardBlock),
+}
+
+/// The block of a sharded head word, if it is one (L8).
+fn shards_of<'a>(word: usize) -> Option<&'a ShardBlock> {
+    if word & (CLOSED | SHARDED) == SHARDED {
+        // SAFETY: a sharded head holds a block published by the CAS in
+        // `shard` (read here with Acquire or after it), which lives as
+        // long as the list's node; callers hold the node alive.
+        Some(unsafe { &*((word & HEAD_PTR) as *const ShardBlock) })
+    } else {
+        None
+    }
 }
 
 impl ChildList {
     pub(crate) fn new() -> ChildList {
         ChildList {
             head: AtomicUsize::new(0),
+        }
+    }
+
+    /// An open list whose nodes start at `first`: the first shard of a new
+    /// block takes over the list it replaces (L8).
+    pub(crate) fn with_first(first: usize) -> ChildList {
+        ChildList {
+            head: AtomicUsize::new(first),
         }
     }
 
@@ -203,14 +270,85 @@ impl ChildList {
         }
     }
 
-    /// Links `child` at the head. On success the list owns one reference to
-    /// it (L4); on `Err` the list is closed and the caller keeps it.
+    /// Links `child` at the head, or in the calling thread's shard if the
+    /// list is sharded (L8). On success the list owns one reference to it
+    /// (L4); on `Err` the list is closed and the caller keeps it.
+    #[inline]
     pub(crate) fn attach<T: Listed>(
         &self,
         child: *const T,
         budget: &SweepBudget,
     ) -> Result<(), ()> {
         // SAFETY: the caller passes a live node that is not in any list.
+        let link = unsafe { &(*child).link().next };
+        let cur = self.head.load(Ordering::Acquire);
+        if cur & (CLOSED | SHARDED) != 0 {
+            return self.attach_contended(child, budget, cur);
+        }
+        // The uncontended case, inline: one CAS on an open, plain head.
+        link.store(cur & HEAD_PTR, Ordering::Relaxed);
+        let new = child as usize | (cur & SWEEPING);
+        // Release publishes the child's fields to walkers (L2); Acquire on
+        // failure as in `attach_plain`.
+        match self
+            .head
+            .compare_exchange(cur, new, Ordering::Release, Ordering::Acquire)
+        {
+            Ok(_) => {
+                self.inserted::<T>(budget);
+                Ok(())
+            }
+            Err(actual) if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 => {
+                // Another thread inserted or unlinked meanwhile: the head's
+                // line is contended (a flag change alone is not).
+                let cur = self.shard(actual);
+                self.attach_contended(child, budget, cur)
+            }
+            Err(actual) => self.attach_contended(child, budget, actual),
+        }
+    }
+
+    /// `attach` after its first try: `cur` is the head word as last read.
+    /// A lost race against another insert or unlink shards the list (L8).
+    #[cold]
+    #[inline(never)]
+    fn attach_contended<T: Listed>(
+        &self,
+        child: *const T,
+        budget: &SweepBudget,
+        mut cur: usize,
+    ) -> Result<(), ()> {
+        // SAFETY: as in `attach`.
+        let link = unsafe { &(*child).link().next };
+        loop {
+            if cur & CLOSED != 0 {
+                return Err(());
+            }
+            if let Some(block) = shards_of(cur) {
+                let shard = block.mine();
+                return shard.list.attach_plain(child, &shard.budget);
+            }
+            link.store(cur & HEAD_PTR, Ordering::Relaxed);
+            let new = child as usize | (cur & SWEEPING);
+            match self
+                .head
+                .compare_exchange(cur, new, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.inserted::<T>(budget);
+                    return Ok(());
+                }
+                Err(actual) if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 => {
+                    cur = self.shard(actual)
+                }
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// `attach` on a list that is never sharded: a shard (L8).
+    fn attach_plain<T: Listed>(&self, child: *const T, budget: &SweepBudget) -> Result<(), ()> {
+        // SAFETY: as in `attach`.
         let link = unsafe { &(*child).link().next };
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
@@ -230,35 +368,103 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
+        self.inserted::<T>(budget);
+        Ok(())
+    }
+
+    /// Shards the list now if it is open, idle and plain (loom models and
+    /// unit tests); returns whether it did.
+    #[cfg(any(loom, test))]
+    pub(crate) fn shard_now(&self) -> bool {
+        let cur = self.head.load(Ordering::Acquire);
+        shards_of(cur).is_none() && shards_of(self.shard(cur)).is_some()
+    }
+
+    /// Whether the list is sharded (unit tests).
+    #[cfg(test)]
+    pub(crate) fn is_sharded(&self) -> bool {
+        shards_of(self.head.load(Ordering::Acquire)).is_some()
+    }
+
+    /// Counts an insert against the sweep budget and sweeps when it runs
+    /// out (L5).
+    #[inline]
+    fn inserted<T: Listed>(&self, budget: &SweepBudget) {
         let left = budget.0.load(Ordering::Relaxed);
         if left > 0 {
             budget.0.store(left - 1, Ordering::Relaxed);
         } else {
             self.sweep::<T>(budget);
         }
-        Ok(())
+    }
+
+    /// Replaces the open, unsharded head word `cur` with a block whose
+    /// first shard takes over its nodes (L8), unless a sweep runs (its
+    /// unlinked nodes are released by an RMW on this word, L6) or the word
+    /// changed. Returns the head word as it now is.
+    fn shard(&self, cur: usize) -> usize {
+        #[cfg(not(ctxtree_plant = "shard_while_sweeping"))]
+        let busy = CLOSED | SWEEPING;
+        #[cfg(ctxtree_plant = "shard_while_sweeping")]
+        let busy = CLOSED;
+        if cur & busy != 0 || shards_of(cur).is_some() {
+            return cur;
+        }
+        let block = Box::into_raw(ShardBlock::new(cur & HEAD_PTR));
+        let sharded = block as usize | SHARDED;
+        // Release publishes the block; the nodes moved into its first shard
+        // stay published through this RMW (it continues the release
+        // sequences of their inserts). Acquire on failure as in `attach`.
+        match self
+            .head
+            .compare_exchange(cur, sharded, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => sharded,
+            Err(actual) => {
+                // SAFETY: never published.
+                drop(unsafe { Box::from_raw(block) });
+                actual
+            }
+        }
     }
 
     /// Closes the list (L2). Idempotent; see [`Close`].
-    pub(crate) fn close(&self) -> Close {
+    pub(crate) fn close(&self) -> Close<'_> {
         // A list already closed and finished (`CLOSED | 0`, L3) stays so:
         // skip the RMW (a handle dropped after its cancel lands here).
         // Acquire pairs with the owner's reset, so the subtree it finished
-        // is visible as canceled.
-        if self.head.load(Ordering::Acquire) == CLOSED {
+        // is visible as canceled, and with the CAS that sharded the list.
+        let mut cur = self.head.load(Ordering::Acquire);
+        if cur == CLOSED {
             return Close::Helper(0);
         }
-        #[cfg(not(ctxtree_plant = "skip_close"))]
-        let old = self.head.fetch_or(CLOSED, Ordering::AcqRel);
-        #[cfg(ctxtree_plant = "skip_close")]
-        let old = self.head.load(Ordering::Acquire);
-        if old & CLOSED == 0 {
-            Close::Owner {
-                first: old & HEAD_PTR,
-                swept: old & SWEEPING != 0,
+        loop {
+            if let Some(block) = shards_of(cur) {
+                return Close::Sharded(block);
             }
-        } else {
-            Close::Helper(old & HEAD_PTR)
+            if cur & CLOSED != 0 {
+                return Close::Helper(cur & HEAD_PTR);
+            }
+            // A CAS, not `fetch_or`: `CLOSED` or'ed into a sharded word would
+            // read as a closed, helped plain list.
+            #[cfg(not(ctxtree_plant = "skip_close"))]
+            let closed = self.head.compare_exchange_weak(
+                cur,
+                cur | CLOSED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            #[cfg(ctxtree_plant = "skip_close")]
+            let closed: Result<usize, usize> = Ok(cur);
+            match closed {
+                Ok(_) => {
+                    return Close::Owner {
+                        first: cur & HEAD_PTR,
+                        swept: cur & SWEEPING != 0,
+                    }
+                }
+                Err(actual) => cur = actual,
+            }
         }
     }
 
@@ -386,7 +592,16 @@ impl ChildList {
         let me = child as usize;
         // A plain load first: most lists have moved on (another insert, a
         // sweep, a close), and a failing CAS would take the line exclusive.
-        if self.head.load(Ordering::Relaxed) != me {
+        // Acquire: a block read here is dereferenced (L8).
+        let word = self.head.load(Ordering::Acquire);
+        if word != me {
+            // Sharded: the calling thread's shard is the likely one (the
+            // thread that derived a child often drops it); the node is in
+            // exactly one shard, so a match there is the node's own list.
+            if word & (CLOSED | SHARDED) == SHARDED {
+                // SAFETY: forwarded.
+                return unsafe { Self::unlink_first_sharded(word, child, marked) };
+            }
             return false;
         }
         // `marked` is still `child`'s successor: the mark froze it against
@@ -399,6 +614,21 @@ impl ChildList {
             .is_ok()
     }
 
+    /// `unlink_first` on a sharded list whose head word is `word`.
+    ///
+    /// # Safety
+    /// As `unlink_first`, and `word` is a sharded head word of this list.
+    #[cold]
+    #[inline(never)]
+    unsafe fn unlink_first_sharded<T: Listed>(word: usize, child: *const T, marked: usize) -> bool {
+        let Some(block) = shards_of(word) else {
+            return false;
+        };
+        // SAFETY: forwarded; `child` was attached to this list, so to one of
+        // its shards, and only that one can show it first.
+        unsafe { block.mine().list.unlink_first(child, marked) }
+    }
+
     /// The first child, for a walker that is pinned.
     pub(crate) fn first(&self) -> usize {
         self.head.load(Ordering::Acquire) & HEAD_PTR
@@ -406,14 +636,19 @@ impl ChildList {
 
     /// True if the list holds no node (for a node's destructor).
     pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::Acquire) & HEAD_PTR == 0
+        let word = self.head.load(Ordering::Acquire);
+        match shards_of(word) {
+            Some(block) => block.iter().all(|shard| shard.list.is_empty()),
+            None => word & HEAD_PTR == 0,
+        }
     }
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
     fn sweep<T: Listed>(&self, budget: &SweepBudget) {
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
-            if cur & (CLOSED | SWEEPING) != 0 {
+            // Sharded since our insert: its nodes are the first shard's now.
+            if cur & (CLOSED | SWEEPING | SHARDED) != 0 {
                 return;
             }
             match self.head.compare_exchange_weak(

@@ -66,6 +66,7 @@ mod error;
 mod inline_stack;
 mod node;
 mod run;
+mod shards;
 mod state;
 mod sync;
 mod timer;
@@ -94,6 +95,13 @@ pub mod tower;
 pub mod loom_hooks {
     pub use crate::node::live_nodes;
     pub use crate::timer::fire_armed;
+
+    /// Shards `ctx`'s children list now, as a lost insert race would (L8),
+    /// so a model can start from a sharded parent. Returns whether it did
+    /// (not if the list is closed, sweeping or already sharded).
+    pub fn shard_children(ctx: &crate::Context) -> bool {
+        ctx.node().is_some_and(|node| node.shard_children())
+    }
 }
 
 /// The README's examples, compiled and run as doc tests (they show every

@@ -241,6 +241,14 @@ std::thread_local! {
     static LIVE_NODES: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
 }
 
+#[cfg(any(loom, test))]
+impl Node {
+    /// For `loom_hooks::shard_children` and unit tests.
+    pub(crate) fn shard_children(&self) -> bool {
+        self.children.shard_now()
+    }
+}
+
 /// Nodes allocated and not yet freed on this test's thread (loom builds).
 #[cfg(loom)]
 pub fn live_nodes() -> isize {
@@ -845,19 +853,30 @@ fn propagate(node: &Node, callbacks: &mut Callbacks) {
     // A leaf (the common case) needs no pin: its list is empty.
     match node.children.close() {
         Close::Owner { first: 0, .. } | Close::Helper(0) => {}
-        Close::Owner { first, swept } => walk(node, first, Some(swept), callbacks),
+        Close::Owner { first, swept } => walk(node, Start::Owner(first, swept), callbacks),
         #[cfg(not(ctxtree_plant = "skip_help"))]
-        Close::Helper(unpinned) => walk(node, unpinned, None, callbacks),
+        Close::Helper(unpinned) => walk(node, Start::Helper(unpinned), callbacks),
         #[cfg(ctxtree_plant = "skip_help")]
         Close::Helper(_) => {}
+        Close::Sharded(_) => walk(node, Start::Sharded, callbacks),
     }
 }
 
+/// How a walk begins at its root's list: what the root's `close` returned
+/// before pinning (the first child as it saw it), or `Sharded`, whose
+/// shards the walk closes once pinned (L8).
+enum Start {
+    Owner(usize, bool),
+    Helper(usize),
+    Sharded,
+}
+
 /// A list this walk closed, to finish once everything below is canceled: a
-/// node pointer (8-aligned) with `SWEPT` in bit 0 (`close` found a sweeper
-/// running). One word, because a deep chain owns one list per level: a
-/// 10⁶-deep chain's walk keeps 10⁶ of these. After `finish_close` the walk
-/// rewrites the entry in place as [`Finished`].
+/// list pointer (8-aligned: a node's own list or one of its shards) with
+/// `SWEPT` in bit 0 (`close` found a sweeper running). One word, because a
+/// deep chain owns one list per level: a 10⁶-deep chain's walk keeps 10⁶ of
+/// these. After `finish_close` the walk rewrites the entry in place as
+/// [`Finished`].
 #[derive(Clone, Copy)]
 struct Owned(usize);
 
@@ -884,12 +903,12 @@ impl Finished {
 }
 
 impl Owned {
-    fn new(node: *const Node, swept: bool) -> Owned {
-        Owned(node as usize | if swept { SWEPT } else { 0 })
+    fn new(list: &ChildList, swept: bool) -> Owned {
+        Owned(list as *const ChildList as usize | if swept { SWEPT } else { 0 })
     }
 
-    fn node(self) -> *const Node {
-        (self.0 & !SWEPT) as *const Node
+    fn list(self) -> *const ChildList {
+        (self.0 & !SWEPT) as *const ChildList
     }
 
     fn swept(self) -> bool {
@@ -897,42 +916,101 @@ impl Owned {
     }
 }
 
-/// The iterative subtree walk (N4, N5). `owner`: `Some(swept)` if this
-/// thread closed `root`'s list (with `swept` from its `close`), `None` if it
-/// helps another thread's walk; `unpinned`: the first child as `close` saw
-/// it, before pinning.
-fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callbacks) {
-    let guard = epoch::pin();
-    // Read the first child again now that we are pinned: a pointer read before
-    // pinning may already have been released (L4). Only the owner resets the
-    // head (L3), so an owner reads the same child; a helper announces itself
-    // (L6) and may find the walk finished.
-    #[cfg(not(ctxtree_plant = "pin_late"))]
-    let first = {
-        let _ = unpinned;
-        match owner {
-            Some(_) => root.children.first(),
-            None => root.children.help(),
+/// The walk's two worklists: lists it closed (to finish), lists to walk.
+struct Worklists {
+    /// `Owned` words, rewritten in place as `Finished` ones by the finish.
+    owned: InlineStack<usize, 16>,
+    /// `(node, first child)` for each list still to walk.
+    work: InlineStack<(*const Node, usize), 8>,
+}
+
+impl Worklists {
+    /// Closes `node`'s children list — or each of its shards (L8) — and
+    /// queues what there is to walk: lists this thread closed (which it
+    /// owns and finishes) and lists another walker closed (which it helps).
+    /// The caller is pinned and reached `node` from a list it closed or
+    /// announced itself on (L6).
+    fn enter(&mut self, node: &Node) {
+        match node.children.close() {
+            Close::Sharded(block) => {
+                let shards = block.iter();
+                #[cfg(ctxtree_plant = "skip_shard")]
+                let shards = shards.skip(1);
+                for shard in shards {
+                    let close = shard.list.close();
+                    self.enter_list(node, &shard.list, close);
+                }
+            }
+            close => self.enter_list(node, &node.children, close),
         }
-    };
-    #[cfg(ctxtree_plant = "pin_late")]
-    let first = {
-        let _ = root.children.help();
-        unpinned
-    };
-    if first == 0 {
-        return;
     }
-    // Lists this walk closed, to finish after everything below is canceled:
-    // `Owned` words, rewritten in place as `Finished` ones by the finish.
-    let mut owned: InlineStack<usize, 16> = InlineStack::new(0);
-    // Lists still to walk.
-    let mut work: InlineStack<(*const Node, usize), 8> = InlineStack::new((std::ptr::null(), 0));
-    work.push((root as *const Node, first));
-    if let Some(swept) = owner {
-        owned.push(Owned::new(root, swept).0);
+
+    /// Queues `list`, a list of `node`'s (its own or a shard), after its
+    /// `close` returned `close`.
+    fn enter_list(&mut self, node: &Node, list: &ChildList, close: Close<'_>) {
+        match close {
+            Close::Owner { first: 0, .. } | Close::Helper(0) => {}
+            Close::Owner { first, swept } => {
+                self.owned.push(Owned::new(list, swept).0);
+                #[cfg(not(ctxtree_plant = "shallow_walk"))]
+                self.work.push((node, first));
+            }
+            #[cfg(not(ctxtree_plant = "skip_help"))]
+            Close::Helper(_) => {
+                let first = list.help();
+                if first != 0 {
+                    self.work.push((node, first));
+                }
+            }
+            #[cfg(ctxtree_plant = "skip_help")]
+            Close::Helper(_) => {}
+            Close::Sharded(_) => unreachable!("a shard is never sharded (L8)"),
+        }
     }
-    while let Some((parent, first)) = work.pop() {
+}
+
+/// The iterative subtree walk (N4, N5), from `root`'s list as `start` says.
+fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
+    let guard = epoch::pin();
+    let mut lists = Worklists {
+        owned: InlineStack::new(0),
+        work: InlineStack::new((std::ptr::null(), 0)),
+    };
+    match start {
+        Start::Sharded => lists.enter(root),
+        Start::Owner(unpinned, swept) => {
+            // Read the first child again now that we are pinned: a pointer
+            // read before pinning may already have been released (L4). Only
+            // the owner resets the head (L3), so it reads the same child.
+            #[cfg(not(ctxtree_plant = "pin_late"))]
+            let first = {
+                let _ = unpinned;
+                root.children.first()
+            };
+            #[cfg(ctxtree_plant = "pin_late")]
+            let first = unpinned;
+            lists.owned.push(Owned::new(&root.children, swept).0);
+            lists.work.push((root, first));
+        }
+        Start::Helper(unpinned) => {
+            // A helper announces itself (L6) and may find the walk finished.
+            #[cfg(not(ctxtree_plant = "pin_late"))]
+            let first = {
+                let _ = unpinned;
+                root.children.help()
+            };
+            #[cfg(ctxtree_plant = "pin_late")]
+            let first = {
+                let _ = root.children.help();
+                unpinned
+            };
+            if first == 0 {
+                return;
+            }
+            lists.work.push((root, first));
+        }
+    }
+    while let Some((parent, first)) = lists.work.pop() {
         // SAFETY (whole loop): `parent` and every child we reach were reachable
         // after we pinned `guard` from a list this walk closed or announced
         // itself on (L6); their list references are released only after
@@ -943,36 +1021,18 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
             let child = unsafe { &*(cur as *const Node) };
             cur = child.link.next_sibling();
             inherit(child, parent_word, callbacks);
-            match child.children.close() {
-                Close::Owner { first: 0, .. } | Close::Helper(0) => {}
-                Close::Owner {
-                    first: grand,
-                    swept,
-                } => {
-                    owned.push(Owned::new(child, swept).0);
-                    #[cfg(not(ctxtree_plant = "shallow_walk"))]
-                    work.push((child, grand));
-                }
-                #[cfg(not(ctxtree_plant = "skip_help"))]
-                Close::Helper(_) => {
-                    let grand = child.children.help();
-                    if grand != 0 {
-                        work.push((child, grand));
-                    }
-                }
-                #[cfg(ctxtree_plant = "skip_help")]
-                Close::Helper(_) => {}
-            }
+            lists.enter(child);
         }
     }
     // Finish every owned list before releasing anything: a release may free
     // a node whose own list is still to be finished.
     let mut released = Vec::new();
-    for entry in owned.iter_mut() {
+    for entry in lists.owned.iter_mut() {
         let list = Owned(*entry);
         // SAFETY: this walk closed the list (Owner), everything below is
-        // canceled now, and `guard` was pinned before the close.
-        let (how, first) = unsafe { (*list.node()).children.finish_close(list.swept()) };
+        // canceled now, and `guard` was pinned before the close. The list's
+        // node is alive: nothing is released before this loop ends.
+        let (how, first) = unsafe { (*list.list()).finish_close(list.swept()) };
         // The node may be freed by the releases below: keep what they need.
         *entry = Finished::new(first, how).0;
         if how == Release::Epoch {
@@ -986,7 +1046,7 @@ fn walk(root: &Node, unpinned: usize, owner: Option<bool>, callbacks: &mut Callb
     // Bottom-up: a list is pushed after its owner's own list, so in reverse
     // every child is unlisted before its parent is (N1: a node with a
     // listed child must stay alive, and unlisting the parent may free it).
-    for list in owned.iter().rev().map(|&entry| Finished(entry)) {
+    for list in lists.owned.iter().rev().map(|&entry| Finished(entry)) {
         if !list.epoch() {
             // SAFETY: every owned list is finished; nobody else can reach
             // these children (L6).
@@ -1009,6 +1069,78 @@ mod tests {
         // A deadline node adds its 24-byte timer slot (a 96-byte chunk).
         let timed = std::mem::size_of::<TimedNode>();
         assert!(timed <= 80, "TimedNode is {timed} bytes");
+    }
+
+    /// L8: a sharded parent's cancel reaches the children of every shard —
+    /// the nodes the first shard took over and those each thread inserted
+    /// into its own — and children that leave on their own are unlinked or
+    /// swept from their shard.
+    #[test]
+    fn a_sharded_parent_cancels_every_shard() {
+        let (parent, handle) = crate::Context::background().with_cancel();
+        let (before, _before_handle) = parent.with_cancel();
+        let node = parent.node().expect("cancelable");
+        assert!(node.shard_children());
+        assert!(!node.shard_children(), "sharded once");
+        let threads = crate::shards::SHARDS + 1;
+        let per_thread = if cfg!(miri) { 20 } else { 500 };
+        let kept: Vec<_> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut kept = Vec::new();
+                        for i in 0..per_thread {
+                            let pair = parent.with_cancel();
+                            // Every other child leaves on its own: canceled
+                            // and dropped at once (unlinked from the head of
+                            // this thread's shard), or later (swept).
+                            if i % 2 == 0 {
+                                kept.push(pair);
+                            } else if i % 3 == 0 {
+                                drop(pair);
+                            } else {
+                                pair.1.cancel();
+                                kept.push(pair);
+                            }
+                        }
+                        kept
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        assert!(!before.is_done() && kept.iter().any(|(c, _)| !c.is_done()));
+        handle.cancel();
+        assert!(before.is_done(), "the node the first shard took over");
+        assert!(kept.iter().all(|(c, _)| c.is_done()));
+        assert!(node.children.is_empty() || !node.children.is_sharded());
+    }
+
+    /// L8: inserts from several threads into one parent's list shard it
+    /// (the first CAS lost to another insert or unlink does), and churn on
+    /// the sharded list returns every node.
+    #[test]
+    #[cfg_attr(miri, ignore = "needs real contention; the loom models cover L8")]
+    fn contended_inserts_shard_the_list() {
+        let (parent, handle) = crate::Context::background().with_cancel();
+        let node = parent.node().expect("cancelable");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    while !node.children.is_sharded() && std::time::Instant::now() < deadline {
+                        for _ in 0..1_000 {
+                            drop(parent.with_cancel());
+                        }
+                    }
+                });
+            }
+        });
+        assert!(node.children.is_sharded(), "no lost insert race in 20 s");
+        handle.cancel();
     }
 
     #[test]

@@ -459,3 +459,66 @@ fn last_user_vs_unlist() {
         user.join().unwrap();
     });
 }
+
+/// L8: two inserts race on an open list (the loser shards it: the first
+/// shard takes over the linked nodes, each thread then inserts into its
+/// own shard) while a third thread cancels the parent, and every insert
+/// sweeps (loom's budget), so a sweep of the old head can be running when
+/// the other insert loses. Every child ends canceled — the walk closes and
+/// walks every shard, including the nodes moved into the first — each node
+/// is freed exactly once and every access is checked against its free.
+/// Fails with `skip_shard` (the walk skips the first shard: `live` stays
+/// active) and `shard_while_sweeping` (the list is sharded under a running
+/// sweep, whose unlinked node is then freed while the closer of the first
+/// shard can still reach it).
+#[test]
+fn shard_vs_sweep_vs_close() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (deleted, deleted_handle) = parent.with_cancel();
+        let (live, _live_handle) = parent.with_cancel();
+        // The list is live -> deleted; `deleted` is held by the list alone
+        // (not first, so its last user leaves it for a sweep).
+        drop((deleted, deleted_handle));
+        let p2 = parent.clone();
+        let inserter = thread::spawn(move || p2.with_cancel());
+        let canceler = thread::spawn(move || handle.cancel());
+        let (mine, _mine_handle) = parent.with_cancel();
+        let (theirs, _theirs_handle) = inserter.join().unwrap();
+        canceler.join().unwrap();
+        assert!(live.is_done(), "L8: a shard was not walked");
+        assert!(mine.is_done());
+        assert!(theirs.is_done());
+    });
+}
+
+/// L8, L7: on a sharded parent, a child in one shard is canceled and
+/// dropped by the thread that made it — its last user unlinks it from the
+/// first place of that thread's shard — while the parent's cancel closes
+/// and walks each shard. A node moved into the first shard by the sharding
+/// is canceled too, and everything is freed once.
+/// Fails with `skip_shard` (the moved node is never canceled).
+#[test]
+fn sharded_unlink_first_vs_close() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (moved, _moved_handle) = parent.with_cancel();
+        assert!(ctxtree::loom_hooks::shard_children(&parent));
+        // This thread asks for its shard first: the first shard.
+        let (here, _here_handle) = parent.with_cancel();
+        let p2 = parent.clone();
+        let other = thread::spawn(move || {
+            // The second shard: first there, so its last user unlinks it.
+            let (child, child_handle) = p2.with_cancel();
+            drop(child_handle);
+            assert!(child.is_done());
+            drop(child);
+        });
+        handle.cancel();
+        other.join().unwrap();
+        assert!(moved.is_done(), "L8: a shard was not walked");
+        assert!(here.is_done());
+        let (late, _late_handle) = parent.with_cancel();
+        assert!(late.is_done());
+    });
+}
