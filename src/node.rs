@@ -1082,7 +1082,7 @@ mod tests {
         let node = parent.node().expect("cancelable");
         assert!(node.shard_children());
         assert!(!node.shard_children(), "sharded once");
-        let threads = crate::shards::SHARDS + 1;
+        let threads = crate::shards::shard_count() + 1;
         let per_thread = if cfg!(miri) { 20 } else { 500 };
         let kept: Vec<_> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)

@@ -3,7 +3,7 @@
 //!
 //! A parent's list starts as one head word (`children.rs`). The first insert
 //! that loses its CAS to another thread's insert or unlink replaces that word
-//! with a pointer to a [`ShardBlock`] (L8): `SHARDS` independent lists, each
+//! with a pointer to a [`ShardBlock`] (L8): [`shard_count`] independent lists, each
 //! with its own sweep budget, the first of which takes over the nodes already
 //! linked. From then on each thread inserts into the shard its
 //! [`hint`] names, and a canceler closes and walks every shard.
@@ -19,11 +19,33 @@ use crossbeam_utils::CachePadded;
 
 use crate::children::{ChildList, SweepBudget};
 
-/// Shards per block: a power of two. A sharded list costs `SHARDS` padded
-/// lines (1 KiB at 8 × 128 bytes); two threads collide on a shard only if
-/// their hints agree modulo `SHARDS`. Two under loom (its models run at most
-/// three threads).
-pub(crate) const SHARDS: usize = if cfg!(loom) { 2 } else { 8 };
+/// Shards per block under loom (its models run at most three threads).
+#[cfg(loom)]
+pub(crate) const SHARDS: usize = 2;
+
+/// Shards per block: the number of cores rounded up to a power of two,
+/// between 4 and 64, so that as many threads as there are cores can each
+/// write their own line. A sharded list costs that many 128-byte lines (512
+/// bytes on 2 cores, 2 KiB on 16). Threads collide on a shard only if their
+/// hints agree modulo the count.
+#[cfg(not(loom))]
+pub(crate) fn shard_count() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let count = COUNT.load(Ordering::Relaxed);
+    if count != 0 {
+        return count;
+    }
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let count = cores.next_power_of_two().clamp(4, 64);
+    COUNT.store(count, Ordering::Relaxed);
+    count
+}
+
+#[cfg(loom)]
+pub(crate) fn shard_count() -> usize {
+    SHARDS
+}
 
 /// One shard: a list head and its sweep budget, alone on their line.
 pub(crate) struct Shard {
@@ -31,18 +53,23 @@ pub(crate) struct Shard {
     pub(crate) budget: SweepBudget,
 }
 
-/// The shards of one list. Aligned to the padding (128 bytes), so a pointer
-/// to it has seven low zero bits for the head word's tags.
+/// The shards of one list (`shard_count()` of them, fixed at allocation).
+/// Aligned to 128 bytes, so a pointer to it has seven low zero bits for the
+/// head word's tags.
+#[repr(align(128))]
 pub(crate) struct ShardBlock {
-    shards: [CachePadded<Shard>; SHARDS],
+    shards: Box<[CachePadded<Shard>]>,
+    /// `shards.len() - 1` (a power of two minus one).
+    mask: usize,
 }
 
 impl ShardBlock {
     /// A block whose first shard holds the list that starts at `first` (the
     /// nodes of the head word being replaced); the others are empty.
     pub(crate) fn new(first: usize) -> Box<ShardBlock> {
-        Box::new(ShardBlock {
-            shards: std::array::from_fn(|i| {
+        let count = shard_count();
+        let shards = (0..count)
+            .map(|i| {
                 CachePadded::new(Shard {
                     list: if i == 0 {
                         ChildList::with_first(first)
@@ -51,7 +78,11 @@ impl ShardBlock {
                     },
                     budget: SweepBudget::new(),
                 })
-            }),
+            })
+            .collect();
+        Box::new(ShardBlock {
+            shards,
+            mask: count - 1,
         })
     }
 
@@ -63,12 +94,12 @@ impl ShardBlock {
     /// The shard the calling thread inserts into (and tries to unlink from
     /// first, L7).
     pub(crate) fn mine(&self) -> &Shard {
-        &self.shards[hint() % SHARDS]
+        &self.shards[hint() & self.mask]
     }
 }
 
 /// A small number naming the calling thread: consecutive threads get
-/// consecutive numbers, so up to `SHARDS` threads get distinct shards.
+/// consecutive numbers, so up to `shard_count()` threads get distinct shards.
 #[cfg(not(loom))]
 fn hint() -> usize {
     crate::sync::thread::token()
