@@ -30,6 +30,7 @@ declare -A MODEL=(
   [no_prepay]=helper_walk_vs_owner_release
   [skip_shard]=sharded_unlink_first_vs_close
   [shard_while_sweeping]=shard_vs_sweep_vs_close
+  [sweep_pin_late]=cursor_sweep_vs_close
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

@@ -52,8 +52,12 @@
 //!   `budget` inserts, where `budget = max(MIN_SWEEP, live nodes found by the
 //!   last sweep)`: each sweep walks O(n) nodes after Θ(n) inserts, so removal
 //!   is O(1) amortized and the list holds at most about twice its live nodes
-//!   plus `MIN_SWEEP` (and one marked first node, which the sweeper never
-//!   unlinks because it never writes the head pointer).
+//!   plus `MIN_SWEEP`. Deleted nodes at the head are unlinked by the sweeper
+//!   with `CAS(head: node | SWEEPING → successor | SWEEPING)`, expecting the
+//!   head exactly as it left it (an insert or a close makes it fail); every
+//!   other deleted node through its unmarked predecessor's link. The sweeper
+//!   pins before it takes `SWEEPING`, so a closer's epoch release of the
+//!   nodes it reads waits for it.
 //! - **L6** A thread reaches a listed node without owning a count of it only
 //!   while it is pinned and either sweeps the node's open list (owns
 //!   `SWEEPING`), closed the list, or has set `HELPED` on the closed list with
@@ -73,11 +77,13 @@
 //!   only on an open list with no sweep running, so no thread walks the list
 //!   at that moment, and a later walk starts past `node` (it has no
 //!   predecessor): the caller takes the list's reference and may free the
-//!   node at once (no epoch). Acquire on the CAS orders every earlier
+//!   node at once (no epoch). The sweeper's own head unlinks (L5) need
+//!   `SWEEPING`, so they never race this one, and a node they removed never
+//!   shows as first again. Acquire on the CAS orders every earlier
 //!   walker's accesses to `node` (each walk ends with an RMW on the head)
 //!   before that. Linearization point: the CAS.
-//! - **L8** An insert whose CAS loses to another thread's insert or unlink
-//!   (the head's pointer changed, the list is open) *shards* the list:
+//! - **L8** An insert that loses its CAS twice to other threads' inserts or
+//!   unlinks (the head's pointer changed, the list is open) *shards* the list:
 //!   `CAS(head: word → block | SHARDED)` where the block's first shard starts
 //!   at `word`'s pointer (`shards.rs`). It is refused while `SWEEPING` is
 //!   set: the sweeper's releases rely on RMWs on the word it swept (L6). A
@@ -85,6 +91,8 @@
 //!   which L1–L7 hold, inserts go to the calling thread's shard, L7 tries
 //!   the calling thread's shard, and the close closes every shard (its
 //!   `close` returns `Close::Sharded`, and the walk closes and walks each).
+//!   An insert whose shard's sweep is due also sweeps the block's next
+//!   shard in turn, so L5's bound holds for shards nobody inserts into.
 //!   Why nothing is lost: before the sharding CAS the list was open and
 //!   unswept, so no thread walked it (L6), and the nodes it held are the
 //!   first shard's from the CAS on (the CAS continues the release sequences
@@ -174,6 +182,17 @@ pub(crate) struct ChildList {
     head: AtomicUsize,
 }
 
+impl ChildList {
+    /// Under loom, marks the block of a sharded list freed (its memory is
+    /// kept, as the node's; later accesses fail the model).
+    #[cfg(loom)]
+    pub(crate) fn dispose(&self) {
+        if let Some(block) = shards_of(self.head.load(Ordering::Relaxed)) {
+            block.dispose();
+        }
+    }
+}
+
 impl Drop for ChildList {
     fn drop(&mut self) {
         // Relaxed: the list's node is being freed, so its last user's
@@ -204,7 +223,25 @@ impl SweepBudget {
     pub(crate) fn new() -> SweepBudget {
         SweepBudget(AtomicU32::new(MIN_SWEEP))
     }
+
+    /// The whole word: it changes with every insert (the count) and every
+    /// sweep (the generation), so two equal reads mean no activity in
+    /// between, give or take a lost racy update (L8's idle test).
+    pub(crate) fn word(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// After a sweep: `left` inserts until the next one, next generation.
+    fn renew(&self, left: u32) {
+        let generation =
+            (self.0.load(Ordering::Relaxed) & !BUDGET_LEFT).wrapping_add(BUDGET_LEFT + 1);
+        self.0
+            .store(generation | left.min(BUDGET_LEFT), Ordering::Relaxed);
+    }
 }
+
+/// The count bits of a sweep budget; the 8 bits above count sweeps.
+const BUDGET_LEFT: u32 = (1 << 24) - 1;
 
 /// The sibling link, stored in the child.
 pub(crate) struct ChildLink {
@@ -234,6 +271,29 @@ pub(crate) enum Close<'a> {
     /// The list is sharded (L8): close each shard's list in turn; none of
     /// them is sharded.
     Sharded(&'a ShardBlock),
+}
+
+/// Lost insert races (against another thread's insert or unlink) in one
+/// `attach` that shard the list (L8): two, so that one accidental collision
+/// does not cost a block for the list's life; one under loom, so the models
+/// reach the sharding within their preemption bound (the threshold is a
+/// heuristic; the sharding protocol is the same).
+const LOSSES_TO_SHARD: u32 = if cfg!(loom) { 1 } else { 2 };
+
+/// Inserts `child` into the calling thread's shard of `block` (L8). When
+/// that shard's sweep is due, one other shard is swept too, in turn
+/// ([`ShardBlock::other_to_sweep`]): the bound of L5 then holds for every
+/// shard, including those no thread inserts into any more.
+fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<(), ()> {
+    let (at, shard) = block.mine();
+    if shard.list.attach_plain(child, &shard.budget)? {
+        // A plain load first: an empty, closed or busy shard needs no sweep,
+        // and its line is another thread's hot one.
+        if let Some(other) = block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
+            other.list.sweep::<T>(&other.budget);
+        }
+    }
+    Ok(())
 }
 
 /// The block of a sharded head word, if it is one (L8).
@@ -283,7 +343,7 @@ impl ChildList {
         let link = unsafe { &(*child).link().next };
         let cur = self.head.load(Ordering::Acquire);
         if cur & (CLOSED | SHARDED) != 0 {
-            return self.attach_contended(child, budget, cur);
+            return self.attach_contended(child, budget, cur, 0);
         }
         // The uncontended case, inline: one CAS on an open, plain head.
         link.store(cur & HEAD_PTR, Ordering::Relaxed);
@@ -298,18 +358,18 @@ impl ChildList {
                 self.inserted::<T>(budget);
                 Ok(())
             }
+            // Another thread inserted or unlinked meanwhile: the head's
+            // line is contended (a flag change alone is not).
             Err(actual) if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 => {
-                // Another thread inserted or unlinked meanwhile: the head's
-                // line is contended (a flag change alone is not).
-                let cur = self.shard(actual);
-                self.attach_contended(child, budget, cur)
+                self.attach_contended(child, budget, actual, 1)
             }
-            Err(actual) => self.attach_contended(child, budget, actual),
+            Err(actual) => self.attach_contended(child, budget, actual, 0),
         }
     }
 
-    /// `attach` after its first try: `cur` is the head word as last read.
-    /// A lost race against another insert or unlink shards the list (L8).
+    /// `attach` after its first try: `cur` is the head word as last read,
+    /// `lost` the races it lost to another insert or unlink so far; at
+    /// `LOSSES_TO_SHARD` it shards the list (L8).
     #[cold]
     #[inline(never)]
     fn attach_contended<T: Listed>(
@@ -317,16 +377,20 @@ impl ChildList {
         child: *const T,
         budget: &SweepBudget,
         mut cur: usize,
+        mut lost: u32,
     ) -> Result<(), ()> {
         // SAFETY: as in `attach`.
         let link = unsafe { &(*child).link().next };
         loop {
+            if lost >= LOSSES_TO_SHARD {
+                cur = self.shard(cur);
+                lost = 0;
+            }
             if cur & CLOSED != 0 {
                 return Err(());
             }
             if let Some(block) = shards_of(cur) {
-                let shard = block.mine();
-                return shard.list.attach_plain(child, &shard.budget);
+                return attach_sharded(block, child);
             }
             link.store(cur & HEAD_PTR, Ordering::Relaxed);
             let new = child as usize | (cur & SWEEPING);
@@ -338,16 +402,19 @@ impl ChildList {
                     self.inserted::<T>(budget);
                     return Ok(());
                 }
-                Err(actual) if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 => {
-                    cur = self.shard(actual)
+                Err(actual) => {
+                    if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 {
+                        lost += 1;
+                    }
+                    cur = actual;
                 }
-                Err(actual) => cur = actual,
             }
         }
     }
 
-    /// `attach` on a list that is never sharded: a shard (L8).
-    fn attach_plain<T: Listed>(&self, child: *const T, budget: &SweepBudget) -> Result<(), ()> {
+    /// `attach` on a list that is never sharded: a shard (L8). `Ok(true)`
+    /// if the insert ran a sweep.
+    fn attach_plain<T: Listed>(&self, child: *const T, budget: &SweepBudget) -> Result<bool, ()> {
         // SAFETY: as in `attach`.
         let link = unsafe { &(*child).link().next };
         let mut cur = self.head.load(Ordering::Acquire);
@@ -368,8 +435,7 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
-        self.inserted::<T>(budget);
-        Ok(())
+        Ok(self.inserted::<T>(budget))
     }
 
     /// Shards the list now if it is open, idle and plain (loom models and
@@ -387,14 +453,51 @@ impl ChildList {
     }
 
     /// Counts an insert against the sweep budget and sweeps when it runs
-    /// out (L5).
+    /// out (L5); returns whether it swept.
     #[inline]
-    fn inserted<T: Listed>(&self, budget: &SweepBudget) {
-        let left = budget.0.load(Ordering::Relaxed);
-        if left > 0 {
-            budget.0.store(left - 1, Ordering::Relaxed);
+    fn inserted<T: Listed>(&self, budget: &SweepBudget) -> bool {
+        let word = budget.0.load(Ordering::Relaxed);
+        if word & BUDGET_LEFT > 0 {
+            budget.0.store(word - 1, Ordering::Relaxed);
+            false
         } else {
             self.sweep::<T>(budget);
+            true
+        }
+    }
+
+    /// Whether a sweep may find something: the list is open, not being
+    /// swept, and holds a node (a plain load; `sweep` decides).
+    fn may_need_sweep(&self) -> bool {
+        let word = self.head.load(Ordering::Relaxed);
+        word & (CLOSED | SWEEPING) == 0 && word & HEAD_PTR != 0
+    }
+
+    /// Whether the list is closed and its walk finished (`CLOSED | 0`, L3):
+    /// everything below is canceled.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.head.load(Ordering::Acquire) == CLOSED
+    }
+
+    /// The nodes linked in the list, each shard's count if it is sharded
+    /// (unit tests; the caller keeps the list from changing).
+    #[cfg(test)]
+    pub(crate) fn linked_counts<T: Listed>(&self) -> Vec<usize> {
+        let count = |list: &ChildList| {
+            let mut n = 0;
+            let mut cur = list.head.load(Ordering::Acquire) & HEAD_PTR;
+            while cur != 0 {
+                n += 1;
+                // SAFETY: linked nodes are alive, and the caller keeps the
+                // list from changing.
+                cur =
+                    unsafe { (*(cur as *const T)).link().next.load(Ordering::Acquire) } & PTR_MASK;
+            }
+            n
+        };
+        match shards_of(self.head.load(Ordering::Acquire)) {
+            Some(block) => block.iter().map(|shard| count(&shard.list)).collect(),
+            None => vec![count(self)],
         }
     }
 
@@ -626,7 +729,7 @@ impl ChildList {
         };
         // SAFETY: forwarded; `child` was attached to this list, so to one of
         // its shards, and only that one can show it first.
-        unsafe { block.mine().list.unlink_first(child, marked) }
+        unsafe { block.mine().1.list.unlink_first(child, marked) }
     }
 
     /// The first child, for a walker that is pinned.
@@ -645,6 +748,13 @@ impl ChildList {
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
     fn sweep<T: Listed>(&self, budget: &SweepBudget) {
+        // Pinned before the first node is read: once `SWEEPING` is ours a
+        // closer may close the list and release its nodes through the epoch
+        // (L4), and only a pin that precedes that release keeps them alive
+        // for us. (Pinned after the CAS, a sweep of a list whose first node
+        // has no users could follow it after its release.)
+        #[cfg(not(ctxtree_plant = "sweep_pin_late"))]
+        let guard = epoch::pin();
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
             // Sharded since our insert: its nodes are the first shard's now.
@@ -661,9 +771,11 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
+        #[cfg(ctxtree_plant = "sweep_pin_late")]
         let guard = epoch::pin();
         let mut unlinked = Unlinked::new(self, &guard);
-        let live = self.sweep_from::<T>(cur & HEAD_PTR, &mut unlinked);
+        let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked);
+        let live = self.sweep_from::<T>(first, &mut unlinked);
         #[cfg(not(loom))]
         let next = live.max(MIN_SWEEP);
         #[cfg(loom)]
@@ -671,9 +783,54 @@ impl ChildList {
             let _ = live;
             0
         };
-        budget.0.store(next, Ordering::Relaxed);
+        budget.renew(next);
         let old = self.head.fetch_and(!SWEEPING, Ordering::AcqRel);
         unlinked.release(old);
+    }
+
+    /// The sweeper's unlinks at the head (L5): while the first node is
+    /// `DELETED`, `CAS(head: word → successor | SWEEPING)`, expecting the
+    /// head exactly as this sweep left it. Returns the first node for
+    /// [`ChildList::sweep_from`] (0 if the list was closed meanwhile: the
+    /// closer owns the rest). Without this a deleted first node would stop
+    /// every sweep of the list (its successor can only be unlinked through
+    /// an unmarked predecessor) until a newer insert or its last user's L7;
+    /// a shard that gets no inserts any more has neither.
+    fn unlink_deleted_first<T: Listed>(
+        &self,
+        mut word: usize,
+        unlinked: &mut Unlinked<'_, T>,
+    ) -> usize {
+        loop {
+            let first = word & HEAD_PTR;
+            if first == 0 {
+                return 0;
+            }
+            // SAFETY: reached from the head while pinned (L4, L6).
+            let next = unsafe { (*(first as *const T)).link().next.load(Ordering::Acquire) };
+            if next & (DELETED | DETACHED) != DELETED {
+                return first; // live, or closed under us (`sweep_from` stops)
+            }
+            // The mark froze `next` (only sweeps rewrite links, and not
+            // marked ones). The CAS fails if anything changed the head: an
+            // insert (sweep from the new first node, an unmarked predecessor)
+            // or a close (leave everything to the closer). L7's CAS expects
+            // no flags, so it cannot unlink `first` while we hold SWEEPING.
+            let successor = (next & PTR_MASK) | SWEEPING;
+            match self
+                .head
+                .compare_exchange(word, successor, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // Unlinked before any close: its list reference is ours
+                    // (L4), released with the batch (at once or by the epoch).
+                    unlinked.push(first as *const T);
+                    word = successor;
+                }
+                Err(actual) if actual & CLOSED != 0 => return 0,
+                Err(actual) => return actual & HEAD_PTR,
+            }
+        }
     }
 
     /// The sweeper's walk; returns the number of live nodes it saw.

@@ -227,6 +227,7 @@ impl Node {
         LIVE_NODES.with(|n| n.set(n.get() - 1));
         self.alive.with_mut(|_| ());
         self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.children.dispose();
         self.free_resources();
     }
 }
@@ -284,6 +285,10 @@ unsafe impl Listed for Node {
     type Pass = GrantPass;
 
     fn link(&self) -> &ChildLink {
+        // Every list operation reaches a node's link through here: under
+        // loom, a use after free by a sweep, claim or release pass fails
+        // the model.
+        self.assert_live();
         &self.link
     }
 
@@ -858,6 +863,9 @@ fn propagate(node: &Node, callbacks: &mut Callbacks) {
         Close::Helper(unpinned) => walk(node, Start::Helper(unpinned), callbacks),
         #[cfg(ctxtree_plant = "skip_help")]
         Close::Helper(_) => {}
+        // Every shard finished (a handle dropped after its cancel): nothing
+        // to walk, no pin.
+        Close::Sharded(block) if block.iter().all(|shard| shard.list.is_finished()) => {}
         Close::Sharded(_) => walk(node, Start::Sharded, callbacks),
     }
 }
@@ -1117,6 +1125,41 @@ mod tests {
         assert!(before.is_done(), "the node the first shard took over");
         assert!(kept.iter().all(|(c, _)| c.is_done()));
         assert!(node.children.is_empty() || !node.children.is_sharded());
+    }
+
+    /// L5 per shard (L8): deleted children in a shard that no thread inserts
+    /// into any more — made by a thread that has ended, canceled and
+    /// dropped by another, so their last users' L7 tries the wrong shard —
+    /// are swept by the other shards' inserts, each shard in turn, and the
+    /// deleted first node of a shard does not stop its sweeps.
+    #[test]
+    fn a_shard_nobody_inserts_into_is_swept() {
+        let (parent, handle) = crate::Context::background().with_cancel();
+        let node = parent.node().expect("cancelable");
+        assert!(node.shard_children());
+        let made = if cfg!(miri) { 100 } else { 1_000 };
+        let children: Vec<_> = std::thread::scope(|s| {
+            s.spawn(|| (0..made).map(|_| parent.with_cancel()).collect::<Vec<_>>())
+                .join()
+                .unwrap()
+        });
+        drop(children);
+        let stranded = node.children.linked_counts::<Node>();
+        assert_eq!(stranded.iter().sum::<usize>(), made, "{stranded:?}");
+        // Another thread's churn (each child dropped at once, so it leaves
+        // its shard by L7): each sweep of its shard (every 64 inserts) looks
+        // at the next other shard and sweeps it if it had no insert since.
+        let churn = 65 * 2 * crate::shards::shard_count();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for _ in 0..churn {
+                    drop(parent.with_cancel());
+                }
+            });
+        });
+        let after = node.children.linked_counts::<Node>();
+        assert_eq!(after.iter().sum::<usize>(), 0, "{stranded:?} -> {after:?}");
+        handle.cancel();
     }
 
     /// L8: inserts from several threads into one parent's list shard it

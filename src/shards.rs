@@ -47,20 +47,34 @@ pub(crate) fn shard_count() -> usize {
     SHARDS
 }
 
-/// One shard: a list head and its sweep budget, alone on their line.
+/// One shard: a list head, its sweep budget and its sweep rotation, alone
+/// on their line.
 pub(crate) struct Shard {
     pub(crate) list: ChildList,
     pub(crate) budget: SweepBudget,
+    /// The other shard this shard's next sweep looks at, and that shard's
+    /// budget word when this one last looked (`(index + 1) | word << 8`;
+    /// 0 before the first look): see [`ShardBlock::other_to_sweep`]. A
+    /// heuristic, updated with plain loads and stores of a std atomic even
+    /// under loom (it is per block, so each model execution starts afresh).
+    memo: std::sync::atomic::AtomicUsize,
 }
 
 /// The shards of one list (`shard_count()` of them, fixed at allocation).
-/// Aligned to 128 bytes, so a pointer to it has seven low zero bits for the
-/// head word's tags.
+/// Aligned to 128 bytes (the head word needs its three low bits for tags).
 #[repr(align(128))]
 pub(crate) struct ShardBlock {
     shards: Box<[CachePadded<Shard>]>,
     /// `shards.len() - 1` (a power of two minus one).
     mask: usize,
+    /// Model-checking oracle, as the node's (`node.rs`): set when the block
+    /// is freed with its node; every access asserts it is clear.
+    #[cfg(loom)]
+    freed: std::sync::atomic::AtomicBool,
+    /// Model-checking oracle: read by every access, written by the free, so
+    /// loom reports an access not ordered before the free.
+    #[cfg(loom)]
+    alive: crate::sync::UnsafeCell<()>,
 }
 
 impl ShardBlock {
@@ -77,24 +91,96 @@ impl ShardBlock {
                         ChildList::new()
                     },
                     budget: SweepBudget::new(),
+                    memo: std::sync::atomic::AtomicUsize::new(0),
                 })
             })
             .collect();
         Box::new(ShardBlock {
             shards,
             mask: count - 1,
+            #[cfg(loom)]
+            freed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(loom)]
+            alive: crate::sync::UnsafeCell::new(()),
         })
     }
 
     /// Every shard, in order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Shard> {
+        self.assert_live();
         self.shards.iter().map(|padded| &**padded)
     }
 
     /// The shard the calling thread inserts into (and tries to unlink from
-    /// first, L7).
-    pub(crate) fn mine(&self) -> &Shard {
-        &self.shards[hint() & self.mask]
+    /// first, L7), with its index.
+    pub(crate) fn mine(&self) -> (usize, &Shard) {
+        self.assert_live();
+        let at = hint() & self.mask;
+        (at, &self.shards[at])
+    }
+
+    /// The other shard to sweep, if any, now that shard `at`'s own sweep is
+    /// due. Sweeps are driven by inserts, so a shard that gets no more
+    /// inserts (its threads are gone, or its children are dropped by other
+    /// threads, so L7 misses them) would keep its deleted children until
+    /// the close. So each sweep of `at` looks at one other shard, in turn,
+    /// and sweeps it if its budget word (insert count and sweep generation)
+    /// has not moved since `at`'s previous sweep looked — no insert into it
+    /// since — or at the first look. (The count alone misled: two threads
+    /// inserting at the same rate find each other's count at the same phase
+    /// of its 64-insert cycle at every look.) A shard that
+    /// still gets inserts sweeps itself, and is left alone: sweeping another
+    /// thread's shard writes its hot line and makes its L7 unlinks fail
+    /// meanwhile (sweeping one other shard on every sweep, idle or not, cost
+    /// a third of the 16-thread throughput; on every 16th, still 15 %).
+    /// Reads one word of the other shard's line, writes only `at`'s.
+    pub(crate) fn other_to_sweep(&self, at: usize) -> Option<&Shard> {
+        self.assert_live();
+        let next_after = |j: usize| {
+            let next = (j + 1) & self.mask;
+            if next == at {
+                (next + 1) & self.mask
+            } else {
+                next
+            }
+        };
+        let memo = &self.shards[at].memo;
+        let seen = memo.load(std::sync::atomic::Ordering::Relaxed);
+        let (look, idle) = match seen {
+            0 => (next_after(at), true),
+            _ => {
+                let look = (seen & 0xff) - 1;
+                let budget = self.shards[look].budget.word() as usize;
+                (look, budget == seen >> 8)
+            }
+        };
+        let next = next_after(look);
+        let budget = self.shards[next].budget.word() as usize;
+        memo.store(
+            (next + 1) | budget << 8,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        idle.then(|| &*self.shards[look])
+    }
+
+    /// Under loom, fails the model if the block was freed.
+    #[inline(always)]
+    fn assert_live(&self) {
+        #[cfg(loom)]
+        {
+            assert!(
+                !self.freed.load(std::sync::atomic::Ordering::Relaxed),
+                "use after free of a shard block"
+            );
+            self.alive.with(|_| ());
+        }
+    }
+
+    /// Under loom, what freeing does (the memory is kept, as the node's).
+    #[cfg(loom)]
+    pub(crate) fn dispose(&self) {
+        self.alive.with_mut(|_| ());
+        self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -522,3 +522,82 @@ fn sharded_unlink_first_vs_close() {
         assert!(late.is_done());
     });
 }
+
+/// L8, L7: an insert loses its CAS to the last user of the first child
+/// unlinking it (L7) and shards the list, while a third thread cancels the
+/// parent. Every child ends canceled and every node is freed once.
+#[test]
+fn insert_vs_unlink_first_vs_close() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (live, _live_handle) = parent.with_cancel();
+        let (first, first_handle) = parent.with_cancel();
+        drop(first_handle);
+        // `first` is canceled, marked, first in the list, with one user.
+        let dropper = thread::spawn(move || drop(first));
+        let canceler = thread::spawn(move || handle.cancel());
+        let (mine, _mine_handle) = parent.with_cancel();
+        dropper.join().unwrap();
+        canceler.join().unwrap();
+        assert!(live.is_done());
+        assert!(mine.is_done());
+    });
+}
+
+/// L8: three inserts race (one may lose, shard the list, and another then
+/// find it sharded and insert into its own shard); the parent is canceled
+/// after the main thread's insert. Every child ends canceled.
+#[test]
+fn three_inserts_vs_cancel() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (live, _live_handle) = parent.with_cancel();
+        let (p1, p2) = (parent.clone(), parent.clone());
+        let t1 = thread::spawn(move || p1.with_cancel());
+        let t2 = thread::spawn(move || p2.with_cancel());
+        let (mine, _mine_handle) = parent.with_cancel();
+        handle.cancel();
+        let (a, _a_handle) = t1.join().unwrap();
+        let (b, _b_handle) = t2.join().unwrap();
+        assert!(live.is_done());
+        assert!(mine.is_done());
+        assert!(a.is_done());
+        assert!(b.is_done());
+    });
+}
+
+/// L5, L8, reclamation: an insert into one shard also sweeps the other
+/// shard (each in turn), whose first node is deleted and held by the list
+/// alone — the sweep unlinks it from the head — while the parent's cancel
+/// closes that shard. Every child ends canceled and every node is freed
+/// once; the sweeper pins before it takes `SWEEPING`, so the closer's
+/// epoch release of that node waits for it.
+/// Fails with `sweep_pin_late` (the sweeper pins after taking `SWEEPING`:
+/// the closer's release runs in between and the sweep reads a freed node:
+/// "use after free of a ctxtree node").
+#[test]
+fn cursor_sweep_vs_close() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        assert!(ctxtree::loom_hooks::shard_children(&parent));
+        // Each insert into a shard also sweeps the block's next shard in
+        // turn (every insert sweeps under loom): two inserts here, so the
+        // other thread's extra sweep is this thread's shard (the first).
+        let (older, _older_handle) = parent.with_cancel();
+        // Then, first in that shard: a child whose last user is a grant
+        // from its own child, so the freeing loop leaves it listed, marked
+        // and first, held by the list alone (L7 does not run there).
+        let (stranded, stranded_handle) = parent.with_cancel();
+        let (grandchild, grandchild_handle) = stranded.with_cancel();
+        drop(stranded_handle); // cancels both; the grandchild grants `stranded`
+        drop(stranded);
+        drop((grandchild, grandchild_handle));
+        let p2 = parent.clone();
+        // The second shard: its insert sweeps it, then the first shard.
+        let inserter = thread::spawn(move || p2.with_cancel());
+        handle.cancel();
+        let (late, _late_handle) = inserter.join().unwrap();
+        assert!(late.is_done());
+        assert!(older.is_done());
+    });
+}
