@@ -91,8 +91,9 @@
 //!   which L1–L7 hold, inserts go to the calling thread's shard, L7 tries
 //!   the calling thread's shard, and the close closes every shard (its
 //!   `close` returns `Close::Sharded`, and the walk closes and walks each).
-//!   An insert whose shard's sweep is due also sweeps the block's next
-//!   shard in turn, so L5's bound holds for shards nobody inserts into.
+//!   Each sweep of a shard also sweeps one other shard, in turn, if that
+//!   one had no insert since this shard last looked (`shards.rs`), so L5's
+//!   bound holds for shards nobody inserts into any more.
 //!   Why nothing is lost: before the sharding CAS the list was open and
 //!   unswept, so no thread walked it (L6), and the nodes it held are the
 //!   first shard's from the CAS on (the CAS continues the release sequences
@@ -281,9 +282,10 @@ pub(crate) enum Close<'a> {
 const LOSSES_TO_SHARD: u32 = if cfg!(loom) { 1 } else { 2 };
 
 /// Inserts `child` into the calling thread's shard of `block` (L8). When
-/// that shard's sweep is due, one other shard is swept too, in turn
-/// ([`ShardBlock::other_to_sweep`]): the bound of L5 then holds for every
-/// shard, including those no thread inserts into any more.
+/// that shard's sweep is due, one other shard is looked at, in turn, and
+/// swept if it is idle ([`ShardBlock::other_to_sweep`]): the bound of L5
+/// then holds for every shard, including those no thread inserts into any
+/// more.
 fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<(), ()> {
     let (at, shard) = block.mine();
     if shard.list.attach_plain(child, &shard.budget)? {

@@ -1,18 +1,20 @@
 //! Shards of a contended children list: one list head per cache line, so
 //! threads deriving from one shared parent write different lines.
 //!
-//! A parent's list starts as one head word (`children.rs`). The first insert
-//! that loses its CAS to another thread's insert or unlink replaces that word
-//! with a pointer to a [`ShardBlock`] (L8): [`shard_count`] independent lists, each
-//! with its own sweep budget, the first of which takes over the nodes already
-//! linked. From then on each thread inserts into the shard its
-//! [`hint`] names, and a canceler closes and walks every shard.
+//! A parent's list starts as one head word (`children.rs`). An insert that
+//! loses its CAS twice to other threads' inserts or unlinks replaces that
+//! word with a pointer to a [`ShardBlock`] (L8): [`shard_count`] independent
+//! lists, each with its own sweep budget, the first of which takes over the
+//! nodes already linked. From then on each thread inserts into the shard its
+//! [`hint`] names, and a canceler closes and walks every shard. Each sweep
+//! of a shard also sweeps one other, idle shard, in turn
+//! ([`ShardBlock::other_to_sweep`]).
 //!
 //! Invariants:
 //! - A shard is a plain list (L1–L7 hold for each shard on its own) and is
 //!   never sharded itself, so a walk meets at most one level of shards.
-//! - A block is immutable once published (only its shards' atomic words
-//!   change) and lives exactly as long as the node whose list it is: it is
+//! - A block is immutable once published (only its shards' atomic words,
+//!   and their heuristic sweep memos, change) and lives exactly as long as the node whose list it is: it is
 //!   freed with the node, so whatever may touch the node may touch it.
 
 use crossbeam_utils::CachePadded;
