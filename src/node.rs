@@ -1144,8 +1144,11 @@ mod tests {
                 .unwrap()
         });
         drop(children);
+        // All still linked, but for the newest if this thread's shard is the
+        // maker's (thread tokens are global, so that depends on the other
+        // tests): then its last user, dropped last, unlinked it (L7).
         let stranded = node.children.linked_counts::<Node>();
-        assert_eq!(stranded.iter().sum::<usize>(), made, "{stranded:?}");
+        assert!(stranded.iter().sum::<usize>() >= made - 1, "{stranded:?}");
         // Another thread's churn (each child dropped at once, so it leaves
         // its shard by L7): each sweep of its shard (every 64 inserts) looks
         // at the next other shard and sweeps it if it had no insert since.
