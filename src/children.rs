@@ -283,21 +283,29 @@ pub(crate) enum Close<'a> {
 /// The threshold is a heuristic; the sharding protocol is the same.
 const LOSSES_TO_SHARD: u32 = if cfg!(any(loom, test)) { 1 } else { 2 };
 
+/// Whether an insert that expected the head word `cur` and found `actual`
+/// lost to another thread's insert or unlink (the first node changed), as
+/// opposed to a flag change alone: what makes a list contended (L8).
+fn lost_race(cur: usize, actual: usize) -> bool {
+    actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0
+}
+
 /// Inserts `child` into the calling thread's shard of `block` (L8). When
 /// that shard's sweep is due, one other shard is looked at, in turn, and
 /// swept if it is idle ([`ShardBlock::other_to_sweep`]): the bound of L5
 /// then holds for every shard, including those no thread inserts into any
 /// more.
-fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<(), ()> {
+fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<bool, ()> {
     let (at, shard) = block.mine();
-    if shard.list.attach_plain(child, &shard.budget)? {
+    let swept = shard.list.attach_plain(child, &shard.budget)?;
+    if swept {
         // A plain load first: an empty, closed or busy shard needs no sweep,
         // and its line is another thread's hot one.
         if let Some(other) = block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
             other.list.sweep::<T>(&other.budget);
         }
     }
-    Ok(())
+    Ok(swept)
 }
 
 /// The block of a sharded head word, if it is one (L8).
@@ -336,38 +344,26 @@ impl ChildList {
 
     /// Links `child` at the head, or in the calling thread's shard if the
     /// list is sharded (L8). On success the list owns one reference to it
-    /// (L4); on `Err` the list is closed and the caller keeps it.
+    /// (L4), and `Ok` tells whether the insert may have run a sweep (which
+    /// frees nodes: a cause's drop may have panicked, held until the caller
+    /// resumes it); on `Err` the list is closed and the caller keeps it.
     #[inline]
     pub(crate) fn attach<T: Listed>(
         &self,
         child: *const T,
         budget: &SweepBudget,
-    ) -> Result<(), ()> {
-        // SAFETY: the caller passes a live node that is not in any list.
-        let link = unsafe { &(*child).link().next };
+    ) -> Result<bool, ()> {
         let cur = self.head.load(Ordering::Acquire);
         if cur & (CLOSED | SHARDED) != 0 {
             return self.attach_contended(child, budget, cur, 0);
         }
         // The uncontended case, inline: one CAS on an open, plain head.
-        link.store(cur & HEAD_PTR, Ordering::Relaxed);
-        let new = child as usize | (cur & SWEEPING);
-        // Release publishes the child's fields to walkers (L2); Acquire on
-        // failure as in `attach_plain`.
-        match self
-            .head
-            .compare_exchange(cur, new, Ordering::Release, Ordering::Acquire)
-        {
-            Ok(_) => {
-                self.inserted::<T>(budget);
-                Ok(())
+        match self.try_link(child, cur) {
+            Ok(()) => Ok(self.inserted::<T>(budget)),
+            Err(actual) => {
+                let lost = u32::from(lost_race(cur, actual));
+                self.attach_contended(child, budget, actual, lost)
             }
-            // Another thread inserted or unlinked meanwhile: the head's
-            // line is contended (a flag change alone is not).
-            Err(actual) if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 => {
-                self.attach_contended(child, budget, actual, 1)
-            }
-            Err(actual) => self.attach_contended(child, budget, actual, 0),
         }
     }
 
@@ -382,9 +378,7 @@ impl ChildList {
         budget: &SweepBudget,
         mut cur: usize,
         mut lost: u32,
-    ) -> Result<(), ()> {
-        // SAFETY: as in `attach`.
-        let link = unsafe { &(*child).link().next };
+    ) -> Result<bool, ()> {
         loop {
             if lost >= LOSSES_TO_SHARD {
                 cur = self.shard(cur);
@@ -396,20 +390,10 @@ impl ChildList {
             if let Some(block) = shards_of(cur) {
                 return attach_sharded(block, child);
             }
-            link.store(cur & HEAD_PTR, Ordering::Relaxed);
-            let new = child as usize | (cur & SWEEPING);
-            match self
-                .head
-                .compare_exchange(cur, new, Ordering::Release, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    self.inserted::<T>(budget);
-                    return Ok(());
-                }
+            match self.try_link(child, cur) {
+                Ok(()) => return Ok(self.inserted::<T>(budget)),
                 Err(actual) => {
-                    if actual & HEAD_PTR != cur & HEAD_PTR && actual & CLOSED == 0 {
-                        lost += 1;
-                    }
+                    lost += u32::from(lost_race(cur, actual));
                     cur = actual;
                 }
             }
@@ -419,27 +403,33 @@ impl ChildList {
     /// `attach` on a list that is never sharded: a shard (L8). `Ok(true)`
     /// if the insert ran a sweep.
     fn attach_plain<T: Listed>(&self, child: *const T, budget: &SweepBudget) -> Result<bool, ()> {
-        // SAFETY: as in `attach`.
-        let link = unsafe { &(*child).link().next };
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
             if cur & CLOSED != 0 {
                 return Err(());
             }
-            link.store(cur & HEAD_PTR, Ordering::Relaxed);
-            let new = child as usize | (cur & SWEEPING);
-            // Release publishes the child's fields to walkers (L2); Acquire on
-            // failure makes the closer's claim visible to a caller that then
-            // inherits the parent's state.
-            match self
-                .head
-                .compare_exchange_weak(cur, new, Ordering::Release, Ordering::Acquire)
-            {
-                Ok(_) => break,
+            match self.try_link(child, cur) {
+                Ok(()) => return Ok(self.inserted::<T>(budget)),
                 Err(actual) => cur = actual,
             }
         }
-        Ok(self.inserted::<T>(budget))
+    }
+
+    /// One try at linking `child` first in the open, plain list whose head
+    /// word was read as `cur`: its link takes the old first node, then a
+    /// CAS publishes it. `Err` returns the head word found instead.
+    #[inline(always)]
+    fn try_link<T: Listed>(&self, child: *const T, cur: usize) -> Result<(), usize> {
+        // SAFETY: the caller passes a live node that is not in any list.
+        let link = unsafe { &(*child).link().next };
+        link.store(cur & HEAD_PTR, Ordering::Relaxed);
+        let new = child as usize | (cur & SWEEPING);
+        // Release publishes the child's fields (and its link) to walkers
+        // (L2); Acquire on failure makes a closer's claim visible to a
+        // caller that then inherits the parent's state (N2).
+        self.head
+            .compare_exchange(cur, new, Ordering::Release, Ordering::Acquire)
+            .map(|_| ())
     }
 
     /// Shards the list now if it is open, idle and plain (loom models and
@@ -573,6 +563,24 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Closes the list if it is open, plain, empty and not being swept
+    /// (head word 0): a leaf's whole walk, since an empty list closed is
+    /// already finished (`CLOSED | 0`, L3). Returns whether it did; if not,
+    /// the list is untouched and the caller closes it with [`close`].
+    ///
+    /// [`close`]: ChildList::close
+    #[inline]
+    pub(crate) fn close_if_empty(&self) -> bool {
+        #[cfg(not(ctxtree_plant = "skip_close"))]
+        let closed = self
+            .head
+            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        #[cfg(ctxtree_plant = "skip_close")]
+        let closed = self.head.load(Ordering::Acquire) == 0;
+        closed
     }
 
     /// Announces a helper walk of a closed list (L6) and returns the first

@@ -89,7 +89,20 @@ impl Context {
     /// assert!(late.is_done());
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        self.derive(Kind::Cancel, self.deadline_raw(), None)
+        match &self.repr {
+            // The common case, straight to the node's own derivation.
+            Repr::Node(parent) => {
+                let (ctx, handle) = node::derive_cancel(parent);
+                (
+                    Context {
+                        repr: Repr::Node(ctx),
+                        values: self.values.clone(),
+                    },
+                    CancelHandle { node: handle },
+                )
+            }
+            Repr::Root(_) => self.derive(Kind::Cancel, Deadline::NEVER, None),
+        }
     }
 
     /// Derives a child that is also canceled, with

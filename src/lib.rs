@@ -65,6 +65,8 @@ mod done;
 mod error;
 mod inline_stack;
 mod node;
+#[cfg(not(loom))]
+mod node_cache;
 mod run;
 mod shards;
 mod state;

@@ -442,8 +442,15 @@ fn children_canceled_newest_first_are_freed_at_once() {
 /// parent, an unlisted one with users holds a grant. Every order of dropping
 /// a three-level chain's contexts and handles (720), with the chain's
 /// `Display` (which walks the parent pointers) checked after each drop,
-/// frees on this thread exactly what it allocated: no grant is lost (a leak) or released
+/// frees on this thread what it allocated: no grant is lost (a leak) or released
 /// twice (a use after free, which miri and the sanitizers would report).
+/// "Frees" up to the thread's node cache (src/node_cache.rs, at most 64
+/// blocks of 56 bytes; off under miri): a leak of one node per order
+/// passes that bound long before the 720th order.
+/// What a thread's node cache may keep (src/node_cache.rs C2); nothing
+/// under miri, where the cache is off.
+const NODE_CACHE_BYTES: isize = if cfg!(miri) { 0 } else { 64 * 56 };
+
 #[test]
 fn every_drop_order_of_a_chain_frees_it() {
     let _serial = serial();
@@ -477,7 +484,10 @@ fn every_drop_order_of_a_chain_frees_it() {
             }
         }
         let left = common::alloc::thread_live() - baseline;
-        assert!(left <= 0, "order {order:?} left {left} bytes live");
+        assert!(
+            left <= NODE_CACHE_BYTES,
+            "order {order:?} left {left} bytes live"
+        );
     }
 }
 
