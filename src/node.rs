@@ -1143,7 +1143,11 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
             let child = unsafe { &*(cur as *const Node) };
             cur = child.link.next_sibling();
             inherit(child, parent_word, callbacks);
-            lists.enter(child);
+            // Most children are leaves: an empty list closed is finished
+            // (`CLOSED | 0`), with one CAS and nothing to queue.
+            if !child.children.close_if_empty() {
+                lists.enter(child);
+            }
         }
     }
     // Finish every owned list before releasing anything: a release may free
