@@ -209,9 +209,10 @@ impl Drop for ChildList {
 #[cold]
 #[inline(never)]
 fn free_block(word: usize) {
-    // SAFETY: the block was made by `Box::into_raw` in `shard` and lives
-    // as long as the list (L8), which is being dropped: nobody can reach it.
-    drop(unsafe { Box::from_raw((word & HEAD_PTR) as *mut ShardBlock) });
+    // SAFETY: the block was made by `ShardBlock::allocate` in `shard` and
+    // lives as long as the list (L8), which is being dropped: nobody can
+    // reach it.
+    unsafe { ShardBlock::at(word & HEAD_PTR).free() };
 }
 
 /// Inserts left before the parent's next sweep (L5), stored in the parent
@@ -271,7 +272,7 @@ pub(crate) enum Close<'a> {
     Helper(usize),
     /// The list is sharded (L8): close each shard's list in turn; none of
     /// them is sharded.
-    Sharded(&'a ShardBlock),
+    Sharded(ShardBlock<'a>),
 }
 
 /// Lost insert races (against another thread's insert or unlink) in one
@@ -295,7 +296,7 @@ fn lost_race(cur: usize, actual: usize) -> bool {
 /// swept if it is idle ([`ShardBlock::other_to_sweep`]): the bound of L5
 /// then holds for every shard, including those no thread inserts into any
 /// more.
-fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<bool, ()> {
+fn attach_sharded<T: Listed>(block: ShardBlock<'_>, child: *const T) -> Result<bool, ()> {
     let (at, shard) = block.mine();
     let swept = shard.list.attach_plain(child, &shard.budget)?;
     if swept {
@@ -309,12 +310,12 @@ fn attach_sharded<T: Listed>(block: &ShardBlock, child: *const T) -> Result<bool
 }
 
 /// The block of a sharded head word, if it is one (L8).
-fn shards_of<'a>(word: usize) -> Option<&'a ShardBlock> {
+fn shards_of<'a>(word: usize) -> Option<ShardBlock<'a>> {
     if word & (CLOSED | SHARDED) == SHARDED {
         // SAFETY: a sharded head holds a block published by the CAS in
         // `shard` (read here with Acquire or after it), which lives as
         // long as the list's node; callers hold the node alive.
-        Some(unsafe { &*((word & HEAD_PTR) as *const ShardBlock) })
+        Some(unsafe { ShardBlock::at(word & HEAD_PTR) })
     } else {
         None
     }
@@ -355,7 +356,12 @@ impl ChildList {
     ) -> Result<bool, ()> {
         let cur = self.head.load(Ordering::Acquire);
         if cur & (CLOSED | SHARDED) != 0 {
-            return self.attach_contended(child, budget, cur, 0);
+            // A sharded list's inserts go straight to the thread's shard: a
+            // contended list stays contended, this is its common path.
+            if let Some(block) = shards_of(cur) {
+                return attach_sharded(block, child);
+            }
+            return Err(());
         }
         // The uncontended case, inline: one CAS on an open, plain head.
         match self.try_link(child, cur) {
@@ -507,8 +513,8 @@ impl ChildList {
         if cur & busy != 0 || shards_of(cur).is_some() {
             return cur;
         }
-        let block = Box::into_raw(ShardBlock::new(cur & HEAD_PTR));
-        let sharded = block as usize | SHARDED;
+        let block = ShardBlock::allocate(cur & HEAD_PTR);
+        let sharded = block | SHARDED;
         // Release publishes the block; the nodes moved into its first shard
         // stay published through this RMW (it continues the release
         // sequences of their inserts). Acquire on failure as in `attach`.
@@ -519,7 +525,7 @@ impl ChildList {
             Ok(_) => sharded,
             Err(actual) => {
                 // SAFETY: never published.
-                drop(unsafe { Box::from_raw(block) });
+                unsafe { ShardBlock::at(block).free() };
                 actual
             }
         }
@@ -733,15 +739,21 @@ impl ChildList {
     ///
     /// # Safety
     /// As `unlink_first`, and `word` is a sharded head word of this list.
-    #[cold]
     #[inline(never)]
     unsafe fn unlink_first_sharded<T: Listed>(word: usize, child: *const T, marked: usize) -> bool {
         let Some(block) = shards_of(word) else {
             return false;
         };
-        // SAFETY: forwarded; `child` was attached to this list, so to one of
-        // its shards, and only that one can show it first.
-        unsafe { block.mine().1.list.unlink_first(child, marked) }
+        // `child` was attached to this list, so to one of its shards, and
+        // only that one can show it first; shards are plain lists, so this
+        // is `unlink_first`'s plain case.
+        let shard = &block.mine().1.list;
+        let me = child as usize;
+        shard.head.load(Ordering::Relaxed) == me
+            && shard
+                .head
+                .compare_exchange(me, marked & PTR_MASK, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The first child, for a walker that is pinned.

@@ -17,6 +17,9 @@
 //!   and their heuristic sweep memos, change) and lives exactly as long as the node whose list it is: it is
 //!   freed with the node, so whatever may touch the node may touch it.
 
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::marker::PhantomData;
+
 use crossbeam_utils::CachePadded;
 
 use crate::children::{ChildList, SweepBudget};
@@ -31,17 +34,30 @@ pub(crate) const SHARDS: usize = 2;
 /// bytes on 2 cores, 2 KiB on 16). Threads collide on a shard only if their
 /// hints agree modulo the count.
 #[cfg(not(loom))]
+#[inline]
 pub(crate) fn shard_count() -> usize {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let count = COUNT.load(Ordering::Relaxed);
+    let count = SHARD_COUNT.load(std::sync::atomic::Ordering::Relaxed);
     if count != 0 {
         return count;
     }
+    first_shard_count()
+}
+
+#[cfg(not(loom))]
+static SHARD_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(not(loom))]
+#[cold]
+fn first_shard_count() -> usize {
+    use std::sync::atomic::Ordering;
     let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
     let count = cores.next_power_of_two().clamp(4, 64);
-    COUNT.store(count, Ordering::Relaxed);
-    count
+    // Set once: every block has this many shards, and no block records its
+    // own count, so a second answer (the CPU count may change) must lose.
+    match SHARD_COUNT.compare_exchange(0, count, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => count,
+        Err(first) => first,
+    }
 }
 
 #[cfg(loom)]
@@ -60,65 +76,123 @@ pub(crate) struct Shard {
     /// heuristic, updated with plain loads and stores of a std atomic even
     /// under loom (it is per block, so each model execution starts afresh).
     memo: std::sync::atomic::AtomicUsize,
-}
-
-/// The shards of one list (`shard_count()` of them, fixed at allocation).
-/// Aligned to 128 bytes (the head word needs its three low bits for tags).
-#[repr(align(128))]
-pub(crate) struct ShardBlock {
-    shards: Box<[CachePadded<Shard>]>,
-    /// `shards.len() - 1` (a power of two minus one).
-    mask: usize,
-    /// Model-checking oracle, as the node's (`node.rs`): set when the block
-    /// is freed with its node; every access asserts it is clear.
+    /// Model-checking oracle, as the node's (`node.rs`), read in the first
+    /// shard: set when the block is freed with its node; every access
+    /// asserts it is clear.
     #[cfg(loom)]
     freed: std::sync::atomic::AtomicBool,
-    /// Model-checking oracle: read by every access, written by the free, so
-    /// loom reports an access not ordered before the free.
+    /// Model-checking oracle (first shard): read by every access, written by
+    /// the free, so loom reports an access not ordered before the free.
     #[cfg(loom)]
     alive: crate::sync::UnsafeCell<()>,
 }
 
-impl ShardBlock {
-    /// A block whose first shard holds the list that starts at `first` (the
-    /// nodes of the head word being replaced); the others are empty.
-    pub(crate) fn new(first: usize) -> Box<ShardBlock> {
+/// A padded shard: 128 bytes aligned to 128 (crossbeam's `CachePadded` on
+/// x86-64), so the head word's three tag bits are free.
+type Padded = CachePadded<Shard>;
+
+/// The shards of one list: [`shard_count`] padded shards in one allocation,
+/// named by the address of the first (what the sharded head word holds).
+/// There is no header: the count is the process-wide `shard_count()`, and
+/// shard `i` is at `first + i`, so finding the calling thread's shard is
+/// address arithmetic on the head word (a header holding a pointer to the
+/// shards, and their count, made every sharded insert and unlink wait for
+/// one more load).
+///
+/// A copyable raw handle rather than a reference: a reference to the first
+/// shard would not cover the others. `'a` is the life of the list whose
+/// head word it came from (the block is freed with that list).
+#[derive(Clone, Copy)]
+pub(crate) struct ShardBlock<'a> {
+    first: *const Padded,
+    _list: PhantomData<&'a ChildList>,
+}
+
+impl<'a> ShardBlock<'a> {
+    /// Allocates a block whose first shard holds the list that starts at
+    /// `first` (the nodes of the head word being replaced); the others are
+    /// empty. Returns its address, for the head word.
+    pub(crate) fn allocate(first: usize) -> usize {
         let count = shard_count();
-        let shards = (0..count)
-            .map(|i| {
-                CachePadded::new(Shard {
-                    list: if i == 0 {
-                        ChildList::with_first(first)
-                    } else {
-                        ChildList::new()
-                    },
-                    budget: SweepBudget::new(),
-                    memo: std::sync::atomic::AtomicUsize::new(0),
-                })
-            })
-            .collect();
-        Box::new(ShardBlock {
-            shards,
-            mask: count - 1,
-            #[cfg(loom)]
-            freed: std::sync::atomic::AtomicBool::new(false),
-            #[cfg(loom)]
-            alive: crate::sync::UnsafeCell::new(()),
-        })
+        let layout = Layout::array::<Padded>(count).expect("at most 64 shards");
+        // SAFETY: `count` ≥ 1, so the layout has a non-zero size.
+        let block = unsafe { alloc(layout) } as *mut Padded;
+        if block.is_null() {
+            handle_alloc_error(layout);
+        }
+        for i in 0..count {
+            let shard = CachePadded::new(Shard {
+                list: if i == 0 {
+                    ChildList::with_first(first)
+                } else {
+                    ChildList::new()
+                },
+                budget: SweepBudget::new(),
+                memo: std::sync::atomic::AtomicUsize::new(0),
+                #[cfg(loom)]
+                freed: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(loom)]
+                alive: crate::sync::UnsafeCell::new(()),
+            });
+            // SAFETY: `i < count`, inside the fresh allocation.
+            unsafe { block.add(i).write(shard) };
+        }
+        block as usize
+    }
+
+    /// The block at `address`, from a sharded head word.
+    ///
+    /// # Safety
+    /// `address` came from [`ShardBlock::allocate`], and the block stays
+    /// allocated for `'a` (it is freed only with its list).
+    #[inline]
+    pub(crate) unsafe fn at(address: usize) -> ShardBlock<'a> {
+        ShardBlock {
+            first: address as *const Padded,
+            _list: PhantomData,
+        }
+    }
+
+    /// Drops the block's shards and frees it.
+    ///
+    /// # Safety
+    /// As [`ShardBlock::at`], and nobody can reach the block any more (its
+    /// list is being dropped); it is not used again.
+    pub(crate) unsafe fn free(self) {
+        let count = shard_count();
+        let block = self.first as *mut Padded;
+        // SAFETY: the caller's contract; `count` shards were written by
+        // `allocate`, with this layout.
+        unsafe {
+            std::ptr::drop_in_place(std::ptr::slice_from_raw_parts_mut(block, count));
+            dealloc(
+                block as *mut u8,
+                Layout::array::<Padded>(count).expect("as allocated"),
+            );
+        }
+    }
+
+    /// Shard `i` (`i < shard_count()`).
+    #[inline]
+    fn shard(self, i: usize) -> &'a Shard {
+        debug_assert!(i < shard_count());
+        // SAFETY: `i` is in bounds; the block lives for `'a` (`at`).
+        unsafe { &*self.first.add(i) }
     }
 
     /// Every shard, in order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &Shard> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = &'a Shard> {
         self.assert_live();
-        self.shards.iter().map(|padded| &**padded)
+        (0..shard_count()).map(move |i| self.shard(i))
     }
 
     /// The shard the calling thread inserts into (and tries to unlink from
     /// first, L7), with its index.
-    pub(crate) fn mine(&self) -> (usize, &Shard) {
+    #[inline]
+    pub(crate) fn mine(self) -> (usize, &'a Shard) {
         self.assert_live();
-        let at = hint() & self.mask;
-        (at, &self.shards[at])
+        let at = hint() & (shard_count() - 1);
+        (at, self.shard(at))
     }
 
     /// The other shard to sweep, if any, now that shard `at`'s own sweep is
@@ -136,53 +210,60 @@ impl ShardBlock {
     /// meanwhile (sweeping one other shard on every sweep, idle or not, cost
     /// a third of the 16-thread throughput; on every 16th, still 15 %).
     /// Reads one word of the other shard's line, writes only `at`'s.
-    pub(crate) fn other_to_sweep(&self, at: usize) -> Option<&Shard> {
+    pub(crate) fn other_to_sweep(self, at: usize) -> Option<&'a Shard> {
         self.assert_live();
+        let mask = shard_count() - 1;
         let next_after = |j: usize| {
-            let next = (j + 1) & self.mask;
+            let next = (j + 1) & mask;
             if next == at {
-                (next + 1) & self.mask
+                (next + 1) & mask
             } else {
                 next
             }
         };
-        let memo = &self.shards[at].memo;
+        let memo = &self.shard(at).memo;
         let seen = memo.load(std::sync::atomic::Ordering::Relaxed);
         let (look, idle) = match seen {
             0 => (next_after(at), true),
             _ => {
                 let look = (seen & 0xff) - 1;
-                let budget = self.shards[look].budget.word() as usize;
+                let budget = self.shard(look).budget.word() as usize;
                 (look, budget == seen >> 8)
             }
         };
         let next = next_after(look);
-        let budget = self.shards[next].budget.word() as usize;
+        let budget = self.shard(next).budget.word() as usize;
         memo.store(
             (next + 1) | budget << 8,
             std::sync::atomic::Ordering::Relaxed,
         );
-        idle.then(|| &*self.shards[look])
+        idle.then(|| self.shard(look))
     }
 
     /// Under loom, fails the model if the block was freed.
     #[inline(always)]
-    fn assert_live(&self) {
+    fn assert_live(self) {
         #[cfg(loom)]
         {
+            // SAFETY: under loom a freed block's memory is kept (`dispose`).
+            let first = unsafe { &*self.first };
             assert!(
-                !self.freed.load(std::sync::atomic::Ordering::Relaxed),
+                !first.freed.load(std::sync::atomic::Ordering::Relaxed),
                 "use after free of a shard block"
             );
-            self.alive.with(|_| ());
+            first.alive.with(|_| ());
         }
     }
 
     /// Under loom, what freeing does (the memory is kept, as the node's).
     #[cfg(loom)]
-    pub(crate) fn dispose(&self) {
-        self.alive.with_mut(|_| ());
-        self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
+    pub(crate) fn dispose(self) {
+        // SAFETY: as in `assert_live`.
+        let first = unsafe { &*self.first };
+        first.alive.with_mut(|_| ());
+        first
+            .freed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

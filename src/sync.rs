@@ -138,17 +138,32 @@ pub(crate) mod thread {
     /// (not only among live threads, unlike an address).
     pub(crate) fn token() -> usize {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        // A `const` cell, 0 until first asked: one thread-pointer-relative
+        // load per call, where a lazily initialized thread-local checks its
+        // state first (a sharded list asks on every insert and unlink).
         #[cfg(not(loom))]
-        std::thread_local! {
-            static TOKEN: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            std::thread_local! {
+                static TOKEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+            }
+            TOKEN.with(|token| match token.get() {
+                0 => {
+                    let fresh = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    token.set(fresh);
+                    fresh
+                }
+                known => known,
+            })
         }
         // loom runs every modelled thread on one OS thread: its own
         // thread-locals are per modelled thread.
         #[cfg(loom)]
-        loom::thread_local! {
-            static TOKEN: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        {
+            loom::thread_local! {
+                static TOKEN: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            TOKEN.with(|t| *t)
         }
-        TOKEN.with(|t| *t)
     }
 
     /// loom has no timed park; a model never relies on a timeout firing, so a
