@@ -24,8 +24,8 @@
 //! and the block then stays on one thread until it is allocated again.
 //!
 //! The cache is off under miri and with `--cfg ctxtree_no_node_cache` (the
-//! sanitizer runs): reused memory would hide a use after free from them.
-//! Its own unit tests run everywhere, miri included.
+//! AddressSanitizer step): reused memory would hide a use after free from
+//! them. Its own unit tests use it everywhere, miri included.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
@@ -168,8 +168,9 @@ mod tests {
     #[test]
     fn a_thread_returns_its_blocks_when_it_exits() {
         // Blocks allocated here, freed there: they join that thread's cache
-        // (C3), which its exit returns to the allocator (under miri, a block
-        // left behind fails the run as a leak).
+        // (C3), which its exit returns to the allocator (a block left behind
+        // is a leak for the AddressSanitizer step's LeakSanitizer: this
+        // module's tests use the cache whatever `ENABLED` says).
         let blocks: Vec<usize> = (0..8).map(|_| alloc_block() as usize).collect();
         std::thread::spawn(move || {
             for block in blocks {

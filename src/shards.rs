@@ -14,8 +14,12 @@
 //! - A shard is a plain list (L1–L7 hold for each shard on its own) and is
 //!   never sharded itself, so a walk meets at most one level of shards.
 //! - A block is immutable once published (only its shards' atomic words,
-//!   and their heuristic sweep memos, change) and lives exactly as long as the node whose list it is: it is
-//!   freed with the node, so whatever may touch the node may touch it.
+//!   and their heuristic sweep memos, change) and lives exactly as long as
+//!   the node whose list it is: it is freed with the node, so whatever may
+//!   touch the node may touch it.
+//! - Every block has `shard_count()` shards: the count is set once per
+//!   process and no block records its own, so shard `i` of any block is at
+//!   `first + i` for every `i < shard_count()`.
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::marker::PhantomData;
