@@ -619,6 +619,7 @@ unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
 ///
 /// # Safety
 /// Nobody else can reach the node: no user left, and not listed.
+#[inline]
 unsafe fn free(ptr: *const Node) {
     #[cfg(not(loom))]
     {
@@ -678,6 +679,7 @@ pub(crate) fn derive(
 /// `with_cancel` under a node: the child inherits the parent's effective
 /// deadline and root, so its shape is the parent's with the kind cleared.
 /// The hot path of the library, kept free of the general case's branches.
+#[inline]
 pub(crate) fn derive_cancel(parent: &NodeRef) -> (NodeRef, NodeRef) {
     derive_under(parent, parent.shape.cancel_child(), None)
 }
