@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 declare -A MODEL=(
   [skip_close]=cancel_vs_derive
+  [skip_close_if_empty]=cancel_vs_derive_no_cause
   [skip_help]=cancel_vs_cancel_with_causes
   [sweep_unmarked]=cancel_vs_child_drop_and_sweep
   [relaxed_push]=cancel_vs_waiter_push

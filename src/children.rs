@@ -579,13 +579,19 @@ impl ChildList {
     /// [`close`]: ChildList::close
     #[inline]
     pub(crate) fn close_if_empty(&self) -> bool {
-        #[cfg(not(ctxtree_plant = "skip_close"))]
+        // A plain load first: a list with children (every level of a chain)
+        // would fail the CAS, and a failing locked instruction costs as much
+        // as a successful one.
+        if self.head.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        #[cfg(not(ctxtree_plant = "skip_close_if_empty"))]
         let closed = self
             .head
             .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        #[cfg(ctxtree_plant = "skip_close")]
-        let closed = self.head.load(Ordering::Acquire) == 0;
+        #[cfg(ctxtree_plant = "skip_close_if_empty")]
+        let closed = true;
         closed
     }
 

@@ -631,11 +631,19 @@ unsafe fn free(ptr: *const Node) {
             drop(unsafe { Box::from_raw(ptr as *mut TimedNode) });
         } else if crate::node_cache::ENABLED {
             // The block came from the node cache (`NodeRef::alloc`): drop
-            // the node in place and hand the memory back to it (C1).
-            unsafe {
-                std::ptr::drop_in_place(ptr as *mut Node);
-                crate::node_cache::free_block(ptr as *mut u8);
+            // the node in place and hand the memory back to it (C1) — also
+            // if the drop unwinds (a cause whose `drop` panics), as a `Box`
+            // would free its memory.
+            struct ReturnBlock(*mut u8);
+            impl Drop for ReturnBlock {
+                fn drop(&mut self) {
+                    // SAFETY: the node in the block was dropped (or its drop
+                    // unwound); nobody can reach the block (`free`'s contract).
+                    unsafe { crate::node_cache::free_block(self.0) };
+                }
             }
+            let _block = ReturnBlock(ptr as *mut u8);
+            unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
         } else {
             drop(unsafe { Box::from_raw(ptr as *mut Node) });
         }
@@ -950,8 +958,11 @@ pub(crate) fn note_abandoned(node: &Node) {
     if !callbacks.is_empty() {
         propagate(node, &mut callbacks);
         callbacks.run();
-        waiters::panics::resume();
     }
+    // A waker that panicked while the collection woke its survivors was
+    // held (with or without callbacks): raise it here, not at some later,
+    // unrelated cancel (the fast paths of `cancel` and `derive` do not look).
+    waiters::panics::resume();
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.
@@ -1197,6 +1208,43 @@ mod tests {
         // A deadline node adds its 24-byte timer slot (a 96-byte chunk).
         let timed = std::mem::size_of::<TimedNode>();
         assert!(timed <= 80, "TimedNode is {timed} bytes");
+    }
+
+    /// C1/C2 (`node_cache.rs`): a node whose cause panics when dropped
+    /// still returns its block to the cache, as a `Box` would free it while
+    /// unwinding (LeakSanitizer runs with the cache off and cannot see it).
+    #[test]
+    fn a_node_whose_cause_panics_on_drop_returns_its_block() {
+        #[derive(Debug)]
+        struct PanicsOnDrop;
+        impl std::fmt::Display for PanicsOnDrop {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("panics on drop")
+            }
+        }
+        impl std::error::Error for PanicsOnDrop {}
+        impl Drop for PanicsOnDrop {
+            fn drop(&mut self) {
+                if !std::thread::panicking() {
+                    panic!("cause dropped");
+                }
+            }
+        }
+        // On a fresh thread: its cache starts empty and no other test
+        // touches it.
+        std::thread::spawn(|| {
+            let (ctx, handle) = crate::Context::background().with_cancel();
+            handle.cancel_with_cause(PanicsOnDrop);
+            drop(handle);
+            let before = crate::node_cache::cached();
+            let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ctx)));
+            assert!(dropped.is_err(), "the cause's panic reaches the dropper");
+            if crate::node_cache::ENABLED {
+                assert_eq!(crate::node_cache::cached(), before + 1, "block leaked");
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     /// L8: a sharded parent's cancel reaches the children of every shard —

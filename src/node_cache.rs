@@ -8,8 +8,8 @@
 //! - **C1** A cached block is an allocation of [`BLOCK`] from the global
 //!   allocator that holds no value (its node was dropped in place); its
 //!   first word links the next cached block.
-//! - **C2** A thread caches at most [`CAPACITY`] blocks (`CAPACITY × 64`
-//!   bytes); a block freed when the cache is full goes to the allocator, and
+//! - **C2** A thread caches at most [`CAPACITY`] blocks (`CAPACITY × 56`
+//!   bytes, in 64-byte glibc chunks); a block freed when the cache is full goes to the allocator, and
 //!   the thread's exit returns every cached block to it. So the memory a
 //!   thread holds beyond its live nodes is bounded, whatever the churn.
 //! - **C3** Only the owning thread touches its cache (a thread-local; no

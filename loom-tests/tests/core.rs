@@ -40,6 +40,30 @@ fn cancel_vs_derive() {
     });
 }
 
+/// L2, N2 on the cancel fast path (docs/design.md §6): as
+/// `cancel_vs_derive`, but the cancel has no cause and the parent has no
+/// children and nobody waiting, so the cancel claims with one CAS and closes
+/// the empty list with `close_if_empty`. The derive either lands first (the
+/// fast close fails and the general path walks the child) or finds the list
+/// closed and is born canceled.
+/// Fails with `skip_close_if_empty` (the fast path does not close the list).
+#[test]
+fn cancel_vs_derive_no_cause() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let p2 = parent.clone();
+        let deriver = thread::spawn(move || p2.with_cancel());
+        handle.cancel();
+        let (child, _child_handle) = deriver.join().unwrap();
+        assert_eq!(parent.err(), Some(Error::Canceled));
+        assert_eq!(
+            child.err(),
+            Some(Error::Canceled),
+            "N2: a child escaped the cancel"
+        );
+    });
+}
+
 /// S1, N3, N4: two cancels of one node with different causes. Exactly one
 /// cause wins, every descendant inherits that one, and each cancel call
 /// returns only once the whole subtree is canceled (the loser helps).
