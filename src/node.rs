@@ -643,6 +643,8 @@ unsafe fn free(ptr: *const Node) {
                 }
             }
             let _block = ReturnBlock(ptr as *mut u8);
+            // SAFETY: a cache block holding a `Node` nobody else can reach;
+            // dropped once, its memory returned by `_block` after.
             unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
         } else {
             drop(unsafe { Box::from_raw(ptr as *mut Node) });
