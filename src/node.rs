@@ -410,10 +410,13 @@ unsafe impl Sync for NodeRef {}
 /// A deadline node: the node followed by its timer slot, one allocation.
 /// `repr(C)` puts `node` at offset 0, so a `*const Node` names both.
 #[repr(C)]
-struct TimedNode {
+pub(crate) struct TimedNode {
     node: Node,
     timer: TimerSlot,
 }
+
+/// The layout of a deadline node's allocation.
+pub(crate) const TIMED_LAYOUT: std::alloc::Layout = std::alloc::Layout::new::<TimedNode>();
 
 impl NodeRef {
     /// Allocates the node `make` builds, of kind `kind`; a `Kind::Deadline`
@@ -431,12 +434,12 @@ impl NodeRef {
         #[cfg(loom)]
         LIVE_NODES.with(|n| n.set(n.get() + 1));
         if kind == Kind::Deadline {
-            return NodeRef::alloc_timed(make(), deadline_cause);
+            return NodeRef::alloc_timed(make, deadline_cause);
         }
         debug_assert!(deadline_cause.is_none());
         #[cfg(not(loom))]
         if crate::node_cache::ENABLED {
-            let block = crate::node_cache::alloc_block() as *mut Node;
+            let block = crate::node_cache::NODES.alloc_block() as *mut Node;
             // SAFETY: a block of `Node`'s layout, holding no value (C1).
             unsafe { block.write(make()) };
             return block;
@@ -454,13 +457,37 @@ impl NodeRef {
         block
     }
 
+    /// [`alloc`](NodeRef::alloc) for a deadline node: a block of
+    /// [`TIMED_LAYOUT`] from the node cache's `TIMED` class (or the global
+    /// allocator), the node and its timer slot written in place.
     #[inline(never)]
-    fn alloc_timed(node: Node, deadline_cause: Option<Cause>) -> *const Node {
-        let timed = Box::new(TimedNode {
-            node,
-            timer: TimerSlot::new(deadline_cause),
-        });
-        Box::into_raw(timed) as *const Node
+    fn alloc_timed(make: impl FnOnce() -> Node, deadline_cause: Option<Cause>) -> *const Node {
+        #[cfg(not(loom))]
+        let block = if crate::node_cache::ENABLED {
+            crate::node_cache::TIMED.alloc_block()
+        } else {
+            std::ptr::null_mut()
+        };
+        #[cfg(loom)]
+        let block: *mut u8 = std::ptr::null_mut();
+        let block = if block.is_null() {
+            // SAFETY: `TimedNode` has a non-zero size; `free` rebuilds the
+            // `Box` (the same layout).
+            let block = unsafe { std::alloc::alloc(TIMED_LAYOUT) };
+            if block.is_null() {
+                std::alloc::handle_alloc_error(TIMED_LAYOUT);
+            }
+            block
+        } else {
+            block
+        } as *mut TimedNode;
+        // SAFETY: a block of `TimedNode`'s layout holding no value (C1, or
+        // fresh): each field written once, in place.
+        unsafe {
+            std::ptr::addr_of_mut!((*block).node).write(make());
+            std::ptr::addr_of_mut!((*block).timer).write(TimerSlot::new(deadline_cause));
+        }
+        block as *const Node
     }
 
     /// Gives up this count as a raw pointer (for the timer's queues).
@@ -624,28 +651,36 @@ unsafe fn free(ptr: *const Node) {
     #[cfg(not(loom))]
     {
         // SAFETY (every arm): the allocation's type follows the kind and
-        // `node_cache::ENABLED` (`NodeRef::alloc`): a `Box` from
-        // `Box::into_raw`, or a cache block holding a `Node`; nobody else
-        // can reach it (the caller's contract), so it is dropped once.
-        if unsafe { (*ptr).kind() } == Kind::Deadline {
-            drop(unsafe { Box::from_raw(ptr as *mut TimedNode) });
-        } else if crate::node_cache::ENABLED {
-            // The block came from the node cache (`NodeRef::alloc`): drop
-            // the node in place and hand the memory back to it (C1) — also
-            // if the drop unwinds (a cause whose `drop` panics), as a `Box`
-            // would free its memory.
-            struct ReturnBlock(*mut u8);
+        // `node_cache::ENABLED` (`NodeRef::alloc`, `alloc_timed`): a block
+        // of the node cache's class for the kind holding a `Node` or a
+        // `TimedNode`, or (cache off) an allocation of the type's layout, as
+        // `Box` makes; nobody else can reach it (the caller's contract), so
+        // it is dropped once.
+        let timed = unsafe { (*ptr).kind() } == Kind::Deadline;
+        if crate::node_cache::ENABLED {
+            // Drop the node in place and hand the memory back to the cache
+            // (C1) — also if the drop unwinds (a cause whose `drop` panics),
+            // as a `Box` would free its memory.
+            struct ReturnBlock(&'static crate::node_cache::Class, *mut u8);
             impl Drop for ReturnBlock {
                 fn drop(&mut self) {
                     // SAFETY: the node in the block was dropped (or its drop
                     // unwound); nobody can reach the block (`free`'s contract).
-                    unsafe { crate::node_cache::free_block(self.0) };
+                    unsafe { self.0.free_block(self.1) };
                 }
             }
-            let _block = ReturnBlock(ptr as *mut u8);
-            // SAFETY: a cache block holding a `Node` nobody else can reach;
-            // dropped once, its memory returned by `_block` after.
-            unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
+            if timed {
+                let _block = ReturnBlock(&crate::node_cache::TIMED, ptr as *mut u8);
+                // SAFETY: a `TIMED` block holding a `TimedNode` nobody else
+                // can reach; dropped once, its memory returned by `_block`.
+                unsafe { std::ptr::drop_in_place(ptr as *mut TimedNode) };
+            } else {
+                let _block = ReturnBlock(&crate::node_cache::NODES, ptr as *mut u8);
+                // SAFETY: as above, a `NODES` block holding a `Node`.
+                unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
+            }
+        } else if timed {
+            drop(unsafe { Box::from_raw(ptr as *mut TimedNode) });
         } else {
             drop(unsafe { Box::from_raw(ptr as *mut Node) });
         }
@@ -1238,11 +1273,15 @@ mod tests {
             let (ctx, handle) = crate::Context::background().with_cancel();
             handle.cancel_with_cause(PanicsOnDrop);
             drop(handle);
-            let before = crate::node_cache::cached();
+            let before = crate::node_cache::NODES.cached();
             let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ctx)));
             assert!(dropped.is_err(), "the cause's panic reaches the dropper");
             if crate::node_cache::ENABLED {
-                assert_eq!(crate::node_cache::cached(), before + 1, "block leaked");
+                assert_eq!(
+                    crate::node_cache::NODES.cached(),
+                    before + 1,
+                    "block leaked"
+                );
             }
         })
         .join()

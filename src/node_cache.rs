@@ -1,22 +1,27 @@
-//! A small per-thread cache of freed node blocks in front of the global
+//! A per-thread cache of freed node blocks in front of the global
 //! allocator: deriving a child right after another was freed — the common
 //! request pattern — reuses its memory without a trip through the allocator
 //! (glibc's `malloc` + `free` were about a quarter of the instructions of a
-//! derive + cancel + drop).
+//! derive + cancel + drop, and a third of a chain's).
+//!
+//! Two size classes, each with its own per-thread stack: [`NODES`] for
+//! plain nodes and [`TIMED`] for deadline nodes (a node and its timer slot).
 //!
 //! Invariants:
-//! - **C1** A cached block is an allocation of [`BLOCK`] from the global
-//!   allocator that holds no value (its node was dropped in place); its
-//!   first word links the next cached block.
-//! - **C2** A thread caches at most [`CAPACITY`] blocks (`CAPACITY × 56`
-//!   bytes, in 64-byte glibc chunks); a block freed when the cache is full goes to the allocator, and
-//!   the thread's exit returns every cached block to it. So the memory a
-//!   thread holds beyond its live nodes is bounded, whatever the churn.
-//! - **C3** Only the owning thread touches its cache (a thread-local; no
+//! - **C1** A cached block is an allocation of its class's layout from the
+//!   global allocator that holds no value (its node was dropped in place);
+//!   its first word links the next cached block of the class.
+//! - **C2** A thread caches at most `capacity` blocks of a class
+//!   ([`NODES`]: 1024 × 56 bytes, in 64-byte glibc chunks, 64 KiB;
+//!   [`TIMED`]: 64 × 80 bytes); a block freed when its cache is full goes
+//!   to the allocator, and the thread's exit returns every cached block to
+//!   it. So the memory a thread holds beyond its live nodes is bounded,
+//!   whatever the churn.
+//! - **C3** Only the owning thread touches its caches (thread-locals; no
 //!   atomics). A block freed on another thread than the one that allocated
 //!   it joins the freeing thread's cache: blocks migrate, the bound is per
 //!   thread.
-//! - **C4** After the cache is destroyed (thread exit: another thread-local's
+//! - **C4** After a cache is destroyed (thread exit: another thread-local's
 //!   destructor may still free nodes) blocks bypass it.
 //!
 //! Reuse needs no ordering of its own: whoever frees a node has acquired
@@ -30,24 +35,54 @@
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
 use std::ptr;
+use std::thread::LocalKey;
 
-/// The layout of one cached block: a `Node`'s.
-pub(crate) const BLOCK: Layout = Layout::new::<crate::node::Node>();
+/// A size class: the layout of its blocks, how many one thread keeps (C2),
+/// and the per-thread stacks.
+pub(crate) struct Class {
+    layout: Layout,
+    capacity: u32,
+    caches: &'static LocalKey<Cache>,
+}
 
-/// Blocks one thread keeps (C2): enough for a burst of derives after a burst
-/// of drops in one request, small next to the thread's stack.
-pub(crate) const CAPACITY: u32 = 64;
+/// Plain nodes (`with_cancel` children). 1024 blocks: a request that
+/// derives a thousand contexts, cancels and drops them, hands the next
+/// request its memory back (a 1000-deep chain frees 1000 nodes in one
+/// burst; with 64 blocks, 94 % of them went through glibc's `_int_free`).
+pub(crate) static NODES: Class = Class {
+    layout: Layout::new::<crate::node::Node>(),
+    capacity: 1024,
+    caches: &NODE_CACHES,
+};
+
+/// Deadline nodes (`node::TimedNode`). Fewer: a request sets a few
+/// deadlines, and the timer's own collection frees them in batches of 64
+/// (`timer.rs`, T5).
+pub(crate) static TIMED: Class = Class {
+    layout: crate::node::TIMED_LAYOUT,
+    capacity: 64,
+    caches: &TIMED_CACHES,
+};
 
 /// Whether `node.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));
 
-/// A thread's cached blocks: an intrusive stack (C1).
-struct Cache {
+/// A thread's cached blocks of one class: an intrusive stack (C1).
+pub(crate) struct Cache {
     head: Cell<*mut u8>,
     len: Cell<u32>,
+    layout: Layout,
 }
 
 impl Cache {
+    const fn new(layout: Layout) -> Cache {
+        Cache {
+            head: Cell::new(ptr::null_mut()),
+            len: Cell::new(0),
+            layout,
+        }
+    }
+
     fn pop(&self) -> *mut u8 {
         let block = self.head.get();
         if !block.is_null() {
@@ -58,13 +93,14 @@ impl Cache {
         block
     }
 
-    /// Caches `block` if there is room; returns whether it did.
-    fn push(&self, block: *mut u8) -> bool {
+    /// Caches `block` if there are fewer than `capacity`; returns whether
+    /// it did.
+    fn push(&self, block: *mut u8, capacity: u32) -> bool {
         let len = self.len.get();
-        if len >= CAPACITY {
+        if len >= capacity {
             return false;
         }
-        // SAFETY: the caller hands over a block of `BLOCK` (pointer-aligned,
+        // SAFETY: the caller hands over a block of the class (pointer-aligned,
         // at least a word) holding no value.
         unsafe { ptr::write(block as *mut *mut u8, self.head.get()) };
         self.head.set(block);
@@ -80,54 +116,58 @@ impl Drop for Cache {
             if block.is_null() {
                 return;
             }
-            // SAFETY: cached blocks came from `alloc(BLOCK)` (C1).
-            unsafe { dealloc(block, BLOCK) };
+            // SAFETY: cached blocks came from `alloc(self.layout)` (C1).
+            unsafe { dealloc(block, self.layout) };
         }
     }
 }
 
 std::thread_local! {
-    static CACHE: Cache = const {
-        Cache {
-            head: Cell::new(ptr::null_mut()),
-            len: Cell::new(0),
+    static NODE_CACHES: Cache = const { Cache::new(Layout::new::<crate::node::Node>()) };
+    static TIMED_CACHES: Cache = const { Cache::new(crate::node::TIMED_LAYOUT) };
+}
+
+impl Class {
+    /// A block of the class: a cached one, or a new allocation.
+    #[inline]
+    pub(crate) fn alloc_block(&'static self) -> *mut u8 {
+        let cached = self.caches.try_with(Cache::pop).unwrap_or(ptr::null_mut());
+        if !cached.is_null() {
+            return cached;
         }
-    };
-}
-
-/// A block of [`BLOCK`]: a cached one, or a new allocation.
-#[inline]
-pub(crate) fn alloc_block() -> *mut u8 {
-    let cached = CACHE.try_with(Cache::pop).unwrap_or(ptr::null_mut());
-    if !cached.is_null() {
-        return cached;
+        // SAFETY: both classes' layouts have a non-zero size.
+        let block = unsafe { alloc(self.layout) };
+        if block.is_null() {
+            handle_alloc_error(self.layout);
+        }
+        block
     }
-    // SAFETY: `BLOCK` has a non-zero size.
-    let block = unsafe { alloc(BLOCK) };
-    if block.is_null() {
-        handle_alloc_error(BLOCK);
-    }
-    block
-}
 
-/// Returns a block to the cache, or to the allocator when the cache is full
-/// or gone (C2, C4).
-///
-/// # Safety
-/// `block` came from [`alloc_block`], holds no value, and nobody uses it
-/// any more.
-#[inline]
-pub(crate) unsafe fn free_block(block: *mut u8) {
-    if !CACHE.try_with(|cache| cache.push(block)).unwrap_or(false) {
-        // SAFETY: forwarded from the caller; blocks come from `alloc(BLOCK)`.
-        unsafe { dealloc(block, BLOCK) };
+    /// Returns a block to the cache, or to the allocator when the cache is
+    /// full or gone (C2, C4).
+    ///
+    /// # Safety
+    /// `block` came from this class's [`alloc_block`](Class::alloc_block),
+    /// holds no value, and nobody uses it any more.
+    #[inline]
+    pub(crate) unsafe fn free_block(&'static self, block: *mut u8) {
+        let capacity = self.capacity;
+        if !self
+            .caches
+            .try_with(|cache| cache.push(block, capacity))
+            .unwrap_or(false)
+        {
+            // SAFETY: forwarded from the caller; blocks come from
+            // `alloc(self.layout)`.
+            unsafe { dealloc(block, self.layout) };
+        }
     }
-}
 
-/// Blocks cached on this thread (tests).
-#[cfg(test)]
-pub(crate) fn cached() -> u32 {
-    CACHE.with(|cache| cache.len.get())
+    /// Blocks of the class cached on this thread (tests).
+    #[cfg(test)]
+    pub(crate) fn cached(&'static self) -> u32 {
+        self.caches.with(|cache| cache.len.get())
+    }
 }
 
 #[cfg(test)]
@@ -136,33 +176,57 @@ mod tests {
 
     #[test]
     fn a_freed_block_is_reused_lifo() {
-        let a = alloc_block();
-        let b = alloc_block();
-        let before = cached();
+        let a = NODES.alloc_block();
+        let b = NODES.alloc_block();
+        let before = NODES.cached();
         // SAFETY: fresh blocks holding no value.
         unsafe {
-            free_block(a);
-            free_block(b);
+            NODES.free_block(a);
+            NODES.free_block(b);
         }
-        assert_eq!(cached(), before + 2);
-        assert_eq!(alloc_block(), b);
-        assert_eq!(alloc_block(), a);
-        assert_eq!(cached(), before);
+        assert_eq!(NODES.cached(), before + 2);
+        assert_eq!(NODES.alloc_block(), b);
+        assert_eq!(NODES.alloc_block(), a);
+        assert_eq!(NODES.cached(), before);
         // SAFETY: as above.
         unsafe {
-            free_block(a);
-            free_block(b);
+            NODES.free_block(a);
+            NODES.free_block(b);
         }
     }
 
     #[test]
     fn the_cache_is_bounded() {
-        let blocks: Vec<_> = (0..3 * CAPACITY).map(|_| alloc_block()).collect();
+        let blocks: Vec<_> = (0..3 * NODES.capacity)
+            .map(|_| NODES.alloc_block())
+            .collect();
         for &block in &blocks {
             // SAFETY: fresh blocks holding no value.
-            unsafe { free_block(block) };
+            unsafe { NODES.free_block(block) };
         }
-        assert_eq!(cached(), CAPACITY);
+        assert_eq!(NODES.cached(), NODES.capacity);
+    }
+
+    #[test]
+    fn the_classes_are_separate() {
+        // On a fresh thread, whose caches start empty.
+        std::thread::spawn(|| {
+            let timed = TIMED.alloc_block();
+            // SAFETY: a fresh block holding no value.
+            unsafe { TIMED.free_block(timed) };
+            assert_eq!((NODES.cached(), TIMED.cached()), (0, 1));
+            assert_eq!(TIMED.alloc_block(), timed);
+            let blocks: Vec<_> = (0..2 * TIMED.capacity)
+                .map(|_| TIMED.alloc_block())
+                .collect();
+            for &block in blocks.iter().chain([&timed]) {
+                // SAFETY: as above.
+                unsafe { TIMED.free_block(block) };
+            }
+            assert_eq!((NODES.cached(), TIMED.cached()), (0, TIMED.capacity));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
@@ -171,13 +235,13 @@ mod tests {
         // (C3), which its exit returns to the allocator (a block left behind
         // is a leak for the AddressSanitizer step's LeakSanitizer: this
         // module's tests use the cache whatever `ENABLED` says).
-        let blocks: Vec<usize> = (0..8).map(|_| alloc_block() as usize).collect();
+        let blocks: Vec<usize> = (0..8).map(|_| NODES.alloc_block() as usize).collect();
         std::thread::spawn(move || {
             for block in blocks {
                 // SAFETY: blocks holding no value, handed over to this thread.
-                unsafe { free_block(block as *mut u8) };
+                unsafe { NODES.free_block(block as *mut u8) };
             }
-            assert_eq!(cached(), 8);
+            assert_eq!(NODES.cached(), 8);
         })
         .join()
         .unwrap();

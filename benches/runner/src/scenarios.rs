@@ -658,7 +658,17 @@ fn value_lookup<T: Tree>(cfg: &Config, depth: usize) -> Option<Sampler> {
 }
 
 /// Live bytes and allocation calls per child, over 10^4 live children.
+/// Live bytes and allocations per child, counted on a fresh thread: a
+/// thread that already ran other scenarios keeps freed nodes in ctxtree's
+/// node cache (docs/design.md §6), and children taking those blocks would
+/// read as cheaper than they are.
 fn memory<T: Tree>() -> (Cell, Cell) {
+    std::thread::spawn(memory_on_this_thread::<T>)
+        .join()
+        .expect("the memory scenario's thread")
+}
+
+fn memory_on_this_thread<T: Tree>() -> (Cell, Cell) {
     const N: usize = 10_000;
     // Warm-up on another parent: thread-locals and lazily allocated
     // per-thread state, without leaving garbage in the measured parent.
