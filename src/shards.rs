@@ -74,12 +74,17 @@ pub(crate) fn shard_count() -> usize {
 pub(crate) struct Shard {
     pub(crate) list: ChildList,
     pub(crate) budget: SweepBudget,
-    /// The other shard this shard's next sweep looks at, and that shard's
-    /// budget word when this one last looked (`(index + 1) | word << 8`;
-    /// 0 before the first look): see [`ShardBlock::other_to_sweep`]. A
-    /// heuristic, updated with plain loads and stores of a std atomic even
-    /// under loom (it is per block, so each model execution starts afresh).
-    memo: std::sync::atomic::AtomicUsize,
+    /// The other shard this shard's next sweep looks at (`index + 1`; 0
+    /// before the first look) and that shard's budget word when this one
+    /// last looked: see [`ShardBlock::other_to_sweep`]. A heuristic,
+    /// updated with plain loads and stores of std atomics even under loom
+    /// (it is per block, so each model execution starts afresh). Two words,
+    /// not one packed `usize`, so it holds on 32-bit targets too. Threads
+    /// sharing this shard may update them at once (lost updates, or a pair
+    /// from two writers): a look misjudged that way costs one extra sweep
+    /// of another shard, or postpones one until the rotation comes back.
+    memo_look: std::sync::atomic::AtomicU32,
+    memo_budget: std::sync::atomic::AtomicU32,
     /// Model-checking oracle, as the node's (`node.rs`), read in the first
     /// shard: set when the block is freed with its node; every access
     /// asserts it is clear.
@@ -132,7 +137,8 @@ impl<'a> ShardBlock<'a> {
                     ChildList::new()
                 },
                 budget: SweepBudget::new(),
-                memo: std::sync::atomic::AtomicUsize::new(0),
+                memo_look: std::sync::atomic::AtomicU32::new(0),
+                memo_budget: std::sync::atomic::AtomicU32::new(0),
                 #[cfg(loom)]
                 freed: std::sync::atomic::AtomicBool::new(false),
                 #[cfg(loom)]
@@ -225,22 +231,20 @@ impl<'a> ShardBlock<'a> {
                 next
             }
         };
-        let memo = &self.shard(at).memo;
-        let seen = memo.load(std::sync::atomic::Ordering::Relaxed);
-        let (look, idle) = match seen {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mine = self.shard(at);
+        let (look, idle) = match mine.memo_look.load(Relaxed) {
             0 => (next_after(at), true),
-            _ => {
-                let look = (seen & 0xff) - 1;
-                let budget = self.shard(look).budget.word() as usize;
-                (look, budget == seen >> 8)
+            seen => {
+                let look = seen as usize - 1;
+                let budget = self.shard(look).budget.word();
+                (look, budget == mine.memo_budget.load(Relaxed))
             }
         };
         let next = next_after(look);
-        let budget = self.shard(next).budget.word() as usize;
-        memo.store(
-            (next + 1) | budget << 8,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        mine.memo_look.store(next as u32 + 1, Relaxed);
+        mine.memo_budget
+            .store(self.shard(next).budget.word(), Relaxed);
         idle.then(|| self.shard(look))
     }
 
