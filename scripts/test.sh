@@ -35,6 +35,16 @@ for feature in "${FEATURES[@]}"; do
 done
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+# 32-bit targets: every tagged pointer is 8-aligned there too (const
+# assertions in state.rs and node.rs). Type-checks the library and its tests;
+# linking 32-bit test binaries needs a 32-bit C library, which is not assumed
+# (docs/verification.md records the full suite run on i686).
+step "cargo check --target i686-unknown-linux-gnu (32-bit, all features, all targets)"
+rustup target list --installed 2>/dev/null | grep -q '^i686-unknown-linux-gnu$' \
+  || rustup target add i686-unknown-linux-gnu
+CARGO_TARGET_DIR=target/i686 cargo check -p ctxtree --all-features --all-targets \
+  --target i686-unknown-linux-gnu
+
 step "unit, integration and doc tests (no features)"
 cargo test --workspace
 

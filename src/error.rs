@@ -94,8 +94,11 @@ enum CauseRepr {
     Custom(Arc<BoxedError>),
 }
 
-/// The sized, thin-pointer home of a custom cause.
-pub(crate) type BoxedError = Box<dyn StdError + Send + Sync + 'static>;
+/// The sized, thin-pointer home of a custom cause. 8-aligned on every
+/// target: a node's state word tags a pointer to it with three bits
+/// (`state.rs`), and on 32-bit targets a `Box` alone is 4-aligned.
+#[repr(align(8))]
+pub(crate) struct BoxedError(Box<dyn StdError + Send + Sync + 'static>);
 
 impl Cause {
     /// A cause carrying just a message, like Go's `errors.New`.
@@ -110,14 +113,14 @@ impl Cause {
 
     /// Wraps an already boxed error without boxing it again.
     pub fn from_boxed(error: Box<dyn StdError + Send + Sync + 'static>) -> Cause {
-        Cause(CauseRepr::Custom(Arc::new(error)))
+        Cause(CauseRepr::Custom(Arc::new(BoxedError(error))))
     }
 
     /// The cause as a standard error trait object.
     pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
         match &self.0 {
             CauseRepr::Error(e) => e,
-            CauseRepr::Custom(b) => &***b,
+            CauseRepr::Custom(b) => &*b.0,
         }
     }
 
@@ -125,7 +128,7 @@ impl Cause {
     pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
         match &self.0 {
             CauseRepr::Error(e) => (e as &dyn Any).downcast_ref::<T>(),
-            CauseRepr::Custom(b) => b.downcast_ref::<T>(),
+            CauseRepr::Custom(b) => b.0.downcast_ref::<T>(),
         }
     }
 
@@ -133,7 +136,7 @@ impl Cause {
     pub fn as_context_error(&self) -> Option<Error> {
         match &self.0 {
             CauseRepr::Error(e) => Some(*e),
-            CauseRepr::Custom(b) => b.downcast_ref::<Error>().copied(),
+            CauseRepr::Custom(b) => b.0.downcast_ref::<Error>().copied(),
         }
     }
 
@@ -191,7 +194,7 @@ impl<E: StdError + Send + Sync + 'static> From<E> for Cause {
         if let Some(err) = (&error as &dyn Any).downcast_ref::<Error>() {
             return Cause::from_error(*err);
         }
-        Cause(CauseRepr::Custom(Arc::new(Box::new(error))))
+        Cause(CauseRepr::Custom(Arc::new(BoxedError(Box::new(error)))))
     }
 }
 

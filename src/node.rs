@@ -78,6 +78,7 @@ pub(crate) enum Kind {
     Deadline,
 }
 
+#[repr(align(8))] // list heads and links tag node pointers with three bits (children.rs)
 pub(crate) struct Node {
     /// `USER` per user plus `LISTED` (N1). Relaxed increments, Release/Acquire on the last
     /// decrement, as `Arc`. 32 bits (beside the 32-bit sweep budget, so the
@@ -117,6 +118,9 @@ pub(crate) struct Node {
     #[cfg(loom)]
     alive: crate::sync::UnsafeCell<()>,
 }
+
+// Three tag bits in list heads and links (children.rs), on every target.
+const _: () = assert!(std::mem::align_of::<Node>() >= 8);
 
 impl Node {
     #[inline]

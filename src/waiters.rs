@@ -50,6 +50,7 @@ const ABANDONED: usize = 2;
 const MIN_COLLECT: u32 = if cfg!(loom) { 1 } else { 32 };
 
 /// One registered waiter: a parked thread or an async task.
+#[repr(align(8))] // the state word tags a pointer to it with three bits (state.rs)
 pub(crate) struct Waiter {
     /// `WAITING`, `NOTIFIED` or `ABANDONED` (W1).
     state: AtomicUsize,
