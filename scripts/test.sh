@@ -40,10 +40,14 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 # linking 32-bit test binaries needs a 32-bit C library, which is not assumed
 # (docs/verification.md records the full suite run on i686).
 step "cargo check --target i686-unknown-linux-gnu (32-bit, all features, all targets)"
-rustup target list --installed 2>/dev/null | grep -q '^i686-unknown-linux-gnu$' \
-  || rustup target add i686-unknown-linux-gnu
-CARGO_TARGET_DIR=target/i686 cargo check -p ctxtree --all-features --all-targets \
-  --target i686-unknown-linux-gnu
+if rustup target list --installed 2>/dev/null | grep -q '^i686-unknown-linux-gnu$' \
+  || rustup target add i686-unknown-linux-gnu; then
+  CARGO_TARGET_DIR=target/i686 cargo check -p ctxtree --all-features --all-targets \
+    --target i686-unknown-linux-gnu
+else
+  # Only the download can fail here; the check itself fails the script.
+  printf '!!! 32-bit check SKIPPED: rustup could not install the i686 standard library\n%.0s' 1 2 3
+fi
 
 step "unit, integration and doc tests (no features)"
 cargo test --workspace
