@@ -441,50 +441,25 @@ impl NodeRef {
             return NodeRef::alloc_timed(make, deadline_cause);
         }
         debug_assert!(deadline_cause.is_none());
-        #[cfg(not(loom))]
-        if crate::node_cache::ENABLED {
-            let block = crate::node_cache::NODES.alloc_block() as *mut Node;
-            // SAFETY: a block of `Node`'s layout, holding no value (C1).
-            unsafe { block.write(make()) };
-            return block;
-        }
-        // Taken first and written in place, as above; `free` rebuilds the
-        // `Box` (the global allocator with `Node`'s layout, as `Box` uses).
-        let layout = std::alloc::Layout::new::<Node>();
-        // SAFETY: `Node` has a non-zero size.
-        let block = unsafe { std::alloc::alloc(layout) } as *mut Node;
-        if block.is_null() {
-            std::alloc::handle_alloc_error(layout);
-        }
-        // SAFETY: a fresh block of `Node`'s layout.
+        let block = NodeRef::block(
+            #[cfg(not(loom))]
+            &crate::node_cache::NODES,
+            std::alloc::Layout::new::<Node>(),
+        ) as *mut Node;
+        // SAFETY: a block of `Node`'s layout, holding no value (C1, or fresh).
         unsafe { block.write(make()) };
         block
     }
 
     /// [`alloc`](NodeRef::alloc) for a deadline node: a block of
-    /// [`TIMED_LAYOUT`] from the node cache's `TIMED` class (or the global
-    /// allocator), the node and its timer slot written in place.
+    /// [`TIMED_LAYOUT`], the node and its timer slot written in place.
     #[inline(never)]
     fn alloc_timed(make: impl FnOnce() -> Node, deadline_cause: Option<Cause>) -> *const Node {
-        #[cfg(not(loom))]
-        let block = if crate::node_cache::ENABLED {
-            crate::node_cache::TIMED.alloc_block()
-        } else {
-            std::ptr::null_mut()
-        };
-        #[cfg(loom)]
-        let block: *mut u8 = std::ptr::null_mut();
-        let block = if block.is_null() {
-            // SAFETY: `TimedNode` has a non-zero size; `free` rebuilds the
-            // `Box` (the same layout).
-            let block = unsafe { std::alloc::alloc(TIMED_LAYOUT) };
-            if block.is_null() {
-                std::alloc::handle_alloc_error(TIMED_LAYOUT);
-            }
-            block
-        } else {
-            block
-        } as *mut TimedNode;
+        let block = NodeRef::block(
+            #[cfg(not(loom))]
+            &crate::node_cache::TIMED,
+            TIMED_LAYOUT,
+        ) as *mut TimedNode;
         // SAFETY: a block of `TimedNode`'s layout holding no value (C1, or
         // fresh): each field written once, in place.
         unsafe {
@@ -492,6 +467,27 @@ impl NodeRef {
             std::ptr::addr_of_mut!((*block).timer).write(TimerSlot::new(deadline_cause));
         }
         block as *const Node
+    }
+
+    /// A block for a node of `layout`: from the node cache's `class` when
+    /// the cache is on, else from the global allocator, whose blocks `free`
+    /// hands back as the `Box` of the node's type (`Box` allocates with the
+    /// type's layout, which `layout` is).
+    #[inline(always)]
+    fn block(
+        #[cfg(not(loom))] class: &'static crate::node_cache::Class,
+        layout: std::alloc::Layout,
+    ) -> *mut u8 {
+        #[cfg(not(loom))]
+        if crate::node_cache::ENABLED {
+            return class.alloc_block();
+        }
+        // SAFETY: node layouts have a non-zero size.
+        let block = unsafe { std::alloc::alloc(layout) };
+        if block.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        block
     }
 
     /// Gives up this count as a raw pointer (for the timer's queues).
