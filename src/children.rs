@@ -35,8 +35,12 @@
 //! - **L2** An insert succeeds only on an open head (CAS), and the close is a
 //!   CAS setting `CLOSED` on the same word: every insert is ordered before
 //!   the close (and the closer's walk sees it) or fails and sees `CLOSED`.
+//!   Except a leaf's list, which its claimer finds empty and leaves open: an
+//!   insert into it then sees the claim with the load that follows it (N2's
+//!   store-load check, node.rs; `is_empty_after_claim`).
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
 //!   `fetch_or` closed it, and only once every descendant below is canceled.
+//!   On a canceled node, `0` means the same (a leaf left open, N2).
 //! - **L4** The list holds one reference to each linked node (node.rs: its
 //!   `LISTED` bit, N1). It is ended exactly once: by the sweeper if it
 //!   unlinked the node, by the node's last user if it unlinked it from the

@@ -27,6 +27,12 @@
 //! - **N2** A node's claim (S1) happens before its children list is closed.
 //!   So whoever finds a list closed, from an insert or a walk, can load the
 //!   owner's state word and find it canceled, with the err and cause to inherit.
+//!   A claimer that then finds the list empty leaves it open (a leaf: one
+//!   load instead of a closing CAS), and every insert loads the owner's word
+//!   after linking; one that finds it canceled finishes the cancel itself.
+//!   A store-load check: `SeqCst` claim and insert RMWs, each followed by a
+//!   `SeqCst` load of the other's word, so one of the two loads sees the
+//!   other RMW (docs/design.md §6).
 //! - **N3** A child takes its err and cause from its parent's state word
 //!   (the parent's winning claim), never from the caller of `cancel`, so the
 //!   first writer wins at every level even when several cancels overlap.
