@@ -8,10 +8,7 @@ cd "$(dirname "$0")/.."
 
 declare -A MODEL=(
   [skip_close]=cancel_vs_derive
-  [skip_recheck]=cancel_vs_derive_no_cause
-  [no_store_load_fence]=cancel_vs_derive_no_cause
-  [skip_recheck/walk]=walk_vs_derive_from_leaf
-  [no_store_load_fence/walk]=walk_vs_derive_from_leaf
+  [skip_close_if_empty]=cancel_vs_derive_no_cause
   [skip_help]=cancel_vs_cancel_with_causes
   [sweep_unmarked]=cancel_vs_child_drop_and_sweep
   [relaxed_push]=cancel_vs_waiter_push
@@ -42,14 +39,12 @@ plants=("$@")
 status=0
 for plant in "${plants[@]}"; do
   model=${MODEL[$plant]:?unknown plant $plant}
-  # "plant/suffix" checks one plant against a second model.
-  cfg=${plant%%/*}
   # "file:model" names a model outside tests/core.rs.
   test=core
   if [[ $model == *:* ]]; then test=${model%%:*}; model=${model#*:}; fi
   log=$(mktemp)
   CARGO_TARGET_DIR=target/loom-plant LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
-    RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg ctxtree_plant=\"$cfg\"" \
+    RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg ctxtree_plant=\"$plant\"" \
     cargo test --release -p loom-tests --test "$test" -- --exact "$model" >"$log" 2>&1
   code=$?
   if [ $code -ne 0 ] && grep -q "Running tests/$test.rs" "$log"; then

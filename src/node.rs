@@ -27,12 +27,6 @@
 //! - **N2** A node's claim (S1) happens before its children list is closed.
 //!   So whoever finds a list closed, from an insert or a walk, can load the
 //!   owner's state word and find it canceled, with the err and cause to inherit.
-//!   A claimer that then finds the list empty leaves it open (a leaf: one
-//!   load instead of a closing CAS), and every insert loads the owner's word
-//!   after linking; one that finds it canceled finishes the cancel itself.
-//!   A store-load check: `SeqCst` claim and insert RMWs, each followed by a
-//!   `SeqCst` load of the other's word, so one of the two loads sees the
-//!   other RMW (docs/design.md §6).
 //! - **N3** A child takes its err and cause from its parent's state word
 //!   (the parent's winning claim), never from the caller of `cancel`, so the
 //!   first writer wins at every level even when several cancels overlap.
@@ -210,11 +204,10 @@ impl Node {
                 return false;
             }
             // Release publishes err+cause (S2); Acquire takes the waiter
-            // entries pushed with Release (W3). `SeqCst`: the claim's half
-            // of N2's store-load check (the caller then loads the list).
+            // entries pushed with Release (W3).
             match self
                 .state
-                .compare_exchange_weak(cur, word, Ordering::SeqCst, Ordering::Acquire)
+                .compare_exchange_weak(cur, word, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
                     let waiters = state::waiter_head(cur);
@@ -766,29 +759,10 @@ fn derive_under(
                 // drop (held by `unlist`): raise it now that the pass is done.
                 waiters::panics::resume();
             }
-            // The insert's half of N2's store-load check: a claimer that
-            // found the list empty after its claim left it open, and this
-            // load (after the insert's `SeqCst` RMW) then sees its claim.
-            crate::sync::store_load_fence();
-            #[cfg(not(ctxtree_plant = "skip_recheck"))]
-            if state::is_canceled(parent.state.load(Ordering::SeqCst)) {
-                attached_after_claim(parent);
-            }
             pair
         }
         Err(()) => attach_refused(parent, ptr),
     }
-}
-
-/// `derive` after its insert found the parent canceled (N2): the parent's
-/// claimer may have found the list empty and left it open, so finish the
-/// parent's cancel here, as a second `cancel` would — close its list (owner
-/// or helper) and walk it, canceling the new child — before the child is
-/// returned.
-#[cold]
-#[inline(never)]
-fn attached_after_claim(parent: &Node) {
-    finish_cancel(parent, false, Callbacks::default());
 }
 
 /// `derive` after the parent's list refused the child: the parent closed
@@ -940,29 +914,27 @@ impl Node {
 pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
     let cur = node.state_word();
     if state::is_canceled(cur) {
-        // Canceled and its walk finished (`CLOSED | 0`, L3), or a leaf left
-        // open and empty (N2): the subtree is canceled and nothing is left
-        // to claim, help or run. A handle dropped after its cancel lands
-        // here.
-        if node.children.nothing_below() {
+        // Canceled and its walk finished (`CLOSED | 0`, L3): the subtree is
+        // canceled and nothing is left to claim, help or run. A handle
+        // dropped after its cancel lands here.
+        if node.children.is_finished() {
             return;
         }
     } else if cur == state::ACTIVE && cause.is_none() {
         // Nobody waiting, no cause to count: the claim (S1) is one CAS that
-        // wakes nobody and queues no callback, and a leaf's walk is finding
-        // its list empty. The common cancel, without the general machinery.
-        // `SeqCst`: the claim's half of N2's store-load check.
+        // wakes nobody and queues no callback, and a leaf's walk is closing
+        // its empty list. The common cancel, without the general machinery.
         let won = node
             .state
             .compare_exchange(
                 state::ACTIVE,
                 state::canceled(err, None),
-                Ordering::SeqCst,
+                Ordering::AcqRel,
                 Ordering::Acquire,
             )
             .is_ok();
         if won {
-            if node.children.is_empty_after_claim() {
+            if node.children.close_if_empty() {
                 // No subtree: leave the parent's list as below (L1).
                 node.link.mark_deleted();
                 node.note_disarmed();
@@ -1221,11 +1193,9 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
             let child = unsafe { &*(cur as *const Node) };
             cur = child.link.next_sibling();
             inherit(child, parent_word, callbacks);
-            // Most children are leaves: a list found empty after the claim
-            // stays open, and an insert still to come cancels its own child
-            // (N2). One load, nothing to queue. (Whoever claimed the child —
-            // this walk or another thread — made the check's RMW.)
-            if !child.children.is_empty_after_claim() {
+            // Most children are leaves: an empty list closed is finished
+            // (`CLOSED | 0`), with one CAS and nothing to queue.
+            if !child.children.close_if_empty() {
                 lists.enter(child);
             }
         }

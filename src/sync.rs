@@ -5,17 +5,8 @@
 //! crossbeam-epoch switches too) they are loom's instrumented versions, and the
 //! models in `loom-tests/` explore every interleaving of the real code.
 //!
-//! loom does not model `SeqCst` loads and stores (it treats them as Acquire
-//! and Release). Every ordering decision is an Acquire/Release pair on a
-//! read-modify-write, except one store-load check (N2 in docs/design.md §6):
-//! a claim then a load of the children list, against an insert then a load
-//! of the state word. It uses `SeqCst` read-modify-writes and `SeqCst` loads,
-//! which on x86-64 cost nothing over the RMW (a locked instruction is already
-//! a full barrier) where a fence would cost as much as the RMW it replaces.
-//! Under loom [`store_load_fence`] adds a `SeqCst` fence between the two,
-//! which loom does model: the models check the fence version of the same
-//! litmus shape (store buffering), which C++20 forbids for `SeqCst` accesses
-//! and for `SeqCst` fences alike.
+//! loom does not model `SeqCst` loads and stores, so no protocol here relies on
+//! them: every ordering decision is an Acquire/Release pair on a read-modify-write.
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -26,16 +17,6 @@ pub(crate) use std::sync::Arc;
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
-
-/// Between a `SeqCst` read-modify-write and a `SeqCst` load of another word
-/// in the store-load check (N2): nothing outside loom, where the `SeqCst`
-/// accesses order themselves; a `SeqCst` fence under loom, which models
-/// fences but not `SeqCst` accesses (tokio-rs/loom#180).
-#[inline(always)]
-pub(crate) fn store_load_fence() {
-    #[cfg(all(loom, not(ctxtree_plant = "no_store_load_fence")))]
-    loom::sync::atomic::fence(Ordering::SeqCst);
-}
 
 #[cfg(not(loom))]
 pub(crate) use crossbeam_epoch as epoch;
