@@ -50,7 +50,7 @@ pub(crate) struct Class {
 /// request its memory back (a 1000-deep chain frees 1000 nodes in one
 /// burst; with 64 blocks, 94 % of them went through glibc's `_int_free`).
 pub(crate) static NODES: Class = Class {
-    layout: Layout::new::<crate::node::Node>(),
+    layout: NODE_LAYOUT,
     capacity: 1024,
     caches: &NODE_CACHES,
 };
@@ -59,10 +59,15 @@ pub(crate) static NODES: Class = Class {
 /// deadlines, and the timer's own collection frees them in batches of 64
 /// (`timer.rs`, T5).
 pub(crate) static TIMED: Class = Class {
-    layout: crate::node::TIMED_LAYOUT,
+    layout: TIMED_LAYOUT,
     capacity: 64,
     caches: &TIMED_CACHES,
 };
+
+/// The classes' layouts, named once: each class and its thread-local
+/// stacks (which free their blocks at thread exit) use the same one.
+const NODE_LAYOUT: Layout = Layout::new::<crate::node::Node>();
+const TIMED_LAYOUT: Layout = crate::node::TIMED_LAYOUT;
 
 /// Whether `node.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));
@@ -123,8 +128,8 @@ impl Drop for Cache {
 }
 
 std::thread_local! {
-    static NODE_CACHES: Cache = const { Cache::new(Layout::new::<crate::node::Node>()) };
-    static TIMED_CACHES: Cache = const { Cache::new(crate::node::TIMED_LAYOUT) };
+    static NODE_CACHES: Cache = const { Cache::new(NODE_LAYOUT) };
+    static TIMED_CACHES: Cache = const { Cache::new(TIMED_LAYOUT) };
 }
 
 impl Class {

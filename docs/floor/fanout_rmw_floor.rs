@@ -3,11 +3,13 @@
 //! state (CAS) and close its empty list (CAS) while walking the list, then
 //! drop the list's hold on it (fetch_sub) in a second pass. Argument 1 adds
 //! a prefetch of the next child (it changes nothing: each locked
-//! instruction waits for the one before).
+//! instruction waits for the one before). Argument 2 is the walk since
+//! d4770c8: the claim, then a load of the child's list instead of the
+//! closing CAS (N2's store-load check), so two RMWs per child.
 //!
 //! Not part of the build: `rustc -O docs/floor/fanout_rmw_floor.rs -o /tmp/fan && /tmp/fan 0`
 //! (docs/benchmarks.md, "What limits ctxtree": 9.0 ns per child on the
-//! 2-core machine, against ctxtree's 9.1–9.5).
+//! 2-core machine with three RMWs, against ctxtree's 9.1–9.5 then).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};
@@ -24,7 +26,9 @@ struct Node {
 }
 
 fn main() {
-    let prefetch = std::env::args().nth(1).as_deref() == Some("1");
+    let arg = std::env::args().nth(1);
+    let prefetch = arg.as_deref() == Some("1");
+    let two_rmws = arg.as_deref() == Some("2");
     let n = 1000;
     let nodes: Vec<Box<Node>> = (0..n)
         .map(|_| {
@@ -61,9 +65,14 @@ fn main() {
                 };
             }
             let s = c.state.load(Acquire);
-            let _ = c.state.compare_exchange(s, 9, AcqRel, Acquire);
-            let h = c.children.load(Acquire);
-            let _ = c.children.compare_exchange(h, h | 1, AcqRel, Acquire);
+            if two_rmws {
+                let _ = c.state.compare_exchange(s, 9, SeqCst, Acquire);
+                black_box(c.children.load(SeqCst));
+            } else {
+                let _ = c.state.compare_exchange(s, 9, AcqRel, Acquire);
+                let h = c.children.load(Acquire);
+                let _ = c.children.compare_exchange(h, h | 1, AcqRel, Acquire);
+            }
             cur = next & !7;
         }
         let mut cur = &*nodes[0] as *const Node as usize;
