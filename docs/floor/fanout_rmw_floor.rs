@@ -3,9 +3,9 @@
 //! state (CAS) and close its empty list (CAS) while walking the list, then
 //! drop the list's hold on it (fetch_sub) in a second pass. Argument 1 adds
 //! a prefetch of the next child (it changes nothing: each locked
-//! instruction waits for the one before). Argument 2 is the walk since
-//! d4770c8: the claim, then a load of the child's list instead of the
-//! closing CAS (N2's store-load check), so two RMWs per child.
+//! instruction waits for the one before). Argument 2 is the walk tried at
+//! d4770c8 and reverted (docs/design.md §6): the claim, then a load of the
+//! child's list instead of the closing CAS, so two RMWs per child.
 //!
 //! Not part of the build: `rustc -O docs/floor/fanout_rmw_floor.rs -o /tmp/fan && /tmp/fan 0`
 //! (docs/benchmarks.md, "What limits ctxtree": 9.0 ns per child on the
