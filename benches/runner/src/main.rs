@@ -8,11 +8,11 @@ mod alloc;
 mod cli;
 mod machine;
 mod measure;
-mod mutex_tree;
 mod progress;
 mod report;
 mod scenarios;
-mod tree;
+
+use ctxtree_bench::{ops, tree};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -7,14 +7,13 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::process::Command;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::alloc::Counting;
 use crate::machine;
 use crate::measure::{burst, interleave, per_op, per_op_rounds, Sampler, Sampling, Stats};
+use crate::ops::{self, build_chain, live_parent, one_child};
 use crate::progress::Progress;
 use crate::report::{Cell, Row, Unit, IMPLS};
 use crate::tree::{CtxTree, MutexTree, TokioTree, Tree};
@@ -442,19 +441,6 @@ pub fn pow10(n: usize) -> String {
     }
 }
 
-/// A live parent (a real node for every implementation) and its handle.
-fn live_parent<T: Tree>() -> (T::Ctx, T::Handle) {
-    T::derive(&T::background())
-}
-
-#[inline]
-fn one_child<T: Tree>(parent: &T::Ctx) {
-    let (ctx, handle) = T::derive(black_box(parent));
-    T::cancel(&handle);
-    drop(handle);
-    drop(black_box(ctx));
-}
-
 fn derive_cancel_drop<T: Tree>(cfg: &Config) -> Option<Sampler> {
     let (parent, handle) = live_parent::<T>();
     Some(per_op(cfg.sampling.target, move |n| {
@@ -497,33 +483,11 @@ fn shared_parent<T: Tree>(cfg: &Config, threads: usize, cpu: CpuSide) -> Option<
 
 fn fanout<T: Tree>(cfg: &Config, n: usize) -> Option<Sampler> {
     Some(per_op_rounds(cfg.sampling.target, move || {
-        let (parent, handle) = live_parent::<T>();
-        let children: Vec<_> = (0..n).map(|_| T::derive(&parent)).collect();
-        let start = Instant::now();
-        T::cancel(&handle);
-        let t = start.elapsed();
-        // Not timed: the children really are canceled.
-        assert!(T::is_done(&children[0].0) && T::is_done(&children[n - 1].0));
-        drop(children);
+        let fanout = ops::Fanout::<T>::new(n);
+        let t = fanout.cancel();
+        drop(fanout); // not timed
         (t, n as u64)
     }))
-}
-
-/// Go's CancelTree (Root=OpenCanceler): derive a root, a chain of `depth`
-/// under it, cancel the root, drop everything.
-fn build_chain<T: Tree>(depth: usize, handles: &mut Vec<T::Handle>) {
-    let (root, root_handle) = live_parent::<T>();
-    let mut ctx = root;
-    for _ in 0..depth {
-        let (child, handle) = T::derive(&ctx);
-        handles.push(handle);
-        ctx = child;
-    }
-    T::cancel(&root_handle);
-    debug_assert!(T::is_done(&ctx));
-    drop(black_box(ctx));
-    drop(root_handle);
-    handles.clear();
 }
 
 /// Microseconds per chain.
@@ -560,35 +524,7 @@ fn is_done<T: Tree>(cfg: &Config, threads: usize) -> Option<Sampler> {
 /// Microseconds from cancel() to the last of `n` blocked threads awake.
 fn wake_threads<T: Tree>(_: &Config, n: usize) -> Option<Sampler> {
     Some(Box::new(move || {
-        let (ctx, handle) = live_parent::<T>();
-        let ready = Arc::new(AtomicUsize::new(0));
-        let barrier = Arc::new(Barrier::new(n + 1));
-        let workers: Vec<_> = (0..n)
-            .map(|_| {
-                let (ctx, ready, barrier) = (ctx.clone(), Arc::clone(&ready), Arc::clone(&barrier));
-                thread::spawn(move || {
-                    barrier.wait();
-                    ready.fetch_add(1, Ordering::SeqCst);
-                    T::wait(&ctx);
-                    Instant::now()
-                })
-            })
-            .collect();
-        barrier.wait();
-        while ready.load(Ordering::SeqCst) < n {
-            thread::yield_now();
-        }
-        // Every thread is about to wait; give them time to block.
-        thread::sleep(Duration::from_millis(2) + Duration::from_micros(100) * n as u32);
-        assert!(!T::is_done(&ctx));
-        let start = Instant::now();
-        T::cancel(&handle);
-        let end = workers
-            .into_iter()
-            .map(|w| w.join().expect("waiter panicked"))
-            .max()
-            .expect("at least one waiter");
-        (end - start).as_nanos() as f64 / 1e3
+        ops::wake_blocked_threads::<T>(n).as_nanos() as f64 / 1e3
     }))
 }
 
@@ -599,49 +535,18 @@ fn wake_tasks<T: Tree>(cfg: &Config) -> Option<Sampler> {
         .build()
         .expect("build a tokio current_thread runtime");
     let n = cfg.async_tasks;
-    let sample = move || {
-        rt.block_on(async {
-            let (ctx, handle) = live_parent::<T>();
-            let started = Arc::new(AtomicUsize::new(0));
-            let tasks: Vec<_> = (0..n)
-                .map(|_| {
-                    let fut = T::done(&ctx);
-                    let started = Arc::clone(&started);
-                    tokio::spawn(async move {
-                        started.fetch_add(1, Ordering::Relaxed);
-                        let _ = fut.await;
-                    })
-                })
-                .collect();
-            // Every task has polled its future once (and registered).
-            while started.load(Ordering::Relaxed) < n {
-                tokio::task::yield_now().await;
-            }
-            tokio::task::yield_now().await;
-            assert!(!T::is_done(&ctx));
-            let start = Instant::now();
-            T::cancel(&handle);
-            for t in tasks {
-                t.await.expect("task panicked");
-            }
-            start.elapsed().as_nanos() as f64 / 1e3
-        })
-    };
+    let sample = move || ops::wake_tasks::<T>(&rt, n).as_nanos() as f64 / 1e3;
     let _ = sample(); // warm-up
     Some(Box::new(sample))
 }
 
 fn with_timeout<T: Tree>(cfg: &Config) -> Option<Sampler> {
     let (parent, handle) = live_parent::<T>();
-    T::with_timeout(&parent, Duration::from_secs(3600))?;
+    ops::one_timeout::<T>(&parent)?;
     Some(per_op(cfg.sampling.target, move |n| {
         let _keep = &handle;
         for _ in 0..n {
-            let (ctx, h) =
-                T::with_timeout(black_box(&parent), Duration::from_secs(3600)).expect("checked");
-            T::cancel(&h);
-            drop(h);
-            drop(black_box(ctx));
+            ops::one_timeout::<T>(&parent).expect("checked");
         }
     }))
 }

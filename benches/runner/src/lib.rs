@@ -1,0 +1,7 @@
+//! The parts of the comparison shared by the runner (`src/main.rs`) and the
+//! criterion suite (`benches/peers.rs`): the [`tree::Tree`] trait over the
+//! three implementations, the Go-style mutex tree, and the timed operations.
+
+pub mod mutex_tree;
+pub mod ops;
+pub mod tree;
