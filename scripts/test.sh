@@ -52,11 +52,12 @@ fi
 step "unit, integration and doc tests (no features)"
 cargo test --workspace
 
-# Each criterion benchmark of the three implementations once: the shared
-# operations (benches/runner/src/ops.rs) assert what they time really
-# happened (children canceled, waiters woken).
-step "criterion side-by-side benchmarks, each run once (cargo bench --bench peers -- --test)"
-cargo bench -p ctxtree-bench --bench peers -- --test
+# Each criterion benchmark of the three implementations once, in criterion's
+# test mode (the dev build, debug assertions on): the shared operations
+# (benches/runner/src/ops.rs) check that what they time really happened
+# (children canceled, waiters woken).
+step "criterion side-by-side benchmarks, each run once (cargo test --bench peers)"
+cargo test -p ctxtree-bench --bench peers
 
 for feature in "${FEATURES[@]}"; do
   step "tests with only feature $feature"

@@ -1,12 +1,17 @@
-//! criterion benchmarks of every timed scenario of the comparison runner,
-//! each run for ctxtree, the Go-style mutex tree and tokio-util's
+//! criterion benchmarks of the comparison runner's timed scenarios, each
+//! run for ctxtree, the Go-style mutex tree and tokio-util's
 //! `CancellationToken` through the same code (`ctxtree_bench::ops` over the
 //! `Tree` trait). Within a group the three implementations are benchmarked
 //! one after the other, so compare them by ratio, and run the group again
-//! where the machine is noisy.
+//! where the machine is noisy. Times are wall time: where the runner
+//! reports CPU time per call (`is_done` from several threads, the shared
+//! parent's second column), this reports wall time per call on each thread
+//! (`is_done`) or per operation of all threads together (shared parent).
+//! The runner's extra row with tokio-util as one token is not repeated.
 //!
 //! `cargo bench -p ctxtree-bench --bench peers` (about 4 minutes on 2
-//! cores); `-- --test` runs every benchmark once as a smoke test; a filter
+//! cores); `cargo test -p ctxtree-bench --bench peers` runs every benchmark
+//! once, unoptimized and with debug assertions, as a smoke test; a filter
 //! such as `-- derive` runs one group. docs/benchmarks.md records a run.
 //!
 //! Not here, because they are not repeated timings: the 10⁶-deep chain and
@@ -27,10 +32,10 @@ use ctxtree_bench::tree::{CtxTree, MutexTree, TokioTree, Tree};
 /// Registers `bench::<T>` for each implementation in `group`, under the
 /// implementation's name (and `param`, when given).
 macro_rules! for_each_tree {
-    ($group:expr, $param:expr, $bench:ident $(, $arg:expr)*) => {{
-        $bench::<CtxTree>($group, $param $(, $arg)*);
-        $bench::<MutexTree>($group, $param $(, $arg)*);
-        $bench::<TokioTree>($group, $param $(, $arg)*);
+    ($group:expr, $param:expr, $bench:ident) => {{
+        $bench::<CtxTree>($group, $param);
+        $bench::<MutexTree>($group, $param);
+        $bench::<TokioTree>($group, $param);
     }};
 }
 
@@ -83,16 +88,7 @@ fn fanout_one<T: Tree>(g: &mut BenchmarkGroup<'_, WallTime>, n: Option<usize>) {
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function(id::<T>(Some(n)), |b| {
         // Only the cancel is timed; building and dropping the children is not.
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| {
-                    let fanout = Fanout::<T>::new(n);
-                    let took = fanout.cancel();
-                    drop(fanout);
-                    took
-                })
-                .sum()
-        })
+        b.iter_custom(|iters| (0..iters).map(|_| Fanout::<T>::new(n).cancel()).sum())
     });
 }
 

@@ -251,7 +251,6 @@ impl Ctx {
         }
     }
 
-    #[allow(dead_code)] // Go's API; used by the tests
     #[inline(never)]
     pub fn err(&self) -> Option<Err> {
         let node = self.0.as_ref()?;
@@ -261,7 +260,6 @@ impl Ctx {
         node.lock().err
     }
 
-    #[allow(dead_code)] // Go's API; used by the tests
     pub fn deadline(&self) -> Option<Instant> {
         self.0.as_ref().and_then(|n| n.deadline)
     }
@@ -307,7 +305,6 @@ impl Handle {
         cancel(&self.0, Err::Canceled, None, false);
     }
 
-    #[allow(dead_code)]
     #[inline(never)]
     pub fn cancel_with_cause(&self, cause: Cause) {
         cancel(&self.0, Err::Canceled, Some(&cause), false);

@@ -53,10 +53,12 @@ pub fn build_chain<T: Tree>(depth: usize, handles: &mut Vec<T::Handle>) {
 }
 
 /// A live parent with `n` live children: the input of a fan-out cancel.
+/// Fields drop in declaration order: the children, then the parent's
+/// handle, then the parent.
 pub struct Fanout<T: Tree> {
-    parent: T::Ctx,
-    handle: T::Handle,
     children: Vec<(T::Ctx, T::Handle)>,
+    handle: T::Handle,
+    parent: T::Ctx,
 }
 
 impl<T: Tree> Fanout<T> {
@@ -66,16 +68,16 @@ impl<T: Tree> Fanout<T> {
         let (parent, handle) = live_parent::<T>();
         let children = (0..n).map(|_| T::derive(&parent)).collect();
         Fanout {
-            parent,
-            handle,
             children,
+            handle,
+            parent,
         }
     }
 
-    /// Cancels the parent and returns how long that took; checks, untimed,
-    /// that the first and last children really are canceled. Dropping the
-    /// fan-out afterwards is left to the caller (untimed too).
-    pub fn cancel(&self) -> Duration {
+    /// Cancels the parent and returns how long that took. Untimed: checks
+    /// that the parent and its first and last children really are canceled,
+    /// then drops everything.
+    pub fn cancel(self) -> Duration {
         let start = Instant::now();
         T::cancel(&self.handle);
         let took = start.elapsed();
@@ -156,33 +158,43 @@ pub fn wake_tasks<T: Tree>(rt: &tokio::runtime::Runtime, n: usize) -> Duration {
 }
 
 /// Runs `op(&shared)` `per_thread` times on each of `threads` threads that
-/// start together; returns the wall time from the start to the last
-/// thread's end (thread creation not included).
+/// start together; returns the wall time from the first thread's start to
+/// the last thread's end (thread creation not included). Each thread reads
+/// the clock itself after the start barrier, so a descheduled caller does
+/// not shorten the measurement.
 pub fn on_threads<C, F>(threads: usize, per_thread: u64, shared: &C, op: F) -> Duration
 where
     C: Sync,
     F: Fn(&C) + Sync,
 {
-    let barrier = Barrier::new(threads + 1);
+    let barrier = Barrier::new(threads);
     thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     barrier.wait();
+                    let start = Instant::now();
                     for _ in 0..per_thread {
                         op(shared);
                     }
-                    Instant::now()
+                    (start, Instant::now())
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let end = workers
+        let spans: Vec<_> = workers
             .into_iter()
             .map(|w| w.join().expect("worker panicked"))
+            .collect();
+        let start = spans
+            .iter()
+            .map(|s| s.0)
+            .min()
+            .expect("at least one thread");
+        let end = spans
+            .iter()
+            .map(|s| s.1)
             .max()
             .expect("at least one thread");
-        end.saturating_duration_since(start)
+        end - start
     })
 }

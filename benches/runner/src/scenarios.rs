@@ -483,9 +483,7 @@ fn shared_parent<T: Tree>(cfg: &Config, threads: usize, cpu: CpuSide) -> Option<
 
 fn fanout<T: Tree>(cfg: &Config, n: usize) -> Option<Sampler> {
     Some(per_op_rounds(cfg.sampling.target, move || {
-        let fanout = ops::Fanout::<T>::new(n);
-        let t = fanout.cancel();
-        drop(fanout); // not timed
+        let t = ops::Fanout::<T>::new(n).cancel();
         (t, n as u64)
     }))
 }
@@ -659,10 +657,7 @@ fn op_loop<T: Tree>(op: &str, iters: usize) -> Result<(), String> {
         "derive" => (0..iters).for_each(|_| one_child::<T>(&parent)),
         "fanout" => {
             for _ in 0..iters {
-                let (p, h) = live_parent::<T>();
-                let kids: Vec<_> = (0..1000).map(|_| T::derive(&p)).collect();
-                T::cancel(&h);
-                drop(kids);
+                ops::Fanout::<T>::new(1000).cancel();
             }
         }
         "chain1000" => {
@@ -674,10 +669,7 @@ fn op_loop<T: Tree>(op: &str, iters: usize) -> Result<(), String> {
         }),
         "timeout" => {
             for _ in 0..iters {
-                let (c, h) = T::with_timeout(&parent, Duration::from_secs(3600))
-                    .ok_or("no deadlines in this implementation")?;
-                T::cancel(&h);
-                drop((c, h));
+                ops::one_timeout::<T>(&parent).ok_or("no deadlines in this implementation")?;
             }
         }
         "shared2" => {
