@@ -32,6 +32,9 @@ declare -A MODEL=(
   [skip_shard]=sharded_unlink_first_vs_close
   [shard_while_sweeping]=shard_vs_sweep_vs_close
   [sweep_pin_late]=cursor_sweep_vs_close
+  [timer_keeps_user]=timer:canceled_deadline_does_not_pin_its_parent
+  [retire_ignores_timer]=timer:drop_disarmed_vs_retire
+  [arm_by_store]=timer:arm_vs_parent_cancel
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

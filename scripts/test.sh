@@ -69,9 +69,9 @@ step "unit, integration and doc tests (all features: integrations, e2e server, R
 cargo test -p ctxtree --all-features
 
 step "deep-chain and churn tests in release mode (all features)"
-cargo test --release --all-features --test deep --test memory
+cargo test --release --all-features --test deep --test memory --test timer_memory
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
   RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
-  cargo test --release -p loom-tests --test after_func --test core -- --test-threads="$(nproc)"
+  cargo test --release -p loom-tests --test after_func --test core --test timer -- --test-threads="$(nproc)"

@@ -1051,6 +1051,24 @@ pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*cons
     }
 }
 
+/// Nodes a walk visits at or above which it hurries the epoch collection
+/// when it ends ([`collect_deferred`]).
+pub(crate) const LARGE_WALK: usize = 1024;
+
+/// Hurries the collection of what this thread and others deferred (L4), for
+/// a thread that just ended a large walk and holds no guard: without it, a
+/// batch of released nodes waits in crossbeam-epoch's global queue for
+/// about a thousand later pins, on any thread — forever, in a process that
+/// goes quiet. Each round pins, flushes the thread's bag and collects (which
+/// advances the epoch if no thread is pinned in an older one); a deferred
+/// batch needs two advances, so three rounds free it unless another thread
+/// stays pinned, whose own walk then does the same when it ends.
+pub(crate) fn collect_deferred() {
+    for _ in 0..3 {
+        epoch::pin().flush();
+    }
+}
+
 impl ChildLink {
     pub(crate) fn new() -> ChildLink {
         ChildLink {

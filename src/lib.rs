@@ -72,6 +72,9 @@ mod shards;
 mod state;
 mod sync;
 mod timer;
+#[cfg(not(loom))]
+mod timer_driver;
+mod timer_hold;
 mod values;
 mod waiters;
 
@@ -96,7 +99,7 @@ pub mod tower;
 #[doc(hidden)]
 pub mod loom_hooks {
     pub use crate::node::live_nodes;
-    pub use crate::timer::fire_armed;
+    pub use crate::timer::{drop_disarmed, fire_armed};
 
     /// Shards `ctx`'s children list now, as a lost insert race would (L8),
     /// so a model can start from a sharded parent. Returns whether it did

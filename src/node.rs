@@ -49,7 +49,8 @@ use crate::error::{Cause, Error};
 use crate::inline_stack::InlineStack;
 use crate::state;
 use crate::sync::{epoch, AtomicU32, AtomicUsize, Ordering};
-use crate::timer::{Deadline, TimerSlot, DEADLINE_BITS};
+use crate::timer::{Deadline, DEADLINE_BITS};
+use crate::timer_hold::TimerSlot;
 use crate::waiters::{self, Callbacks, WaiterGc};
 
 /// The context a node was derived from, when it has no cancelable parent.
@@ -172,10 +173,16 @@ impl Node {
         self.shape.deadline()
     }
 
-    /// Tells the timer that an armed deadline of this node will never fire
-    /// (T3), so the driver can reclaim its entry early.
-    fn note_disarmed(&self) {
-        if self.kind() == Kind::Deadline {
+    /// Disarms this node's deadline right after its claim (T6): the timer's
+    /// entry gives back its user, so a canceled node waiting in the timer's
+    /// queues pins only its own block, never its parent (N1), and the driver
+    /// is told it may reclaim the entry (T3). The caller keeps the node
+    /// alive (a user, or its listing in a closed list), so the user released
+    /// here is never the last.
+    fn disarm_timer(&self) {
+        if self.kind() == Kind::Deadline && self.timer_slot().disarm() {
+            // SAFETY: the timer's user, handed to us by `disarm` (T6).
+            unsafe { release_users(self, 1) };
             crate::timer::note_disarmed();
         }
     }
@@ -186,9 +193,8 @@ impl Node {
             self.kind() == Kind::Deadline,
             "only deadline nodes have a timer slot"
         );
-        // SAFETY: deadline nodes are always allocated as `TimedNode`
-        // (`NodeRef::alloc`), whose first field is this node (`repr(C)`).
-        unsafe { &(*(self as *const Node as *const TimedNode)).timer }
+        // SAFETY: a deadline node's block, held by the caller's `self`.
+        unsafe { timer_slot_of(self) }
     }
 
     /// Installs the canceled `word` (which owns its cause count) if the node
@@ -228,7 +234,10 @@ impl Node {
     /// Under loom, what freeing does, minus the deallocation (see `freed`).
     #[cfg(loom)]
     fn dispose(&mut self) {
-        LIVE_NODES.with(|n| n.set(n.get() - 1));
+        // A deadline node's block is counted until it is freed (T7).
+        if self.kind() != Kind::Deadline {
+            LIVE_NODES.with(|n| n.set(n.get() - 1));
+        }
         self.alive.with_mut(|_| ());
         self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
         self.children.dispose();
@@ -643,44 +652,29 @@ unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
 }
 
 /// Frees a node (its memory, its cause count). Does not touch its parent.
+/// A deadline node whose block the timer still holds (T7) is retired
+/// instead: its fields are dropped now, its block when the timer lets go.
 ///
 /// # Safety
 /// Nobody else can reach the node: no user left, and not listed.
 #[inline]
 unsafe fn free(ptr: *const Node) {
+    // SAFETY: nobody else can reach it (the caller's contract).
+    if unsafe { (*ptr).kind() } == Kind::Deadline {
+        // SAFETY: as above.
+        return unsafe { retire_timed(ptr) };
+    }
     #[cfg(not(loom))]
     {
-        // SAFETY (every arm): the allocation's type follows the kind and
-        // `node_cache::ENABLED` (`NodeRef::alloc`, `alloc_timed`): a block
-        // of the node cache's class for the kind holding a `Node` or a
-        // `TimedNode`, or (cache off) an allocation of the type's layout, as
-        // `Box` makes; nobody else can reach it (the caller's contract), so
-        // it is dropped once.
-        let timed = unsafe { (*ptr).kind() } == Kind::Deadline;
+        // SAFETY (both arms): a plain node's block, from the node cache's
+        // `NODES` class when it is on, else an allocation of `Node`'s
+        // layout as `Box` makes (`NodeRef::alloc`); nobody else can reach
+        // it, so it is dropped once.
         if crate::node_cache::ENABLED {
-            // Drop the node in place and hand the memory back to the cache
-            // (C1) — also if the drop unwinds (a cause whose `drop` panics),
-            // as a `Box` would free its memory.
-            struct ReturnBlock(&'static crate::node_cache::Class, *mut u8);
-            impl Drop for ReturnBlock {
-                fn drop(&mut self) {
-                    // SAFETY: the node in the block was dropped (or its drop
-                    // unwound); nobody can reach the block (`free`'s contract).
-                    unsafe { self.0.free_block(self.1) };
-                }
-            }
-            if timed {
-                let _block = ReturnBlock(&crate::node_cache::TIMED, ptr as *mut u8);
-                // SAFETY: a `TIMED` block holding a `TimedNode` nobody else
-                // can reach; dropped once, its memory returned by `_block`.
-                unsafe { std::ptr::drop_in_place(ptr as *mut TimedNode) };
-            } else {
-                let _block = ReturnBlock(&crate::node_cache::NODES, ptr as *mut u8);
-                // SAFETY: as above, a `NODES` block holding a `Node`.
-                unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
-            }
-        } else if timed {
-            drop(unsafe { Box::from_raw(ptr as *mut TimedNode) });
+            // Hand the memory back to the cache (C1) also if the drop
+            // unwinds (a cause whose `drop` panics), as a `Box` would.
+            let _block = ReturnBlock(&crate::node_cache::NODES, ptr as *mut u8);
+            unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
         } else {
             drop(unsafe { Box::from_raw(ptr as *mut Node) });
         }
@@ -691,6 +685,111 @@ unsafe fn free(ptr: *const Node) {
     unsafe {
         (*(ptr as *mut Node)).dispose()
     };
+}
+
+/// Returns a block to its node-cache class when dropped (also on unwind).
+#[cfg(not(loom))]
+struct ReturnBlock(&'static crate::node_cache::Class, *mut u8);
+
+#[cfg(not(loom))]
+impl Drop for ReturnBlock {
+    fn drop(&mut self) {
+        // SAFETY: the value in the block was dropped (or its drop unwound);
+        // nobody can reach the block (the creator's contract).
+        unsafe { self.0.free_block(self.1) };
+    }
+}
+
+/// Returns a deadline node's block, from the cache's `TIMED` class or the
+/// global allocator as `NodeRef::block` took it, when dropped.
+#[cfg(not(loom))]
+struct ReturnTimedBlock(*mut u8);
+
+#[cfg(not(loom))]
+impl Drop for ReturnTimedBlock {
+    fn drop(&mut self) {
+        if crate::node_cache::ENABLED {
+            drop(ReturnBlock(&crate::node_cache::TIMED, self.0));
+        } else {
+            // SAFETY: allocated with `TIMED_LAYOUT` by `NodeRef::block`;
+            // nobody can reach it (the creator's contract).
+            unsafe { std::alloc::dealloc(self.0, TIMED_LAYOUT) };
+        }
+    }
+}
+
+/// [`free`] for a deadline node: drops the node's own fields, then clears
+/// the tree side's hold on the block (T7) and frees the block unless the
+/// timer still holds it — also if the drop unwinds.
+///
+/// # Safety
+/// As for [`free`], and `ptr` is a deadline node.
+unsafe fn retire_timed(ptr: *const Node) {
+    struct Retire(*const Node);
+    impl Drop for Retire {
+        fn drop(&mut self) {
+            // SAFETY: a deadline node's slot lives as long as its block.
+            if unsafe { timer_slot_of(self.0) }.retire() {
+                // SAFETY: neither side holds the block any more (T7).
+                unsafe { free_timed_block(self.0) };
+            }
+        }
+    }
+    let _retire = Retire(ptr);
+    // SAFETY: nobody else can reach the node's fields (the caller's
+    // contract; the timer reads only the slot, T8).
+    #[cfg(not(loom))]
+    unsafe {
+        std::ptr::drop_in_place(ptr as *mut Node)
+    };
+    #[cfg(loom)]
+    unsafe {
+        (*(ptr as *mut Node)).dispose()
+    };
+}
+
+/// The timer slot of the deadline node at `ptr`, whose block is held.
+///
+/// # Safety
+/// `ptr` is a deadline node's block, not yet freed.
+pub(crate) unsafe fn timer_slot_of<'a>(ptr: *const Node) -> &'a TimerSlot {
+    // SAFETY: deadline nodes are allocated as `TimedNode` (`repr(C)`, node
+    // first); the slot is dropped only with the block.
+    unsafe { &(*(ptr as *const TimedNode)).timer }
+}
+
+/// The effective deadline of the node at `ptr`, whose block is held: the
+/// shape word is immutable and has no drop glue, so it outlives retiring.
+///
+/// # Safety
+/// As for [`timer_slot_of`].
+pub(crate) unsafe fn deadline_of(ptr: *const Node) -> Deadline {
+    // SAFETY: the caller's contract.
+    unsafe { std::ptr::addr_of!((*ptr).shape).read() }.deadline()
+}
+
+/// Frees a deadline node's block after its node was retired: drops the
+/// timer slot and returns the memory (T7).
+///
+/// # Safety
+/// The node was retired (its fields dropped) and neither the tree side
+/// nor the timer holds the block any more.
+pub(crate) unsafe fn free_timed_block(ptr: *const Node) {
+    let block = ptr as *mut TimedNode;
+    // SAFETY: the block is not freed yet (the caller's contract).
+    unsafe { timer_slot_of(ptr) }.mark_block_freed();
+    #[cfg(not(loom))]
+    {
+        let _block = ReturnTimedBlock(block as *mut u8);
+        // SAFETY: the slot is dropped once, here (the caller's contract).
+        unsafe { std::ptr::drop_in_place(std::ptr::addr_of_mut!((*block).timer)) };
+    }
+    #[cfg(loom)]
+    {
+        LIVE_NODES.with(|n| n.set(n.get() - 1));
+        // SAFETY: as above; loom keeps the memory.
+        unsafe { std::ptr::drop_in_place(std::ptr::addr_of_mut!((*block).timer)) };
+    }
 }
 
 /// Derives a child of `parent` (or of `root` when there is no cancelable
@@ -821,7 +920,7 @@ fn inherit(child: &Node, parent_word: usize, callbacks: &mut Callbacks) -> bool 
     unsafe { state::retain(parent_word) };
     let won = child.claim_from(cur, parent_word, callbacks);
     if won {
-        child.note_disarmed();
+        child.disarm_timer();
     }
     won
 }
@@ -937,7 +1036,7 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
             if node.children.close_if_empty() {
                 // No subtree: leave the parent's list as below (L1).
                 node.link.mark_deleted();
-                node.note_disarmed();
+                node.disarm_timer();
                 return;
             }
             return finish_cancel(node, true, Callbacks::default());
@@ -975,7 +1074,7 @@ fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
         // if it is then first in the list (L7).
         #[cfg(not(ctxtree_plant = "mark_before_walk"))]
         node.link.mark_deleted();
-        node.note_disarmed();
+        node.disarm_timer();
     }
     // Callbacks run now: the subtree is canceled and nothing is pinned.
     callbacks.run();
@@ -1182,6 +1281,7 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
             lists.work.push((root, first));
         }
     }
+    let mut visited = 0usize;
     while let Some((parent, first)) = lists.work.pop() {
         // SAFETY (whole loop): `parent` and every child we reach were reachable
         // after we pinned `guard` from a list this walk closed or announced
@@ -1192,6 +1292,7 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
         while cur != 0 {
             let child = unsafe { &*(cur as *const Node) };
             cur = child.link.next_sibling();
+            visited += 1;
             inherit(child, parent_word, callbacks);
             // Most children are leaves: an empty list closed is finished
             // (`CLOSED | 0`), with one CAS and nothing to queue.
@@ -1229,6 +1330,12 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
             unsafe { ChildList::release_now::<Node>(list.first()) };
         }
     }
+    drop(guard);
+    if visited >= children::LARGE_WALK {
+        // What this walk, or the walk it helped, deferred is freed now, not
+        // by some later operation (a quiet process returns to its baseline).
+        children::collect_deferred();
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -1242,9 +1349,10 @@ mod tests {
         // most that fits a 64-byte chunk.
         let size = std::mem::size_of::<Node>();
         assert!(size <= 56, "Node is {size} bytes");
-        // A deadline node adds its 24-byte timer slot (a 96-byte chunk).
+        // A deadline node adds its 32-byte timer slot: 88 bytes, still one
+        // 96-byte chunk.
         let timed = std::mem::size_of::<TimedNode>();
-        assert!(timed <= 80, "TimedNode is {timed} bytes");
+        assert!(timed <= 88, "TimedNode is {timed} bytes");
     }
 
     /// C1/C2 (`node_cache.rs`): a node whose cause panics when dropped

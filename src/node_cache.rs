@@ -13,7 +13,7 @@
 //!   its first word links the next cached block of the class.
 //! - **C2** A thread caches at most `capacity` blocks of a class
 //!   ([`NODES`]: 1024 × 56 bytes, in 64-byte glibc chunks, 64 KiB;
-//!   [`TIMED`]: 64 × 80 bytes); a block freed when its cache is full goes
+//!   [`TIMED`]: 64 × 88 bytes); a block freed when its cache is full goes
 //!   to the allocator, and the thread's exit returns every cached block to
 //!   it. So the memory a thread holds beyond its live nodes is bounded,
 //!   whatever the churn.

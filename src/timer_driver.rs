@@ -1,0 +1,402 @@
+//! The timer driver: one lazily started background thread, `ctxtree-timer`,
+//! that owns a binary heap of armed deadlines and fires each when it is due
+//! (`timer::fire`).
+//!
+//! Arming never takes a lock and touches no word shared by all threads: the
+//! arming thread pushes its entry onto one of `SHARDS` cache-padded Treiber
+//! stacks (chosen per thread), and the driver drains all shards.
+//!
+//! Invariants:
+//! - **T1** Every armed entry is, at every moment, in exactly one place: its
+//!   shard's stack, or the driver's heap, or being fired / dropped by the
+//!   driver or a collecting thread. An entry is a [`TimerHold`], which keeps
+//!   its node's block (and, while armed, a user of it, T6).
+//! - **T2** No missed wake-up: an arming thread pushes (a `SeqCst` CAS), then
+//!   reads `sleeping_until` (`SeqCst`); the driver stores `sleeping_until`
+//!   (`SeqCst`), then checks every shard (`SeqCst` loads) before it parks.
+//!   All four are in the single total order of `SeqCst` operations, so this
+//!   store-buffering pattern cannot lose both ways: either the driver sees
+//!   the entry, or the arming thread sees the driver's deadline and unparks
+//!   it if the new deadline is earlier. (On x86 a `SeqCst` CAS is the same
+//!   `lock cmpxchg` as an AcqRel one, so arming needs no separate fence.)
+//! - **T3** Disarming is lazy but bounded, whatever the threads' lifetimes.
+//!   A disarm (T6's `ARMED → WEAK`) is counted on the disarming thread and
+//!   added to its shard's `disarmed` count every `DISARM_BATCH` disarms and
+//!   when the thread exits, so no count is lost. A shard whose count crosses
+//!   `BACKLOG` wakes the driver; the driver compacts its heap (drops every
+//!   disarmed entry) when the disarms it collected reach half its heap, or
+//!   the heap doubled since the last compaction; and whenever it collected
+//!   a disarm, or took new entries into a heap of at most `TIDY_HEAP`, it
+//!   tidies — drains and compacts in full — `TIDY_AFTER` later. So disarmed
+//!   entries never outnumber `max(live, MIN_COMPACT) + SHARDS × BACKLOG +
+//!   (DISARM_BATCH − 1) × (live threads)`, each holding one deadline block
+//!   (`node::TimedNode`, 88 bytes) and nothing else (T6); and
+//!   `TIDY_AFTER` after the last arm or disarm that was counted, none is
+//!   left but the uncounted remainders of live threads.
+//! - **T5** Every `SELF_COLLECT` arms, the arming thread takes its own shard's
+//!   stack, drops entries already disarmed and pushes the rest back, then
+//!   checks `sleeping_until` exactly like an arm (T2); if it kept
+//!   `SELF_COLLECT` or more live entries it wakes the driver to take them, so
+//!   no collection rescans a long run of live entries (O(1) amortized per
+//!   arm). Whoever takes a stack owns its entries (T1), so driver and
+//!   collectors need no other coordination. Most timeouts are canceled long
+//!   before they fire; this frees them on the thread that allocated them.
+//!
+//! Linearization: an entry is armed at its push CAS (and T6's `ARMED`); the
+//! driver fires what is due after each wake-up, in deadline order.
+
+use std::cell::Cell;
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::node::{Node, NodeRef};
+use crate::timer::{fire, Deadline, Entry};
+use crate::timer_hold::TimerHold;
+
+/// Submission shards (T1); a power of two.
+const SHARDS: usize = 16;
+/// Disarms a shard may count before it wakes the driver (T3).
+const BACKLOG: usize = 1024;
+/// Disarms a thread counts locally before adding them to its shard (T3).
+const DISARM_BATCH: usize = 16;
+/// Smallest heap size that triggers a compaction (T3).
+const MIN_COMPACT: usize = 1024;
+/// A heap this small is tidied after new entries arrive (T3).
+const TIDY_HEAP: usize = 4096;
+/// How long after counted activity the driver tidies (T3).
+const TIDY_AFTER: Duration = Duration::from_millis(100);
+/// An arming thread collects its shard after this many arms (T5).
+const SELF_COLLECT: usize = 64;
+
+struct Driver {
+    shards: Box<[CachePadded<Shard>]>,
+    /// The deadline the driver sleeps until; 0 while it is awake and will
+    /// drain before sleeping again (T2).
+    sleeping_until: AtomicU64,
+    thread: Thread,
+}
+
+/// A Treiber stack of armed nodes linked through their `TimerSlot`,
+/// pushed by arming threads, taken whole by the driver.
+struct Shard {
+    head: AtomicUsize,
+    /// Disarms counted by threads of this shard since the driver last
+    /// looked (T3).
+    disarmed: AtomicUsize,
+}
+
+/// Per-thread timer state: one thread-local access per arm or disarm.
+struct Local {
+    /// This thread's shard: threads are dealt out round-robin.
+    shard: usize,
+    /// Arms by this thread; every `SELF_COLLECT`th collects (T5).
+    arms: Cell<usize>,
+    /// Disarms not yet added to the shard's count (T3).
+    disarms: Cell<usize>,
+}
+
+impl Drop for Local {
+    /// A thread's last disarms are added to its shard when it exits (T3).
+    fn drop(&mut self) {
+        if let Some(driver) = DRIVER.get() {
+            add_disarms(driver, self.shard, self.disarms.get());
+        }
+    }
+}
+
+thread_local! {
+    static LOCAL: Local = Local {
+        shard: {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
+        },
+        arms: Cell::new(0),
+        disarms: Cell::new(0),
+    };
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.deadline == other.deadline
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Entry) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed, so `BinaryHeap` pops the earliest deadline first.
+    fn cmp(&self, other: &Entry) -> CmpOrdering {
+        other.deadline.cmp(&self.deadline)
+    }
+}
+
+static DRIVER: OnceLock<Driver> = OnceLock::new();
+
+/// Counts a disarm (T3). Starts nothing: without a driver no deadline was
+/// ever armed.
+pub(crate) fn note_disarmed() {
+    let Some(driver) = DRIVER.get() else {
+        return;
+    };
+    let batch = LOCAL.try_with(|local| {
+        let n = local.disarms.get() + 1;
+        local.disarms.set(n % DISARM_BATCH);
+        (n == DISARM_BATCH).then_some(local.shard)
+    });
+    match batch {
+        Ok(Some(shard)) => add_disarms(driver, shard, DISARM_BATCH),
+        Ok(None) => {}
+        // The thread is exiting and its count is gone: count it directly.
+        Err(_) => add_disarms(driver, 0, 1),
+    }
+}
+
+/// Adds `n` disarms to `shard`'s count, waking the driver when the count
+/// crosses `BACKLOG`, or when it is the first since the driver looked and
+/// the driver sleeps past a tidy (T3). The second is T2's store-buffering
+/// pattern again, on `disarmed`: the driver stores `sleeping_until`, then
+/// loads every count before it parks.
+fn add_disarms(driver: &Driver, shard: usize, n: usize) {
+    if n == 0 {
+        return;
+    }
+    let before = driver.shards[shard].disarmed.fetch_add(n, Ordering::SeqCst);
+    let crossed = before < BACKLOG && before + n >= BACKLOG;
+    if crossed || before == 0 && driver.sleeps_past_a_tidy() {
+        driver.thread.unpark();
+    }
+}
+
+impl Driver {
+    /// Whether the driver sleeps longer than a tidy would wait (T3).
+    fn sleeps_past_a_tidy(&self) -> bool {
+        let until = self.sleeping_until.load(Ordering::SeqCst);
+        until > Deadline::after(Deadline::now(), TIDY_AFTER).raw()
+    }
+}
+
+fn driver() -> &'static Driver {
+    DRIVER.get_or_init(|| {
+        let handle = thread::Builder::new()
+            .name("ctxtree-timer".into())
+            .spawn(|| run(driver()))
+            .expect("ctxtree: cannot spawn the timer thread");
+        Driver {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    CachePadded::new(Shard {
+                        head: AtomicUsize::new(0),
+                        disarmed: AtomicUsize::new(0),
+                    })
+                })
+                .collect(),
+            sleeping_until: AtomicU64::new(0),
+            thread: handle.thread().clone(),
+        }
+    })
+}
+
+/// Arms `node`'s own deadline (T1, T2, T6). The entry takes over the user
+/// `node` carries; a node already claimed is not armed.
+pub(crate) fn arm(node: NodeRef) {
+    let driver = driver();
+    let deadline = node.deadline();
+    let Some(hold) = TimerHold::arm(node) else {
+        return;
+    };
+    let (shard, collect_now) = LOCAL.with(|local| {
+        let arms = local.arms.get().wrapping_add(1);
+        local.arms.set(arms);
+        (local.shard, arms % SELF_COLLECT == 0)
+    });
+    let shard = &driver.shards[shard];
+    let next = hold.next() as *const AtomicUsize;
+    let raw = hold.into_raw() as usize;
+    // SAFETY: the stack will own the hold, which keeps the block (T1).
+    push_chain(shard, raw, unsafe { &*next });
+    if deadline.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
+        driver.thread.unpark(); // T2
+    } else if collect_now {
+        collect(driver, shard);
+    }
+}
+
+/// Pushes the chain of holds from `top` to the one whose link is `last`
+/// onto `shard`'s stack. The `SeqCst` CAS is T2's (and Release publishes the
+/// links).
+fn push_chain(shard: &Shard, top: usize, last: &AtomicUsize) {
+    let mut head = shard.head.load(Ordering::Relaxed);
+    loop {
+        last.store(head, Ordering::Relaxed);
+        match shard
+            .head
+            .compare_exchange_weak(head, top, Ordering::SeqCst, Ordering::Relaxed)
+        {
+            Ok(_) => return,
+            Err(actual) => head = actual,
+        }
+    }
+}
+
+/// Takes `shard`'s whole stack (T1) and calls `each` with every hold in it.
+fn take_stack(shard: &Shard, mut each: impl FnMut(TimerHold)) {
+    if shard.head.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let mut next = shard.head.swap(0, Ordering::Acquire);
+    while next != 0 {
+        // SAFETY: the swap took the whole stack; each hold came from
+        // `TimerHold::into_raw` and is ours now (T1).
+        let hold = unsafe { TimerHold::from_raw(next as *const Node) };
+        next = hold.next().load(Ordering::Relaxed);
+        each(hold);
+    }
+}
+
+/// An arming thread's own clean-up of its shard (T3, T5): takes the
+/// stack, drops the disarmed entries — on this thread, which usually
+/// allocated them, so the allocator's thread cache stays warm — and pushes
+/// the rest back like an arm would (T2).
+fn collect(driver: &Driver, shard: &Shard) {
+    let mut kept: Vec<TimerHold> = Vec::new();
+    let mut earliest = Deadline::NEVER;
+    take_stack(shard, |hold| {
+        if !hold.is_disarmed() {
+            earliest = earliest.min(hold.deadline());
+            kept.push(hold);
+        }
+    });
+    let Some(bottom) = kept.first() else {
+        return;
+    };
+    let last = bottom.next() as *const AtomicUsize;
+    let wake = kept.len() >= SELF_COLLECT;
+    // Relink the kept holds in their order: each points at the one below.
+    let mut below = 0usize;
+    for hold in kept {
+        hold.next().store(below, Ordering::Relaxed);
+        below = hold.into_raw() as usize;
+    }
+    // SAFETY: `last` is the link of the bottom hold of the chain, whose
+    // block the chain keeps (T1).
+    push_chain(shard, below, unsafe { &*last });
+    if wake || earliest.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
+        driver.thread.unpark();
+    }
+}
+
+/// The driver's loop state.
+struct Heap {
+    entries: BinaryHeap<Entry>,
+    /// Heap size that triggers the next compaction (T3).
+    compact_at: usize,
+    /// Disarms reported since the last compaction (T3).
+    disarmed: usize,
+    /// When to tidy, if anything happened since the last tidy (T3).
+    tidy_at: Option<std::time::Instant>,
+}
+
+fn run(driver: &'static Driver) {
+    let mut heap = Heap {
+        entries: BinaryHeap::new(),
+        compact_at: MIN_COMPACT,
+        disarmed: 0,
+        tidy_at: None,
+    };
+    loop {
+        driver.sleeping_until.store(0, Ordering::Relaxed);
+        heap.take_shards(driver);
+        heap.fire_due();
+        heap.compact_if_due();
+        let next = heap
+            .entries
+            .peek()
+            .map_or(Deadline::NEVER, |top| top.deadline);
+        let wake_at = match heap.tidy_at {
+            Some(at) => next.min(Deadline::from_instant(at)),
+            None => next,
+        };
+        driver.sleeping_until.store(wake_at.raw(), Ordering::SeqCst); // T2
+                                                                      // T2 for entries; T3 for counts when no tidy is scheduled.
+        let untidy = heap.tidy_at.is_none();
+        if driver.shards.iter().any(|s| {
+            s.head.load(Ordering::SeqCst) != 0 || untidy && s.disarmed.load(Ordering::SeqCst) != 0
+        }) {
+            continue;
+        }
+        if wake_at.is_never() {
+            thread::park();
+        } else {
+            let (_, wait) = wake_at.remaining(Deadline::now());
+            if !wait.is_zero() {
+                thread::park_timeout(wait.max(Duration::from_micros(50)));
+            }
+        }
+    }
+}
+
+impl Heap {
+    /// Moves every shard's entries into the heap, dropping the disarmed
+    /// ones, and collects the shards' disarm counts (T3).
+    fn take_shards(&mut self, driver: &Driver) {
+        let mut took = false;
+        let mut counted = 0;
+        for shard in driver.shards.iter() {
+            counted += shard.disarmed.swap(0, Ordering::Relaxed);
+            take_stack(shard, |hold| {
+                took = true;
+                if !hold.is_disarmed() {
+                    let deadline = hold.deadline();
+                    self.entries.push(Entry { deadline, hold });
+                }
+            });
+        }
+        self.disarmed += counted;
+        let small = self.entries.len() <= TIDY_HEAP;
+        if self.tidy_at.is_none() && (counted > 0 || took && small) {
+            self.tidy_at = Some(std::time::Instant::now() + TIDY_AFTER);
+        }
+    }
+
+    /// Fires every entry that is due, in deadline order (T4).
+    fn fire_due(&mut self) {
+        let now = Deadline::now();
+        while self.entries.peek().is_some_and(|top| top.deadline <= now) {
+            if let Some(entry) = self.entries.pop() {
+                fire(entry);
+            }
+        }
+    }
+
+    /// Drops the disarmed entries when enough were reported, the heap
+    /// doubled, or a tidy is due (T3).
+    fn compact_if_due(&mut self) {
+        let len = self.entries.len();
+        let many_disarmed = self.disarmed >= MIN_COMPACT.max(len / 2);
+        let tidy = self
+            .tidy_at
+            .is_some_and(|at| at <= std::time::Instant::now());
+        if !(tidy || len >= self.compact_at || many_disarmed && len > 0) {
+            return;
+        }
+        if tidy {
+            self.tidy_at = None;
+        }
+        self.disarmed = 0;
+        self.entries.retain(|e| !e.hold.is_disarmed());
+        let len = self.entries.len();
+        if self.entries.capacity() > 4 * len.max(MIN_COMPACT) {
+            self.entries.shrink_to(2 * len.max(MIN_COMPACT));
+        }
+        self.compact_at = (2 * len).max(MIN_COMPACT);
+    }
+}
