@@ -7,7 +7,7 @@
 //! through the ordinary cancel path (`node::cancel` with `DeadlineExceeded`).
 //!
 //! How entries reach the driver and leave it, and the bound on canceled
-//! entries, are the driver's (`timer_driver.rs`, T1–T3, T5, T9); how an
+//! entries, are the driver's (`timer_driver.rs`, T1–T3, T5); how an
 //! entry holds its node, `timer_hold.rs` (T6–T8).
 //!
 //! Invariant:
