@@ -8,8 +8,10 @@
 //!
 //! Invariants (numbered as in docs/design.md):
 //! - **N1** `refs` holds `USER` per *user* — every `Context` and
-//!   `CancelHandle` naming the node, and each child that holds a *grant* on
-//!   it — plus the `LISTED` bit while the node's parent's list holds it (L4).
+//!   `CancelHandle` naming the node, each child that holds a *grant* on
+//!   it, and the timer's entry while the node is armed and not yet claimed
+//!   (T6: the claim gives that user back) — plus the `LISTED` bit while the
+//!   node's parent's list holds it (L4).
 //!   A child holds a grant on its parent exactly while it has users and is
 //!   not listed: a linked child needs none, because a node with a listed
 //!   child is alive (its list is open, so its `CancelHandle` is alive, or a
@@ -18,7 +20,8 @@
 //!   (so the parent's count never dips), and a node freed by its last user
 //!   releases its grant. The node is freed when no user is left and it is
 //!   not listed, by an iterative loop that then releases the parent's grant
-//!   (no recursion, however deep the chain). A last user that finds the
+//!   (no recursion, however deep the chain); a deadline node's block may
+//!   outlive that free while the timer still holds it (T7). A last user that finds the
 //!   node listed, marked deleted and first in its parent's open list
 //!   unlinks it and frees it without touching the parent's count (L7);
 //!   that last user is a `Context` or `CancelHandle` (a `NodeRef` drop): a
