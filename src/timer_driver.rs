@@ -27,12 +27,13 @@
 //!   disarmed entry) when the disarms it collected reach half its heap, or
 //!   the heap doubled since the last compaction; and whenever it collected
 //!   a disarm, or took new entries into a heap of at most `TIDY_HEAP`, it
-//!   tidies — drains and compacts in full — `TIDY_AFTER` later. So disarmed
-//!   entries never outnumber `max(live, MIN_COMPACT) + SHARDS × BACKLOG +
-//!   (DISARM_BATCH − 1) × (live threads)`, each holding one deadline block
-//!   (`node::TimedNode`, 88 bytes) and nothing else (T6); and
-//!   `TIDY_AFTER` after the last arm or disarm that was counted, none is
-//!   left but the uncounted remainders of live threads.
+//!   tidies — drains and compacts in full — `tidy_delay(heap)` later
+//!   (`TIDY_AFTER`, 100 ms, up to `TIDY_HEAP` entries, then in proportion,
+//!   at most 60 s). So disarmed entries never outnumber `max(live,
+//!   MIN_COMPACT) + SHARDS × BACKLOG + (DISARM_BATCH − 1) × (live threads)`,
+//!   each holding one deadline block (`node::TimedNode`, 88 bytes) and
+//!   nothing else (T6); and a tidy delay after the last arm or disarm that
+//!   was counted, none is left but the uncounted remainders of live threads.
 //! - **T5** Every `SELF_COLLECT` arms, the arming thread takes its own shard's
 //!   stack, drops entries already disarmed and pushes the rest back, then
 //!   checks `sleeping_until` exactly like an arm (T2); if it kept
@@ -71,6 +72,14 @@ const MIN_COMPACT: usize = 1024;
 const TIDY_HEAP: usize = 4096;
 /// How long after counted activity the driver tidies (T3).
 const TIDY_AFTER: Duration = Duration::from_millis(100);
+/// How long the driver waits to tidy a heap of `len` entries (T3):
+/// `TIDY_AFTER`, stretched in proportion above `TIDY_HEAP` entries so that
+/// tidying costs the driver thread at most about one entry per 25 µs.
+fn tidy_delay(len: usize) -> Duration {
+    let factor = (len / TIDY_HEAP).clamp(1, 600) as u32;
+    TIDY_AFTER * factor
+}
+
 /// An arming thread collects its shard after this many arms (T5).
 const SELF_COLLECT: usize = 64;
 
@@ -363,7 +372,7 @@ impl Heap {
         self.disarmed += counted;
         let small = self.entries.len() <= TIDY_HEAP;
         if self.tidy_at.is_none() && (counted > 0 || took && small) {
-            self.tidy_at = Some(std::time::Instant::now() + TIDY_AFTER);
+            self.tidy_at = Some(std::time::Instant::now() + tidy_delay(self.entries.len()));
         }
     }
 
