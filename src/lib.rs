@@ -59,6 +59,7 @@
 #![warn(rust_2018_idioms)]
 
 mod afterfunc;
+mod callback_pool;
 mod children;
 mod context;
 mod done;
@@ -72,6 +73,7 @@ mod shards;
 mod state;
 mod sync;
 mod timer;
+mod trampoline;
 mod values;
 mod waiters;
 
@@ -95,6 +97,7 @@ pub mod tower;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_hooks {
+    pub use crate::callback_pool::run_handed_off;
     pub use crate::node::live_nodes;
     pub use crate::timer::fire_armed;
 

@@ -404,6 +404,7 @@ mod driver {
     }
 
     fn run(driver: &'static Driver) {
+        crate::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
         let mut heap: BinaryHeap<Entry> = BinaryHeap::new();
         let mut compact_at = MIN_COMPACT;
         // Cancels of deadline nodes reported since the last compaction (T3).
@@ -499,12 +500,15 @@ mod model {
 
     pub(crate) fn note_disarmed() {}
 
-    /// Fires every armed deadline as if it were due.
+    /// Fires every armed deadline as if it were due, handing callbacks off
+    /// like the driver (F6; `loom_hooks::run_handed_off` runs them).
     pub fn fire_armed() {
         let armed = std::mem::take(&mut *ARMED.lock().unwrap());
-        for entry in armed {
-            fire(entry);
-        }
+        crate::callback_pool::with_hand_off(|| {
+            for entry in armed {
+                fire(entry);
+            }
+        });
     }
 }
 
