@@ -32,6 +32,8 @@ declare -A MODEL=(
   [skip_shard]=sharded_unlink_first_vs_close
   [shard_while_sweeping]=shard_vs_sweep_vs_close
   [sweep_pin_late]=cursor_sweep_vs_close
+  [handoff_keeps_token]=after_func:after_func_hand_off_vs_stop_wait
+  [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")
