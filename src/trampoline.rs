@@ -128,5 +128,11 @@ impl Drop for Done {
         while let Some(waiter) = pop() {
             waiters::run_callback(waiter.callback());
         }
+        // A cancel with many callbacks must not leave the thread holding a
+        // FIFO of its size.
+        let _ = PENDING.try_with(|pending| pending.borrow_mut().shrink_to(KEEP));
     }
 }
+
+/// FIFO capacity a thread keeps between loops.
+const KEEP: usize = 64;
