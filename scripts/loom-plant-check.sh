@@ -35,6 +35,8 @@ declare -A MODEL=(
   [timer_keeps_user]=timer:canceled_deadline_does_not_pin_its_parent
   [retire_ignores_timer]=timer:drop_disarmed_vs_retire
   [arm_by_store]=timer:arm_vs_parent_cancel
+  [handoff_keeps_token]=after_func:after_func_hand_off_vs_stop_wait
+  [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
 )
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")

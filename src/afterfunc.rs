@@ -13,11 +13,14 @@
 //!   ABANDONED` by `stop`. The winner alone touches the function: a notifier
 //!   runs it, a stopper drops it. So `stop()` returns true exactly when the
 //!   function never runs, and it runs at most once.
-//! - **F2** A cancel queues the functions it wins and runs them on its own
-//!   thread after the whole subtree is canceled and its epoch guard is gone:
-//!   a function never runs inside a pin or a half-done cancel, and may itself
-//!   derive, cancel or register. On a context already canceled, the function
-//!   runs at once on the registering thread, before `after_func` returns.
+//! - **F2** A cancel queues the functions it wins and runs them after the
+//!   whole subtree is canceled and its epoch guard is gone: a function never
+//!   runs inside a pin or a half-done cancel, and may itself derive, cancel
+//!   or register. They run on the canceling thread through its trampoline
+//!   (F5, `trampoline.rs`: deferred until the current function returns if
+//!   the cancel was made inside one), or on a runner thread if the canceling
+//!   thread is the timer's (F6, `callback_pool.rs`). On a context already
+//!   canceled, the function runs on the registering thread the same way.
 //! - **F3** The notifier records which thread will run the function (a
 //!   per-thread token) right after it wins F1, and marks the registration
 //!   finished (a second state word, swapped to canceled) after the function
@@ -27,7 +30,8 @@
 //!   deadlocking.
 //! - **F4** A panic in a function is held like a panicking waker's: the
 //!   cancel still completes and every other function runs; then the first
-//!   panic is resumed on the thread that ran them.
+//!   panic is resumed by the outermost run on the thread that ran them
+//!   (F5d), or dropped on a runner thread (F6).
 //!
 //! Linearization: a registration takes effect at its push CAS; `stop` and the
 //! cancel decide at the F1 transition.
@@ -54,9 +58,10 @@ enum Inner {
     /// The context can never be canceled: nothing was registered. Counts the
     /// stops, so the first returns true and later ones false (Go).
     Never(AtomicUsize),
-    /// The context was already canceled and the function ran in
-    /// `after_func`.
-    Ran,
+    /// The context was already canceled: the function ran in `after_func`,
+    /// or is pending on this thread's trampoline (F5) or handed off (F6).
+    /// Kept for `stop_wait`, which waits until it has finished.
+    Ran(Arc<Waiter>),
     /// An entry on `node`'s waiter stack.
     Registered { node: NodeRef, waiter: Arc<Waiter> },
 }
@@ -65,20 +70,43 @@ impl Context {
     /// Arranges for `f` to run once this context is canceled, by a cancel or
     /// its deadline (Go's `AfterFunc`).
     ///
-    /// - `f` runs exactly once, on the thread that cancels the context (the
-    ///   timer thread for a deadline), after the whole subtree has been
-    ///   canceled; if the context is already canceled, it runs at once on
-    ///   this thread, before `after_func` returns.
-    /// - No thread or task is spawned, and `f` never runs while a lock or an
-    ///   epoch guard is held, so it may derive, cancel, wait on other
-    ///   contexts or register more functions. Keep it short: it delays the
-    ///   canceling thread, as a `Waker` does.
+    /// `f` runs exactly once (unless [stopped](AfterFunc::stop)), after the
+    /// whole subtree of the context has been canceled. Which thread runs it:
+    ///
+    /// - **A cancel** (of this context or an ancestor, by
+    ///   [`CancelHandle::cancel`](crate::CancelHandle::cancel) or a handle's
+    ///   drop): the canceling thread, before `cancel()` returns. If that
+    ///   cancel is itself made inside an `after_func` function, `f` runs
+    ///   after that function returns, on the same thread, before the
+    ///   outermost `cancel()` returns: functions never nest on the stack, so
+    ///   a chain of functions that each cancel the next context runs in
+    ///   constant stack space, in order, however long it is.
+    /// - **A deadline**: a thread named `ctxtree-callbacks`, never the timer
+    ///   thread, so a function that blocks delays no other deadline. Runner
+    ///   threads are started when all are busy (up to 256; beyond that
+    ///   functions wait their turn) and exit after a second without work.
+    /// - **Already canceled** when `after_func` is called: the calling
+    ///   thread, before `after_func` returns; if called inside an
+    ///   `after_func` function, after that function returns, as above.
+    ///
+    /// So when `cancel()` returns, outside any `after_func` function, the
+    /// subtree is canceled and every function that cancel took has
+    /// finished, including those of cancels made by those functions.
+    /// Functions taken by a concurrent cancel of the same context run on
+    /// that cancel's thread. A function that cancels another context must
+    /// therefore not wait for that context's functions (directly, or for a
+    /// thread that `stop_wait`s them): they run only after it returns.
+    ///
+    /// - No thread or task is spawned per registration, and `f` never runs
+    ///   while a lock or an epoch guard is held, so it may derive, cancel,
+    ///   wait on other contexts or register more functions. Keep it short on
+    ///   a manual cancel: it delays the canceling thread, as a `Waker` does.
     /// - On a context that can never be canceled ([`Context::background`],
     ///   [`Context::without_cancel`]) nothing is registered.
     /// - If `f` panics, the cancel still completes and other functions still
-    ///   run; the panic then resumes on the thread that ran `f` (returned from
-    ///   [`CancelHandle::cancel`](crate::CancelHandle::cancel), from
-    ///   `after_func` itself, or caught by the timer thread).
+    ///   run; the panic then resumes on the thread that ran `f` (from the
+    ///   outermost [`CancelHandle::cancel`](crate::CancelHandle::cancel) or
+    ///   `after_func`), or is dropped on a `ctxtree-callbacks` thread.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,11 +137,13 @@ impl Context {
                 // Already canceled: the entry was never published, so this
                 // thread owns it (F1). The cancel may still be walking the
                 // subtree: help it finish (N4), so the function runs after
-                // the whole subtree is canceled (F2), then run it here.
+                // the whole subtree is canceled (F2), then run it here (F5).
                 node::cancel(node, Error::Canceled, None);
-                waiters::run_callback(waiter.callback());
+                waiters::run_unpublished(waiter.clone());
                 waiters::panics::resume();
-                AfterFunc { inner: Inner::Ran }
+                AfterFunc {
+                    inner: Inner::Ran(waiter),
+                }
             }
         }
     }
@@ -139,7 +169,7 @@ impl AfterFunc {
     pub fn stop(&self) -> bool {
         match &self.inner {
             Inner::Never(stops) => stops.fetch_add(1, Ordering::Relaxed) == 0,
-            Inner::Ran => false,
+            Inner::Ran(_) => false,
             Inner::Registered { node, waiter } => {
                 if !waiter.abandon() {
                     return false;
@@ -158,8 +188,9 @@ impl AfterFunc {
     /// `CancellationTokenRegistration.Dispose` do).
     ///
     /// Called from inside the function itself, or from another function run
-    /// by the same cancel on the same thread, it returns false at once
-    /// instead of deadlocking.
+    /// on the same thread by the same outermost cancel (or the same fired
+    /// deadline), it returns false at once instead of deadlocking: the
+    /// function may then still be pending, to run after the current one.
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -181,11 +212,13 @@ impl AfterFunc {
         if self.stop() {
             return true;
         }
-        if let Inner::Registered { waiter, .. } = &self.inner {
-            let callback = waiter.callback();
-            if !waiter.is_abandoned() && !waiters::runs_here(callback) {
-                waiters::wait_finished(callback);
-            }
+        let waiter = match &self.inner {
+            Inner::Registered { waiter, .. } | Inner::Ran(waiter) => waiter,
+            Inner::Never(_) => return false,
+        };
+        let callback = waiter.callback();
+        if !waiter.is_abandoned() && !waiters::runs_here(callback) {
+            waiters::wait_finished(callback);
         }
         false
     }
@@ -195,7 +228,7 @@ impl fmt::Debug for AfterFunc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.inner {
             Inner::Never(_) => "never canceled",
-            Inner::Ran => "ran at registration",
+            Inner::Ran(_) => "ran at registration",
             Inner::Registered { waiter, .. } if waiter.is_abandoned() => "stopped",
             Inner::Registered { waiter, .. } if waiter.is_notified() => "started",
             Inner::Registered { .. } => "registered",

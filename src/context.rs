@@ -549,6 +549,13 @@ impl CancelHandle {
     /// subtree canceled — and then the first such panic is resumed here
     /// (unless this thread is already unwinding, e.g. a handle dropped during
     /// a panic, in which case it is dropped).
+    ///
+    /// The [`after_func`](Context::after_func) functions this cancel takes
+    /// run on this thread before it returns, with those of any cancel they
+    /// make. Called from inside an `after_func` function, it returns once
+    /// the subtree is canceled, and its functions run after the current one
+    /// returns (so chains of any length use constant stack); a panic is then
+    /// resumed by the outermost cancel.
     pub fn cancel(&self) {
         node::cancel(&self.node, Error::Canceled, None);
     }

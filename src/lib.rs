@@ -59,6 +59,7 @@
 #![warn(rust_2018_idioms)]
 
 mod afterfunc;
+mod callback_pool;
 mod children;
 mod context;
 mod done;
@@ -75,6 +76,7 @@ mod timer;
 #[cfg(not(loom))]
 mod timer_driver;
 mod timer_hold;
+mod trampoline;
 mod values;
 mod waiters;
 
@@ -98,6 +100,7 @@ pub mod tower;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_hooks {
+    pub use crate::callback_pool::run_handed_off;
     pub use crate::node::live_nodes;
     pub use crate::timer::{drop_disarmed, fire_armed};
 

@@ -171,12 +171,15 @@ mod model {
 
     pub(crate) fn note_disarmed() {}
 
-    /// Fires every armed deadline as if it were due.
+    /// Fires every armed deadline as if it were due, handing callbacks off
+    /// like the driver (F6; `loom_hooks::run_handed_off` runs them).
     pub fn fire_armed() {
         let armed = std::mem::take(&mut *ARMED.lock().unwrap());
-        for entry in armed {
-            fire(entry);
-        }
+        crate::callback_pool::with_hand_off(|| {
+            for entry in armed {
+                fire(entry);
+            }
+        });
     }
 
     /// What the driver's compaction does (T3): drops the entries whose node

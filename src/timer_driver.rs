@@ -315,6 +315,7 @@ struct Heap {
 }
 
 fn run(driver: &'static Driver) {
+    crate::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
     let mut heap = Heap {
         entries: BinaryHeap::new(),
         compact_at: MIN_COMPACT,

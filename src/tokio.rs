@@ -114,7 +114,10 @@ impl Context {
     /// [`after_func`](Context::after_func) functions run there too: keep
     /// them short; a panic in one of them is caught and dropped there, since
     /// it cannot unwind through tokio-util's cancel without stranding other
-    /// tasks waiting on the token).
+    /// tasks waiting on the token). If `token.cancel()` is itself called
+    /// from inside an `after_func` function, the child's functions run after
+    /// that function returns, and a panic in them resumes from the
+    /// outermost cancel, as for any cancel made there.
     ///
     /// ```
     /// use tokio_util::sync::CancellationToken;

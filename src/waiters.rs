@@ -37,9 +37,11 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
 
+use crate::callback_pool;
 use crate::state::{self, ACTIVE};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use crate::trampoline;
 
 const WAITING: usize = 0;
 const NOTIFIED: usize = 1;
@@ -73,7 +75,8 @@ pub(crate) struct Callback {
     /// notifier, dropped by a stopper.
     f: UnsafeCell<Option<Box<dyn FnOnce() + Send>>>,
     /// `thread::token()` of the thread that will run `f`, written by the
-    /// notifier right after it wins W1 (F3).
+    /// notifier right after it wins W1 (F3), and again by a runner thread
+    /// that takes it over (F6).
     runner: AtomicUsize,
     /// A second state word (same encoding as a node's, `state.rs`): active
     /// with a stack of threads waiting for `f` to return, then `CANCELED`
@@ -181,8 +184,9 @@ impl Waiter {
                 }
                 Wake::Func(callback) => {
                     // F3: this thread runs it (a stop_wait from inside any
-                    // callback this thread runs must not wait for it).
-                    callback.runner.store(thread::token(), Ordering::Relaxed);
+                    // callback this thread runs must not wait for it), unless
+                    // it hands it off (F6), whose runner records itself.
+                    record_runner(callback);
                     // Planted bug: runs the callback inside the claim.
                     #[cfg(ctxtree_plant = "callback_in_walk")]
                     {
@@ -267,9 +271,12 @@ impl Callbacks {
         self.queue.is_empty()
     }
 
-    /// Runs the queued callbacks on this thread, in registration order
-    /// (newest first, as the stack holds them). A panicking callback is held
-    /// like a panicking waker (`panics`), so the others still run.
+    /// Runs the queued callbacks in their order (for one node, newest
+    /// registration first, as the stack holds them): through this thread's
+    /// trampoline (F5: at once, or after the current callback if this
+    /// thread is inside one), or on a runner thread if this thread hands
+    /// callbacks off (F6). A panicking callback is held like a panicking
+    /// waker (`panics`), so the others still run.
     #[inline]
     pub(crate) fn run(&mut self) {
         // Most cancels queue nothing: keep that path a length check.
@@ -280,11 +287,11 @@ impl Callbacks {
 
     #[inline(never)]
     fn run_queued(&mut self) {
-        // Popping one at a time: a callback may itself cancel, which runs
-        // that cancel's own queue before returning here.
-        self.queue.reverse();
-        while let Some(waiter) = self.queue.pop() {
-            run_callback(waiter.callback());
+        let queue = std::mem::take(&mut self.queue);
+        if callback_pool::hands_off() {
+            callback_pool::hand_off(queue);
+        } else {
+            trampoline::run(queue);
         }
     }
 }
@@ -315,6 +322,26 @@ pub(crate) fn run_callback(callback: &Callback) {
     let mut none = Callbacks::default();
     // SAFETY: the swap moved the stack of waiting stoppers to us (S3).
     unsafe { wake_chain(state::waiter_head(waiting), &mut none) };
+}
+
+/// Records the calling thread as the one that runs `callback` (F3): by the
+/// notifier right after it wins W1, and again by a runner thread that takes
+/// it over (F6). Relaxed: only the recording thread must find its own token
+/// (`runs_here`); any other thread finds a token that is not its own either
+/// way.
+pub(crate) fn record_runner(callback: &Callback) {
+    callback.runner.store(thread::token(), Ordering::Relaxed);
+}
+
+/// Runs the callback of an entry that was never published (`after_func` on
+/// a context already canceled): this thread owns it (F1), and it runs like
+/// a cancel's queue (F5, F6).
+pub(crate) fn run_unpublished(waiter: Arc<Waiter>) {
+    record_runner(waiter.callback());
+    Callbacks {
+        queue: vec![waiter],
+    }
+    .run();
 }
 
 /// Drops the function of a callback whose W1 transition this thread won by
@@ -506,6 +533,16 @@ pub(crate) mod panics {
         f();
     }
 
+    /// Drops a held panic: for a runner thread, which has no caller to
+    /// resume it to (F6). The payload's drop is foreign code: guarded.
+    pub(crate) fn discard() {
+        if ANY_HELD.with(Cell::get) {
+            ANY_HELD.with(|any| any.set(false));
+            let payload = HELD.with(Cell::take);
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
+        }
+    }
+
     /// Re-raises a held panic once the cancel that caught it has finished,
     /// unless this thread is already unwinding (a second panic would abort).
     #[inline]
@@ -517,6 +554,9 @@ pub(crate) mod panics {
 
     #[cold]
     fn resume_held() {
+        if crate::trampoline::is_running() {
+            return; // the outermost runner resumes it (F5d)
+        }
         ANY_HELD.with(|any| any.set(false));
         if let Some(payload) = HELD.with(Cell::take) {
             if !std::thread::panicking() {

@@ -59,7 +59,7 @@ fn runs_when_an_ancestor_is_canceled() {
 }
 
 #[test]
-fn runs_on_the_timer_thread_when_a_deadline_fires() {
+fn runs_on_a_runner_thread_when_a_deadline_fires() {
     let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
     let (tx, rx) = std::sync::mpsc::channel();
     let _registration = ctx.after_func(move || {
@@ -67,7 +67,7 @@ fn runs_on_the_timer_thread_when_a_deadline_fires() {
         tx.send(name).unwrap();
     });
     let name = rx.recv_timeout(Duration::from_secs(10)).expect("ran");
-    assert_eq!(name.as_deref(), Some("ctxtree-timer"));
+    assert_eq!(name.as_deref(), Some("ctxtree-callbacks"));
     assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
 }
 

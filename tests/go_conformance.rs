@@ -1370,7 +1370,7 @@ fn go_test_after_func_called_after_cancel() {
 }
 
 // Ports Go's TestAfterFuncCalledAfterTimeout (x_test.go). The function runs
-// on the thread that fires the deadline (ctxtree's timer thread).
+// on a `ctxtree-callbacks` runner thread (never the timer thread).
 #[test]
 fn go_test_after_func_called_after_timeout() {
     let (ctx, _cancel) = Context::background().with_timeout(SHORT);

@@ -1,4 +1,4 @@
-//! loom models of `after_func` (docs/design.md §13, F1–F4).
+//! loom models of `after_func` (docs/design.md §13, F1–F6).
 //!
 //! Run: `CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
 //!       RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release -p loom-tests`
@@ -7,13 +7,15 @@
 //! (`--cfg ctxtree_plant="..."`) that makes it fail.
 #![cfg(loom)]
 
+use std::time::Duration;
+
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicUsize, Ordering};
 use loom::sync::Arc;
 use loom::thread;
 use loom_tests::model;
 
-use ctxtree::Context;
+use ctxtree::{loom_hooks, Context};
 
 /// Plain data written by a callback and read by another thread: loom reports
 /// the access as a race unless a happens-before edge orders them.
@@ -103,5 +105,87 @@ fn after_func_stop_wait_vs_cancel() {
         let stopped = registration.stop_wait();
         assert_eq!(data.get(), if stopped { 0 } else { 1 });
         canceler.join().unwrap();
+    });
+}
+
+/// F6, F5c, F3, F1: a deadline fires on the main thread (the timer's stand-in,
+/// in hand-off mode) and its two callbacks run as one job on a runner thread,
+/// while a third thread `stop_wait`s one of them. The callback that runs first
+/// `stop_wait`s the other, still pending in the same job: it must return at
+/// once. The stopper's `stop_wait` returns only when the callback was
+/// prevented (true, never runs) or has finished (its write visible).
+/// Fails with `handoff_keeps_token` (the runner does not re-record the runner
+/// token: the first callback waits for the second, queued behind it on the
+/// same thread; loom reports a deadlock).
+#[test]
+fn after_func_hand_off_vs_stop_wait() {
+    model(|| {
+        let (ctx, _handle) = Context::background().with_timeout(Duration::from_secs(1));
+        let (data, runs) = (Shared::new(), Arc::new(AtomicUsize::new(0)));
+        let (written, r) = (data.clone(), runs.clone());
+        let second = Arc::new(ctx.after_func(move || {
+            written.set(1);
+            r.fetch_add(1, Ordering::Relaxed);
+        }));
+        let other = second.clone();
+        let firing = thread::current().id();
+        // Registered last, so it runs first (the stack's order).
+        let _first = ctx.after_func(move || {
+            assert_ne!(thread::current().id(), firing, "F6: ran on the timer");
+            let _ = other.stop_wait();
+        });
+        let stopper = thread::spawn(move || {
+            let stopped = second.stop_wait();
+            assert_eq!(data.get(), if stopped { 0 } else { 1 }, "F3");
+            stopped
+        });
+        loom_hooks::fire_armed();
+        let runner = thread::spawn(loom_hooks::run_handed_off);
+        runner.join().unwrap();
+        let stopped = stopper.join().unwrap();
+        assert!(ctx.is_done());
+        let ran = runs.load(Ordering::Relaxed);
+        assert_eq!(ran + stopped as usize, 1, "F1: stop {stopped}, runs {ran}");
+    });
+}
+
+/// F5, F2, F3: a callback cancels another context (Go's linking idiom: it
+/// drops that context's handle); the nested cancel's callback is deferred
+/// until the first returns and runs on the same thread before the outermost
+/// `cancel` returns, while another thread `stop_wait`s it.
+/// Fails with `trampoline_drops_pending` (a nested cancel's callbacks are
+/// lost: the stopper waits forever, a loom deadlock, or the final count is 0).
+#[test]
+fn after_func_nested_cancel_vs_stop_wait() {
+    model(|| {
+        let (a, cancel_a) = Context::background().with_cancel();
+        let (b, cancel_b) = Context::background().with_cancel();
+        let (b_child, _b_child_handle) = b.with_cancel();
+        let (data, runs) = (Shared::new(), Arc::new(AtomicUsize::new(0)));
+        let (written, r) = (data.clone(), runs.clone());
+        let nested = b.after_func(move || {
+            assert!(b_child.is_done(), "F2: ran before its subtree was canceled");
+            written.set(1);
+            r.fetch_add(1, Ordering::Relaxed);
+        });
+        let r = runs.clone();
+        let _link = a.after_func(move || {
+            drop(cancel_b);
+            assert_eq!(
+                r.load(Ordering::Relaxed),
+                0,
+                "F5: nested callback ran inside"
+            );
+        });
+        let stopper = thread::spawn(move || {
+            let stopped = nested.stop_wait();
+            assert_eq!(data.get(), if stopped { 0 } else { 1 }, "F3");
+            stopped
+        });
+        cancel_a.cancel();
+        assert!(b.is_done(), "F5a: the nested cancel finished");
+        let stopped = stopper.join().unwrap();
+        let ran = runs.load(Ordering::Relaxed);
+        assert_eq!(ran + stopped as usize, 1, "F1: stop {stopped}, runs {ran}");
     });
 }

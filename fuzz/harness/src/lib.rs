@@ -180,7 +180,7 @@ pub mod differential {
         /// `after_func` on an arena context. The function counts its runs,
         /// records `err`, `cause` and which arena contexts were done, and by
         /// the bits of `flags`: 1 registers a nested `after_func` on its own
-        /// context (must run at once), 2 derives a child of it (must be born
+        /// context (must run once the function returns, F5), 2 derives a child of it (must be born
         /// canceled with its cause), 4 calls `stop` and `stop_wait` on its
         /// own registration (must return false at once, not deadlock).
         AfterFunc { ctx: u8, flags: u8 },
@@ -616,8 +616,9 @@ pub mod differential {
         /// `is_done()` of every probe context (the arena before the op).
         probe_done: Vec<bool>,
         /// A nested `after_func` on its own context: (runs right after
-        /// registering, `stop()`, `stop_wait()`).
-        nested: Option<(usize, bool, bool)>,
+        /// registering, `stop()`, `stop_wait()`), and its run count, read
+        /// again once the op has returned.
+        nested: Option<((usize, bool, bool), Arc<AtomicUsize>)>,
         /// A child derived from its own context: (err, cause equal to the
         /// context's, is_done).
         child: Option<(Option<Error>, bool, bool)>,
@@ -684,7 +685,7 @@ pub mod differential {
                 counter.fetch_add(1, Ordering::SeqCst);
             });
             let ran = runs.load(Ordering::SeqCst);
-            (ran, inner.stop(), inner.stop_wait())
+            ((ran, inner.stop(), inner.stop_wait()), runs)
         });
         let child = (flags & 2 != 0).then(|| {
             let (c, h) = ctx.with_cancel();
@@ -1577,12 +1578,23 @@ pub mod differential {
                     }
                 }
             }
-            if let Some(nested) = seen.nested {
-                if nested != (1, false, false) {
+            // Inside a function, a nested registration on a canceled context
+            // is deferred until the function returns (F5), then runs before
+            // the op returns.
+            if let Some((nested, runs)) = &seen.nested {
+                if *nested != (0, false, false) {
                     fail!(
                         self,
                         "registration #{i}: a nested after_func from inside the function gave \
-                         (runs, stop, stop_wait) {nested:?}, want (1, false, false)"
+                         (runs, stop, stop_wait) {nested:?}, want (0, false, false)"
+                    );
+                }
+                let runs = runs.load(Ordering::SeqCst);
+                if runs != 1 {
+                    fail!(
+                        self,
+                        "registration #{i}: its nested after_func ran {runs} times by the \
+                         end of the op, want 1"
                     );
                 }
             }
