@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Plants one known bug at a time (`--cfg ctxtree_plant="..."`) and checks that
-# the loom model written to catch it now fails. A model that still passes with
-# its bug planted is no model. Usage: scripts/loom-plant-check.sh [PLANT...]
+# Plants one known bug at a time and checks that the loom model written to
+# catch it now fails. A model that still passes with its bug planted is no
+# model. Usage: scripts/loom-plant-check.sh [PLANT...]
+#
+# Plants are selected at run time (`CTXTREE_PLANT=name`, src/plant.rs), so one
+# loom build — the one test.sh's loom step already made — serves them all.
+# The map below is cross-checked against src/plant.rs's `PLANTS` and the
+# `planted!` uses in src/: a plant without a model, a model entry without a
+# plant, or a listed plant that no code plants fails the check.
 # Results are recorded in docs/design.md ("loom models").
 set -u
 cd "$(dirname "$0")/.."
@@ -38,19 +44,35 @@ declare -A MODEL=(
   [handoff_keeps_token]=after_func:after_func_hand_off_vs_stop_wait
   [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
 )
+
+status=0
+# Cross-check: the list in src/plant.rs, the `planted!` uses, this map.
+listed=$(sed -n '/^pub(crate) const PLANTS/,/^];/p' src/plant.rs | grep -o '"[a-z_]*"' | tr -d '"' | sort)
+used=$(grep -rhoE 'planted!\("[a-z_]+"\)' src | grep -oE '"[a-z_]+"' | tr -d '"' | sort -u)
+mapped=$(printf '%s\n' "${!MODEL[@]}" | sort)
+for plant in $listed; do
+  grep -qx "$plant" <<<"$used" || { echo "UNUSED  $plant: listed in src/plant.rs, planted nowhere"; status=1; }
+  grep -qx "$plant" <<<"$mapped" || { echo "NOMODEL $plant: no loom model in this script's map"; status=1; }
+done
+for plant in $mapped; do
+  grep -qx "$plant" <<<"$listed" || { echo "UNKNOWN $plant: mapped here, not in src/plant.rs"; status=1; }
+done
+
 plants=("$@")
 [ ${#plants[@]} -eq 0 ] && plants=("${!MODEL[@]}")
 
-status=0
+export CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3}
+export RUSTFLAGS="--cfg loom --cfg crossbeam_loom"
+cargo build --release -p loom-tests --tests >/dev/null 2>&1 \
+  || { echo "the loom build failed"; exit 1; }
 for plant in "${plants[@]}"; do
   model=${MODEL[$plant]:?unknown plant $plant}
   # "file:model" names a model outside tests/core.rs.
   test=core
   if [[ $model == *:* ]]; then test=${model%%:*}; model=${model#*:}; fi
   log=$(mktemp)
-  CARGO_TARGET_DIR=target/loom-plant LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
-    RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg ctxtree_plant=\"$plant\"" \
-    cargo test --release -p loom-tests --test "$test" -- --exact "$model" >"$log" 2>&1
+  CTXTREE_PLANT=$plant cargo test --release -p loom-tests --test "$test" -- --exact "$model" \
+    >"$log" 2>&1
   code=$?
   if [ $code -ne 0 ] && grep -q "Running tests/$test.rs" "$log"; then
     why=$(grep -m1 -E "deadlock|Causality|assertion|N4|panicked at" "$log" | head -c 200)

@@ -48,6 +48,7 @@
 //! mode for its duration, jobs wait in a loom `Mutex`, and a model runs them
 //! on a thread of its choice with `loom_hooks::run_handed_off`.
 
+use crate::plant::planted;
 use std::cell::Cell;
 
 use crate::sync::Arc;
@@ -92,9 +93,10 @@ pub(crate) fn hands_off() -> bool {
 
 /// Runs a job on the calling runner thread (F6).
 fn run_job(job: Job) {
-    #[cfg(not(ctxtree_plant = "handoff_keeps_token"))]
-    for waiter in &job {
-        waiters::record_runner(waiter.callback());
+    if !planted!("handoff_keeps_token") {
+        for waiter in &job {
+            waiters::record_runner(waiter.callback());
+        }
     }
     trampoline::run(job);
     panics::discard();

@@ -104,6 +104,7 @@
 //!   `CLOSED` is never or'ed into a sharded word (`SHARDED | CLOSED` is a
 //!   helped plain list). Linearization point of the sharding: its CAS.
 
+use crate::plant::planted;
 use crate::shards::ShardBlock;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
@@ -506,10 +507,11 @@ impl ChildList {
     /// unlinked nodes are released by an RMW on this word, L6) or the word
     /// changed. Returns the head word as it now is.
     fn shard(&self, cur: usize) -> usize {
-        #[cfg(not(ctxtree_plant = "shard_while_sweeping"))]
-        let busy = CLOSED | SWEEPING;
-        #[cfg(ctxtree_plant = "shard_while_sweeping")]
-        let busy = CLOSED;
+        let busy = if planted!("shard_while_sweeping") {
+            CLOSED
+        } else {
+            CLOSED | SWEEPING
+        };
         if cur & busy != 0 || shards_of(cur).is_some() {
             return cur;
         }
@@ -550,15 +552,16 @@ impl ChildList {
             }
             // A CAS, not `fetch_or`: `CLOSED` or'ed into a sharded word would
             // read as a closed, helped plain list.
-            #[cfg(not(ctxtree_plant = "skip_close"))]
-            let closed = self.head.compare_exchange_weak(
-                cur,
-                cur | CLOSED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-            #[cfg(ctxtree_plant = "skip_close")]
-            let closed: Result<usize, usize> = Ok(cur);
+            let closed = if planted!("skip_close") {
+                Ok(cur)
+            } else {
+                self.head.compare_exchange_weak(
+                    cur,
+                    cur | CLOSED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+            };
             match closed {
                 Ok(_) => {
                     return Close::Owner {
@@ -589,14 +592,11 @@ impl ChildList {
         if self.head.load(Ordering::Relaxed) != 0 {
             return false;
         }
-        #[cfg(not(ctxtree_plant = "skip_close_if_empty"))]
-        let closed = self
-            .head
-            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        #[cfg(ctxtree_plant = "skip_close_if_empty")]
-        let closed = true;
-        closed
+        planted!("skip_close_if_empty")
+            || self
+                .head
+                .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     /// Announces a helper walk of a closed list (L6) and returns the first
@@ -606,10 +606,11 @@ impl ChildList {
     /// owner that reset the head before this RMW may already have released
     /// the children without the epoch.
     pub(crate) fn help(&self) -> usize {
-        #[cfg(not(ctxtree_plant = "help_unannounced"))]
-        let word = self.head.fetch_or(HELPED, Ordering::AcqRel);
-        #[cfg(ctxtree_plant = "help_unannounced")]
-        let word = self.head.load(Ordering::Acquire);
+        let word = if planted!("help_unannounced") {
+            self.head.load(Ordering::Acquire)
+        } else {
+            self.head.fetch_or(HELPED, Ordering::AcqRel)
+        };
         debug_assert!(word & CLOSED != 0, "only closed lists are helped");
         word & HEAD_PTR
     }
@@ -631,13 +632,7 @@ impl ChildList {
         // tokio-rs/loom#254), and its result tells whether a helper came
         // (L6). On x86 the cost is one locked instruction per list.
         let old = self.head.swap(CLOSED, Ordering::AcqRel);
-        #[cfg(not(ctxtree_plant = "ignore_helped"))]
-        let helped = old & HELPED != 0;
-        #[cfg(ctxtree_plant = "ignore_helped")]
-        let helped = {
-            let _ = old;
-            false
-        };
+        let helped = old & HELPED != 0 && !planted!("ignore_helped");
         let how = if swept || helped {
             Release::Epoch
         } else {
@@ -662,10 +657,12 @@ impl ChildList {
             let node = cur as *const T;
             // SAFETY: `node` was reachable after the caller pinned, so its
             // release (L4) cannot have run yet.
-            #[cfg(not(ctxtree_plant = "claim_by_load"))]
-            let old = unsafe { (*node).link().next.fetch_or(DETACHED, Ordering::AcqRel) };
-            #[cfg(ctxtree_plant = "claim_by_load")]
-            let old = unsafe { (*node).link().next.load(Ordering::Acquire) };
+            let link = unsafe { &(*node).link().next };
+            let old = if planted!("claim_by_load") {
+                link.load(Ordering::Acquire)
+            } else {
+                link.fetch_or(DETACHED, Ordering::AcqRel)
+            };
             cur = old & PTR_MASK;
             // The RMW read `node`'s current successor and made every later
             // unlink of it fail: it stays ours. One already unlinked was
@@ -787,8 +784,7 @@ impl ChildList {
         // (L4), and only a pin that precedes that release keeps them alive
         // for us. (Pinned after the CAS, a sweep of a list whose first node
         // has no users could follow it after its release.)
-        #[cfg(not(ctxtree_plant = "sweep_pin_late"))]
-        let guard = epoch::pin();
+        let early = (!planted!("sweep_pin_late")).then(epoch::pin);
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
             // Sharded since our insert: its nodes are the first shard's now.
@@ -805,8 +801,7 @@ impl ChildList {
                 Err(actual) => cur = actual,
             }
         }
-        #[cfg(ctxtree_plant = "sweep_pin_late")]
-        let guard = epoch::pin();
+        let guard = early.unwrap_or_else(epoch::pin);
         let mut unlinked = Unlinked::new(self, &guard);
         let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked);
         let live = self.sweep_from::<T>(first, &mut unlinked);
@@ -891,10 +886,7 @@ impl ChildList {
             if next & DETACHED != 0 {
                 return live;
             }
-            #[cfg(not(ctxtree_plant = "sweep_unmarked"))]
-            let unlink = next & DELETED != 0;
-            #[cfg(ctxtree_plant = "sweep_unmarked")]
-            let unlink = true;
+            let unlink = next & DELETED != 0 || planted!("sweep_unmarked");
             if unlink {
                 // `node.next` can no longer change except for DETACHED: only
                 // the sweeper rewrites pointers, and not of marked nodes.
@@ -978,13 +970,7 @@ impl<'g, T: Listed> Unlinked<'g, T> {
     fn release(&mut self, word: usize) {
         let batch = &self.nodes[..self.len];
         self.len = 0;
-        #[cfg(not(ctxtree_plant = "sweep_release_closed"))]
-        let open = word & CLOSED == 0;
-        #[cfg(ctxtree_plant = "sweep_release_closed")]
-        let open = {
-            let _ = word;
-            true
-        };
+        let open = word & CLOSED == 0 || planted!("sweep_release_closed");
         let Some(&first) = batch.first() else {
             return;
         };
@@ -1080,7 +1066,6 @@ impl ChildLink {
     /// successor is frozen from now on (a sweeper's unlink CAS on this link
     /// expects it unmarked).
     pub(crate) fn mark_deleted(&self) {
-        #[cfg(not(ctxtree_plant = "no_mark_deleted"))]
         self.next.fetch_or(DELETED, Ordering::Release);
     }
 

@@ -68,6 +68,7 @@ mod inline_stack;
 mod node;
 #[cfg(not(loom))]
 mod node_cache;
+mod plant;
 mod run;
 mod shards;
 mod state;

@@ -42,6 +42,7 @@
 //! - **N5** No recursion: the walk keeps an explicit worklist of
 //!   `(node, first child)` pairs, and release (N1) is a loop.
 
+use crate::plant::planted;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::process::abort;
@@ -334,11 +335,7 @@ unsafe impl Listed for Node {
         // SAFETY: a listed node is alive and so is its parent (N1).
         let owner = unsafe { (*first).parent }.expect("a listed node has a parent");
         // Planted: the deferred pass finds nothing paid.
-        #[cfg(ctxtree_plant = "no_prepay")]
-        let n = {
-            let _ = n;
-            0
-        };
+        let n = if planted!("no_prepay") { 0 } else { n };
         // SAFETY: as above.
         unsafe { (*owner.as_ptr()).grant(n) };
     }
@@ -383,24 +380,20 @@ unsafe fn unlist(node: *const Node, pass: &mut GrantPass) {
     let cur = refs.load(Ordering::Acquire);
     if cur != LISTED {
         // Users may leave at any moment: the grant comes first.
-        #[cfg(not(ctxtree_plant = "grant_after_unlist"))]
-        let prev = {
-            pass.take();
-            refs.fetch_sub(LISTED, Ordering::AcqRel)
-        };
-        #[cfg(ctxtree_plant = "grant_after_unlist")]
-        let prev = {
+        let prev = if planted!("grant_after_unlist") {
             let prev = refs.fetch_sub(LISTED, Ordering::AcqRel);
             pass.take();
             prev
+        } else {
+            pass.take();
+            refs.fetch_sub(LISTED, Ordering::AcqRel)
         };
         if prev != LISTED {
             return;
         }
         // The last user left between the load and the clear: it saw the
         // node listed and left it to us; the grant was not needed.
-        #[cfg(not(ctxtree_plant = "keep_spare_grant"))]
-        {
+        if !planted!("keep_spare_grant") {
             pass.spare += 1;
         }
     }
@@ -593,10 +586,12 @@ unsafe fn release_user(ptr: *const Node) {
     // or by a walker that closed its list, which it reached through its
     // parent's closed list, where the CAS below fails. Only `LISTED` can
     // change (a sweeper or closer unlisting it; then the CAS fails too).
-    #[cfg(not(ctxtree_plant = "unlink_with_users"))]
-    let last_and_listed = node.refs.load(Ordering::Acquire) == USER | LISTED;
-    #[cfg(ctxtree_plant = "unlink_with_users")]
-    let last_and_listed = node.refs.load(Ordering::Acquire) & LISTED != 0;
+    let refs = node.refs.load(Ordering::Acquire);
+    let last_and_listed = if planted!("unlink_with_users") {
+        refs & LISTED != 0
+    } else {
+        refs == USER | LISTED
+    };
     if last_and_listed {
         if let Some(parent) = node.parent {
             let link = node.link.word();
@@ -1061,8 +1056,8 @@ fn cancel_slow(node: &Node, err: Error, cause: Option<Cause>) {
 /// call made): the walk, the mark, the callbacks.
 #[inline(never)]
 fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
-    #[cfg(ctxtree_plant = "mark_before_walk")]
-    if won {
+    let mark_first = planted!("mark_before_walk");
+    if won && mark_first {
         node.link.mark_deleted();
     }
     propagate(node, &mut callbacks);
@@ -1075,8 +1070,9 @@ fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
         // parent's walk skip this: that list is closed.
         // Marked, it may leave the list: by a sweep, or by its last user
         // if it is then first in the list (L7).
-        #[cfg(not(ctxtree_plant = "mark_before_walk"))]
-        node.link.mark_deleted();
+        if !mark_first {
+            node.link.mark_deleted();
+        }
         node.disarm_timer();
     }
     // Callbacks run now: the subtree is canceled and nothing is pinned.
@@ -1105,7 +1101,6 @@ pub(crate) fn note_abandoned(node: &Node) {
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.
-#[cfg(ctxtree_plant = "fire_no_propagate")]
 pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {
     let mut callbacks = Callbacks::default();
     if !state::is_canceled(node.state_word())
@@ -1125,10 +1120,8 @@ fn propagate(node: &Node, callbacks: &mut Callbacks) {
     match node.children.close() {
         Close::Owner { first: 0, .. } | Close::Helper(0) => {}
         Close::Owner { first, swept } => walk(node, Start::Owner(first, swept), callbacks),
-        #[cfg(not(ctxtree_plant = "skip_help"))]
+        Close::Helper(_) if planted!("skip_help") => {}
         Close::Helper(unpinned) => walk(node, Start::Helper(unpinned), callbacks),
-        #[cfg(ctxtree_plant = "skip_help")]
-        Close::Helper(_) => {}
         // Every shard finished (a handle dropped after its cancel): nothing
         // to walk, no pin.
         Close::Sharded(block) if block.iter().all(|shard| shard.list.is_finished()) => {}
@@ -1207,9 +1200,7 @@ impl Worklists {
     fn enter(&mut self, node: &Node) {
         match node.children.close() {
             Close::Sharded(block) => {
-                let shards = block.iter();
-                #[cfg(ctxtree_plant = "skip_shard")]
-                let shards = shards.skip(1);
+                let shards = block.iter().skip(usize::from(planted!("skip_shard")));
                 for shard in shards {
                     let close = shard.list.close();
                     self.enter_list(node, &shard.list, close);
@@ -1226,18 +1217,17 @@ impl Worklists {
             Close::Owner { first: 0, .. } | Close::Helper(0) => {}
             Close::Owner { first, swept } => {
                 self.owned.push(Owned::new(list, swept).0);
-                #[cfg(not(ctxtree_plant = "shallow_walk"))]
-                self.work.push((node, first));
+                if !planted!("shallow_walk") {
+                    self.work.push((node, first));
+                }
             }
-            #[cfg(not(ctxtree_plant = "skip_help"))]
+            Close::Helper(_) if planted!("skip_help") => {}
             Close::Helper(_) => {
                 let first = list.help();
                 if first != 0 {
                     self.work.push((node, first));
                 }
             }
-            #[cfg(ctxtree_plant = "skip_help")]
-            Close::Helper(_) => {}
             Close::Sharded(_) => unreachable!("a shard is never sharded (L8)"),
         }
     }
@@ -1256,27 +1246,21 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
             // Read the first child again now that we are pinned: a pointer
             // read before pinning may already have been released (L4). Only
             // the owner resets the head (L3), so it reads the same child.
-            #[cfg(not(ctxtree_plant = "pin_late"))]
-            let first = {
-                let _ = unpinned;
+            let first = if planted!("pin_late") {
+                unpinned
+            } else {
                 root.children.first()
             };
-            #[cfg(ctxtree_plant = "pin_late")]
-            let first = unpinned;
             lists.owned.push(Owned::new(&root.children, swept).0);
             lists.work.push((root, first));
         }
         Start::Helper(unpinned) => {
             // A helper announces itself (L6) and may find the walk finished.
-            #[cfg(not(ctxtree_plant = "pin_late"))]
-            let first = {
-                let _ = unpinned;
-                root.children.help()
-            };
-            #[cfg(ctxtree_plant = "pin_late")]
-            let first = {
-                let _ = root.children.help();
+            let announced = root.children.help();
+            let first = if planted!("pin_late") {
                 unpinned
+            } else {
+                announced
             };
             if first == 0 {
                 return;

@@ -17,6 +17,7 @@
 //!   The fire holds a user of its node (T8) and runs no `after_func`
 //!   callback on the timer thread: those are handed to the callback runner.
 
+use crate::plant::planted;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -139,10 +140,11 @@ pub(crate) fn fire(entry: Entry) {
     let cause = node.timer_slot().cause.clone();
     // A panicking waker must not take the driver down with it (T4).
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        #[cfg(not(ctxtree_plant = "fire_no_propagate"))]
-        node::cancel(&node, Error::DeadlineExceeded, cause);
-        #[cfg(ctxtree_plant = "fire_no_propagate")]
-        node::cancel_without_propagation(&node, Error::DeadlineExceeded, cause);
+        if planted!("fire_no_propagate") {
+            node::cancel_without_propagation(&node, Error::DeadlineExceeded, cause);
+        } else {
+            node::cancel(&node, Error::DeadlineExceeded, cause);
+        }
     }));
 }
 

@@ -42,6 +42,7 @@
 
 use crate::error::Cause;
 use crate::node::{self, Node, NodeRef};
+use crate::plant::planted;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 const STATE: u32 = 0b111;
@@ -91,8 +92,7 @@ impl TimerSlot {
         loop {
             let next = match cur & STATE {
                 IDLE => EARLY,
-                #[cfg(not(ctxtree_plant = "timer_keeps_user"))]
-                ARMED => WEAK,
+                ARMED if !planted!("timer_keeps_user") => WEAK,
                 _ => return false,
             };
             // AcqRel: ordered with the arm's and the timer's CASes.
@@ -116,9 +116,7 @@ impl TimerSlot {
         // free by us, ours before a free by the timer.
         let prev = self.hold.fetch_and(!TREE, Ordering::AcqRel);
         // Planted: the tree side frees the block the timer still holds.
-        #[cfg(ctxtree_plant = "retire_ignores_timer")]
-        let prev = prev & !STATE;
-        prev & STATE != WEAK
+        prev & STATE != WEAK || planted!("retire_ignores_timer")
     }
 
     /// Under loom, marks the block freed, failing the model if it was
@@ -158,22 +156,21 @@ impl TimerHold {
     /// not be armed, and `node`'s user is released here.
     pub(crate) fn arm(node: NodeRef) -> Option<TimerHold> {
         let slot = node.timer_slot();
-        #[cfg(not(ctxtree_plant = "arm_by_store"))]
-        slot.hold
-            .compare_exchange(
-                TREE | IDLE,
-                TREE | ARMED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .ok()?;
-        // Planted: a check-then-act instead of one CAS.
-        #[cfg(ctxtree_plant = "arm_by_store")]
-        {
+        if planted!("arm_by_store") {
+            // Planted: a check-then-act instead of one CAS.
             if slot.hold.load(Ordering::Acquire) != TREE | IDLE {
                 return None;
             }
             slot.hold.store(TREE | ARMED, Ordering::Release);
+        } else {
+            slot.hold
+                .compare_exchange(
+                    TREE | IDLE,
+                    TREE | ARMED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .ok()?;
         }
         // SAFETY: `into_raw` never returns null; the hold owns its user.
         Some(TimerHold(unsafe {

@@ -41,6 +41,7 @@
 //! Linearization: a nested cancel's callbacks become pending at the append
 //! (after its walk); a callback starts when the loop pops it.
 
+use crate::plant::planted;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
@@ -72,8 +73,7 @@ pub(crate) fn is_running() -> bool {
 /// runner token recorded) after the callbacks already pending here (F5).
 /// Returns at once if a loop is already active on this thread.
 pub(crate) fn run(queue: Vec<Arc<Waiter>>) {
-    #[cfg(ctxtree_plant = "trampoline_drops_pending")]
-    if is_running() {
+    if planted!("trampoline_drops_pending") && is_running() {
         // Planted bug: a nested cancel's callbacks are lost.
         return;
     }

@@ -34,6 +34,7 @@
 //! Linearization: a waiter is registered at its push CAS, woken-or-not is
 //! decided at its `state` transition (W1).
 
+use crate::plant::planted;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
 
@@ -159,16 +160,16 @@ impl Waiter {
     fn notify(this: Arc<Waiter>, callbacks: &mut Callbacks) {
         // A CAS, not a swap: `ABANDONED` is final, so a stopped callback still
         // reads as stopped after the cancel (F1).
-        #[cfg(not(ctxtree_plant = "callback_unclaimed"))]
-        let won = this
-            .state
-            .compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        // Planted bug: a check-then-act instead of one CAS.
-        #[cfg(ctxtree_plant = "callback_unclaimed")]
-        let won = this.state.load(Ordering::Acquire) == WAITING && {
-            this.state.store(NOTIFIED, Ordering::Release);
-            true
+        let won = if planted!("callback_unclaimed") {
+            // Planted bug: a check-then-act instead of one CAS.
+            this.state.load(Ordering::Acquire) == WAITING && {
+                this.state.store(NOTIFIED, Ordering::Release);
+                true
+            }
+        } else {
+            this.state
+                .compare_exchange(WAITING, NOTIFIED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         };
         if won {
             match &this.wake {
@@ -188,13 +189,11 @@ impl Waiter {
                     // it hands it off (F6), whose runner records itself.
                     record_runner(callback);
                     // Planted bug: runs the callback inside the claim.
-                    #[cfg(ctxtree_plant = "callback_in_walk")]
-                    {
-                        let _ = callbacks;
+                    if planted!("callback_in_walk") {
                         run_callback(callback);
+                    } else {
+                        callbacks.queue.push(this);
                     }
-                    #[cfg(not(ctxtree_plant = "callback_in_walk"))]
-                    callbacks.queue.push(this);
                     return;
                 }
             }
@@ -232,10 +231,11 @@ pub(crate) fn push(state: &AtomicUsize, waiter: Arc<Waiter>) -> Result<(), usize
         // SAFETY: `raw` is unpublished, so we are its only owner (W3).
         unsafe { (*raw).set_next(state::waiter_head(cur)) };
         // Release publishes `next` and the waker to whoever takes the stack.
-        #[cfg(not(ctxtree_plant = "relaxed_push"))]
-        let success = Ordering::AcqRel;
-        #[cfg(ctxtree_plant = "relaxed_push")]
-        let success = Ordering::Relaxed;
+        let success = if planted!("relaxed_push") {
+            Ordering::Relaxed
+        } else {
+            Ordering::AcqRel
+        };
         match state.compare_exchange_weak(cur, raw as usize, success, Ordering::Acquire) {
             Ok(_) => return Ok(()),
             Err(actual) => cur = actual,
@@ -315,10 +315,12 @@ pub(crate) fn run_callback(callback: &Callback) {
     // AcqRel: Release publishes f's effects to the stoppers that find the
     // word finished (their push fails with an Acquire load); Acquire takes
     // the entries they pushed with Release (W3).
-    #[cfg(not(ctxtree_plant = "finish_relaxed"))]
-    let waiting = callback.finished.swap(state::CANCELED, Ordering::AcqRel);
-    #[cfg(ctxtree_plant = "finish_relaxed")]
-    let waiting = callback.finished.swap(state::CANCELED, Ordering::Relaxed);
+    let order = if planted!("finish_relaxed") {
+        Ordering::Relaxed
+    } else {
+        Ordering::AcqRel
+    };
+    let waiting = callback.finished.swap(state::CANCELED, order);
     let mut none = Callbacks::default();
     // SAFETY: the swap moved the stack of waiting stoppers to us (S3).
     unsafe { wake_chain(state::waiter_head(waiting), &mut none) };
@@ -399,24 +401,15 @@ impl WaiterGc {
 /// canceled wakes the survivors and queues their callbacks on `callbacks`
 /// (`node::note_abandoned` runs them, F2).
 pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
-    #[cfg(ctxtree_plant = "keep_abandoned")]
-    {
-        let _ = (state, gc, callbacks);
-        return;
-    }
-    #[cfg(not(ctxtree_plant = "keep_abandoned"))]
-    {
-        let prev = gc.0.fetch_add(1, Ordering::Relaxed);
-        let abandoned = (prev as u32).wrapping_add(1);
-        let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
-        if abandoned >= threshold {
-            collect(state, gc, callbacks);
-        }
+    let prev = gc.0.fetch_add(1, Ordering::Relaxed);
+    let abandoned = (prev as u32).wrapping_add(1);
+    let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
+    if abandoned >= threshold {
+        collect(state, gc, callbacks);
     }
 }
 
 /// Takes the stack, frees abandoned entries, returns the survivors.
-#[cfg_attr(ctxtree_plant = "keep_abandoned", allow(dead_code))]
 fn collect(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
     let mut cur = state.load(Ordering::Acquire);
     loop {
@@ -469,21 +462,17 @@ fn collect(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
             // claimer has since taken, woken and released: cut that link
             // before waking our own chain (found by the concurrent fuzz
             // target as a use-after-free; W2).
-            #[cfg(not(ctxtree_plant = "stale_link"))]
-            // SAFETY: `bottom` belongs to our unpublished chain (W3).
-            unsafe {
-                (*(bottom as *const Waiter)).set_next(0)
-            };
-            #[cfg(not(ctxtree_plant = "no_rewake"))]
-            // SAFETY: we still own the chain `top`.
-            unsafe {
-                wake_chain(top, callbacks)
-            };
-            #[cfg(ctxtree_plant = "no_rewake")]
-            // SAFETY: as above (planted bug: drops without notifying).
-            unsafe {
-                drop_chain(top)
-            };
+            if !planted!("stale_link") {
+                // SAFETY: `bottom` belongs to our unpublished chain (W3).
+                unsafe { (*(bottom as *const Waiter)).set_next(0) };
+            }
+            if planted!("no_rewake") {
+                // SAFETY: as below (planted bug: drops without notifying).
+                unsafe { drop_chain(top) };
+            } else {
+                // SAFETY: we still own the chain `top`.
+                unsafe { wake_chain(top, callbacks) };
+            }
             return;
         }
         // SAFETY: `bottom` belongs to our unpublished chain (W3).

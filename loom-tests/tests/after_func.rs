@@ -4,7 +4,7 @@
 //!       RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release -p loom-tests`
 //!
 //! Each model names the invariant it checks and the planted bug
-//! (`--cfg ctxtree_plant="..."`) that makes it fail.
+//! (`CTXTREE_PLANT=...`, src/plant.rs) that makes it fail.
 #![cfg(loom)]
 
 use std::time::Duration;
