@@ -43,6 +43,7 @@ declare -A MODEL=(
   [arm_by_store]=timer:arm_vs_parent_cancel
   [handoff_keeps_token]=after_func:after_func_hand_off_vs_stop_wait
   [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
+  [take_waker_unclaimed]=waiter_abandon_vs_cancel
 )
 
 status=0

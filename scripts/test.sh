@@ -69,7 +69,7 @@ step "unit, integration and doc tests (all features: integrations, e2e server, R
 cargo test -p ctxtree --all-features
 
 step "deep-chain and churn tests in release mode (all features)"
-cargo test --release --all-features --test deep --test memory --test timer_memory
+cargo test --release --all-features --test deep --test memory --test timer_memory --test waiter_memory
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \

@@ -48,9 +48,9 @@
 //! mode for its duration, jobs wait in a loom `Mutex`, and a model runs them
 //! on a thread of its choice with `loom_hooks::run_handed_off`.
 
-use crate::plant::planted;
 use std::cell::Cell;
 
+use crate::plant::planted;
 use crate::sync::Arc;
 use crate::trampoline;
 use crate::waiters::{self, panics, Waiter};

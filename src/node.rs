@@ -42,7 +42,6 @@
 //! - **N5** No recursion: the walk keeps an explicit worklist of
 //!   `(node, first child)` pairs, and release (N1) is a loop.
 
-use crate::plant::planted;
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::process::abort;
@@ -51,6 +50,7 @@ use std::ptr::NonNull;
 use crate::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepBudget};
 use crate::error::{Cause, Error};
 use crate::inline_stack::InlineStack;
+use crate::plant::planted;
 use crate::state;
 use crate::sync::{epoch, AtomicU32, AtomicUsize, Ordering};
 use crate::timer::{Deadline, DEADLINE_BITS};

@@ -42,6 +42,7 @@ pub(crate) const PLANTS: &[&str] = &[
     "arm_by_store",
     "handoff_keeps_token",
     "trampoline_drops_pending",
+    "take_waker_unclaimed",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

@@ -17,12 +17,12 @@
 //!   The fire holds a user of its node (T8) and runs no `after_func`
 //!   callback on the timer thread: those are handed to the callback runner.
 
-use crate::plant::planted;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::node;
+use crate::plant::planted;
 use crate::timer_hold::TimerHold;
 
 /// A point in time as nanoseconds since `base()`; `NEVER` means no deadline.

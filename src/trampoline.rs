@@ -41,10 +41,10 @@
 //! Linearization: a nested cancel's callbacks become pending at the append
 //! (after its walk); a callback starts when the loop pops it.
 
-use crate::plant::planted;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
+use crate::plant::planted;
 use crate::sync::Arc;
 use crate::waiters::{self, Waiter};
 

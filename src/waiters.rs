@@ -30,15 +30,21 @@
 //!   collection)`, so each collection's O(stack) walk frees at least as many
 //!   entries as it keeps, and the stack stays within about twice the live
 //!   waiters plus `MIN_COLLECT` (O(1) amortized per abandon).
+//! - **W5** An abandoned entry keeps no waker: the owner that wins W1 by
+//!   abandoning takes its waker out and drops it at once, so what a quiet
+//!   stack holds for its abandoned entries is their own small allocations
+//!   (`Waiter`, under 64 bytes each), never the tasks their wakers own. The
+//!   cell is written only by that winner; a notifier reads it only after
+//!   winning W1 the other way, and the owner only before abandoning.
 //!
 //! Linearization: a waiter is registered at its push CAS, woken-or-not is
 //! decided at its `state` transition (W1).
 
-use crate::plant::planted;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
 
 use crate::callback_pool;
+use crate::plant::planted;
 use crate::state::{self, ACTIVE};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
@@ -65,7 +71,8 @@ pub(crate) struct Waiter {
 
 enum Wake {
     Thread(Thread),
-    Task(Waker),
+    /// The task's waker, until its abandon drops it (W5).
+    Task(UnsafeCell<Option<Waker>>),
     /// An `after_func` callback (`afterfunc.rs`, F1–F4).
     Func(Callback),
 }
@@ -99,7 +106,7 @@ impl Waiter {
     }
 
     pub(crate) fn for_task(waker: &Waker) -> Arc<Waiter> {
-        Waiter::new(Wake::Task(waker.clone()))
+        Waiter::new(Wake::Task(UnsafeCell::new(Some(waker.clone()))))
     }
 
     pub(crate) fn for_func(f: Box<dyn FnOnce() + Send>) -> Arc<Waiter> {
@@ -127,7 +134,11 @@ impl Waiter {
     /// Whether a poll with `waker` can keep this registration.
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         match &self.wake {
-            Wake::Task(w) => w.will_wake(waker),
+            // SAFETY: only the entry's owner calls this, before it abandons
+            // the entry, and only its abandon writes the cell (W5).
+            Wake::Task(w) => {
+                w.with(|w| unsafe { &*w }.as_ref().is_some_and(|w| w.will_wake(waker)))
+            }
             Wake::Thread(_) | Wake::Func(_) => false,
         }
     }
@@ -136,9 +147,31 @@ impl Waiter {
     /// which the caller must report with [`note_abandoned`]; false if it was
     /// already notified.
     pub(crate) fn abandon(&self) -> bool {
-        self.state
+        let unclaimed = planted!("take_waker_unclaimed");
+        if unclaimed {
+            self.drop_waker();
+        }
+        let won = self
+            .state
             .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+            .is_ok();
+        if won && !unclaimed {
+            self.drop_waker();
+        }
+        won
+    }
+
+    /// Drops a task entry's waker, which often owns a whole task, now
+    /// rather than when a collection frees the entry (W5).
+    fn drop_waker(&self) {
+        if let Wake::Task(w) = &self.wake {
+            // SAFETY: this thread won W1 by abandoning, so no notifier reads
+            // the cell; the owner (us) reads it only before abandoning (W5).
+            let waker = w.with_mut(|w| unsafe { (*w).take() });
+            // A waker's drop is foreign code: hold a panic like a wake's.
+            panics::hold_from(move || drop(waker));
+            panics::resume();
+        }
     }
 
     /// True if the entry was abandoned (a stopped callback, F1).
@@ -179,7 +212,10 @@ impl Waiter {
                 // subtree, so the panic is held and re-raised once the cancel
                 // is complete (`panics::resume`).
                 Wake::Task(w) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| w.wake_by_ref())) {
+                    // SAFETY: this notifier won W1, so no abandon writes the
+                    // cell (W5); other accesses are reads.
+                    let wake = || w.with(|w| unsafe { &*w }.as_ref().map(Waker::wake_by_ref));
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(wake)) {
                         panics::hold(payload);
                     }
                 }

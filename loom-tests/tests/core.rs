@@ -155,7 +155,10 @@ fn cancel_vs_future_wait() {
 /// while the context is canceled. Exactly one of notify and abandon wins; with
 /// loom's collection threshold of one, the abandon also runs a collection that
 /// races the claim for the stack. Each waiter entry is a loom `Arc`, so a
-/// leaked or doubly freed entry fails the model.
+/// leaked or doubly freed entry fails the model. W5: the abandon drops the
+/// entry's waker only after winning W1, so it never races the notifier's
+/// wake. Fails with `take_waker_unclaimed` (the abandon takes the waker
+/// before its CAS: loom reports a causality violation on the waker's cell).
 #[test]
 fn waiter_abandon_vs_cancel() {
     model(|| {
