@@ -49,6 +49,21 @@ else
   printf '!!! 32-bit check SKIPPED: rustup could not install the i686 standard library\n%.0s' 1 2 3
 fi
 
+# MSRV: the library with every feature (what users compile) on the oldest
+# Rust that Cargo.toml's rust-version declares, with the committed Cargo.lock
+# (tokio and tokio-util need 1.85). Only the library: the tests and their
+# dev-dependencies may come to need a newer Rust.
+MSRV=$(sed -n 's/^rust-version = "\(.*\)"$/\1/p' Cargo.toml)
+: "${MSRV:?no rust-version in Cargo.toml}"
+step "cargo +$MSRV check --lib (MSRV, all features)"
+if rustup toolchain list 2>/dev/null | grep -q "^$MSRV-" \
+  || rustup toolchain install "$MSRV" --profile minimal; then
+  CARGO_TARGET_DIR=target/msrv cargo +"$MSRV" check -p ctxtree --all-features --lib
+else
+  # Only the download can fail here; the check itself fails the script.
+  printf "!!! MSRV check SKIPPED: rustup could not install Rust $MSRV\n%.0s" 1 2 3
+fi
+
 step "unit, integration and doc tests (no features)"
 cargo test --workspace
 

@@ -21,7 +21,11 @@ use std::sync::Arc;
 /// assert_eq!(Error::Canceled.to_string(), "context canceled");
 /// assert!(Error::DeadlineExceeded.is_timeout());
 /// ```
+///
+/// The enum is `#[non_exhaustive]`: a `match` on it needs a wildcard arm, so
+/// a later release may add a reason without breaking your code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Error {
     /// The context was canceled by its [`CancelHandle`](crate::CancelHandle)
     /// (or an ancestor's).

@@ -54,6 +54,7 @@
 //! taken on any path. `docs/design.md` in the repository states the
 //! invariants and linearization points; `loom-tests/` model-checks them.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]

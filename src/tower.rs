@@ -244,7 +244,10 @@ impl StdError for RequestAborted {}
 /// let lenient = ContextLayer::new(Context::background())
 ///     .on_invalid_timeout(InvalidTimeoutPolicy::Ignore);
 /// ```
+///
+/// `#[non_exhaustive]`: a later release may add a policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum InvalidTimeoutPolicy {
     /// Answer `400 Bad Request` (`text/plain`, the [`InvalidGrpcTimeout`]
     /// message) without calling the inner service. The default.

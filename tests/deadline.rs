@@ -880,6 +880,7 @@ fn deadline_racing_manual_cancel_gives_one_consistent_outcome() {
                     );
                     outcomes[variant].1 += 1;
                 }
+                other => panic!("rep {rep}: unexpected err {other:?}"),
             }
             // The context itself has the same pair as its child, and it stays.
             assert_eq!(ctx.err(), Some(err), "rep {rep}");
@@ -892,6 +893,7 @@ fn deadline_racing_manual_cancel_gives_one_consistent_outcome() {
         match err {
             Error::DeadlineExceeded => assert_eq!(c, t),
             Error::Canceled => assert_eq!(c, expected_cancel_cause),
+            other => panic!("unexpected err {other:?}"),
         }
     }
     eprintln!(
