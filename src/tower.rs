@@ -1,4 +1,4 @@
-//! A tower [`Layer`](tower_layer::Layer) that gives each HTTP request its own [`Context`], with
+//! A tower [`Layer`] that gives each HTTP request its own [`Context`], with
 //! the deadline its client sent in a `grpc-timeout` header.
 //!
 //! [`ContextLayer`] wraps a service; for every request it derives a child of
