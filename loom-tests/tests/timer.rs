@@ -52,24 +52,22 @@ fn canceled_deadline_does_not_pin_its_parent() {
     });
 }
 
-/// T4, T6–T8: the timer fires (or drops) the entry while the node's last
-/// users cancel and drop it. Exactly one of the fire and the cancel claims
-/// the node; the timer touches the node's fields only with a user; the
-/// block is freed once, by whichever side leaves last.
+/// T4, T6–T8: the timer fires (or drops) the entry while the node's only
+/// users cancel and drop it, so the tree side retires the node during the
+/// race. Exactly one of the fire and the cancel claims the node; the timer
+/// touches the node's fields only with a user; the block is freed once, by
+/// whichever side leaves last (the oracles: a use of a freed node or
+/// block, a double free, a leak). Also fails with `retire_ignores_timer`.
 #[test]
 fn fire_vs_cancel_and_drop() {
     model(|| {
-        let (parent, _parent_handle) = Context::background().with_cancel();
-        let (timed, timed_handle) = parent.with_deadline(far());
-        let watcher = timed.clone();
+        let (timed, timed_handle) = Context::background().with_deadline(far());
         let dropper = thread::spawn(move || {
             drop(timed);
             drop(timed_handle);
         });
         fire_armed();
         dropper.join().unwrap();
-        let err = watcher.err().expect("canceled by the fire or the handle");
-        assert!(err == Error::Canceled || err == Error::DeadlineExceeded);
     });
 }
 
