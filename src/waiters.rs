@@ -26,10 +26,12 @@
 //!   publishing it (Release CAS) and read only by an owner that took it
 //!   (Acquire CAS).
 //! - **W4** Abandoned entries are bounded: a collection runs when the count
-//!   of abandoned entries reaches `max(MIN_COLLECT, survivors of the last
-//!   collection)`, so each collection's O(stack) walk frees at least as many
-//!   entries as it keeps, and the stack stays within about twice the live
-//!   waiters plus `MIN_COLLECT` (O(1) amortized per abandon).
+//!   of abandoned entries reaches `max(MIN_COLLECT, half the survivors of
+//!   the last collection)`. Until then fewer than half of those survivors
+//!   have left, so the entries still waiting outnumber the abandoned ones:
+//!   the stack stays within twice the live waiters plus `MIN_COLLECT`, also
+//!   on a context where nothing else happens. Each collection's walk frees
+//!   at least a third of the entries it visits (O(1) amortized per abandon).
 //! - **W5** An abandoned entry keeps no waker: the owner that wins W1 by
 //!   abandoning takes its waker out and drops it at once, so what a quiet
 //!   stack holds for its abandoned entries is their own small allocations
@@ -421,7 +423,7 @@ pub(crate) unsafe fn drop_chain(head: usize) {
 }
 
 /// Bookkeeping for W4: low 32 bits count abandoned entries, high 32 bits hold
-/// the survivors of the last collection (the next threshold). Approximate under
+/// the survivors of the last collection (twice the next threshold). Approximate under
 /// races (an abandon counted after its entry was already freed), which only
 /// moves a collection earlier.
 pub(crate) struct WaiterGc(AtomicU64);
@@ -439,7 +441,7 @@ impl WaiterGc {
 pub(crate) fn note_abandoned(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
     let prev = gc.0.fetch_add(1, Ordering::Relaxed);
     let abandoned = (prev as u32).wrapping_add(1);
-    let threshold = ((prev >> 32) as u32).max(MIN_COLLECT);
+    let threshold = ((prev >> 32) as u32 / 2).max(MIN_COLLECT);
     if abandoned >= threshold {
         collect(state, gc, callbacks);
     }
