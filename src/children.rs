@@ -1048,7 +1048,10 @@ pub(crate) const LARGE_WALK: usize = 1024;
 /// goes quiet. Each round pins, flushes the thread's bag and collects (which
 /// advances the epoch if no thread is pinned in an older one); a deferred
 /// batch needs two advances, so three rounds free it unless another thread
-/// stays pinned, whose own walk then does the same when it ends.
+/// stays pinned (whose own walk then does the same when it ends), the
+/// caller itself holds an older guard (a walk inside a deferred release),
+/// or more than about 16 expired bags wait ahead of it in the global queue
+/// (each collection pops at most 8): best effort, bounded work.
 pub(crate) fn collect_deferred() {
     for _ in 0..3 {
         epoch::pin().flush();

@@ -1321,7 +1321,9 @@ fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
     if visited >= children::LARGE_WALK {
         // What this walk, or the walk it helped, deferred is freed now, not
         // by some later operation (a quiet process returns to its baseline).
-        children::collect_deferred();
+        // Deferred releases may drop causes (foreign code): a panic is held
+        // until the cancel is complete, like a waker's.
+        waiters::panics::hold_from(children::collect_deferred);
     }
 }
 

@@ -139,7 +139,9 @@ pub(crate) fn fire(entry: Entry) {
     }
     let cause = node.timer_slot().cause.clone();
     // A panicking waker must not take the driver down with it (T4).
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    // The node's last user may be this one: its free (a cause's `drop`) is
+    // inside the guard too.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         if planted!("fire_no_propagate") {
             node::cancel_without_propagation(&node, Error::DeadlineExceeded, cause);
         } else {

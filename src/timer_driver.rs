@@ -49,7 +49,7 @@
 use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -88,6 +88,8 @@ struct Driver {
     /// The deadline the driver sleeps until; 0 while it is awake and will
     /// drain before sleeping again (T2).
     sleeping_until: AtomicU64,
+    /// Whether the driver has a tidy scheduled (T3).
+    tidy_pending: AtomicBool,
     thread: Thread,
 }
 
@@ -171,25 +173,17 @@ pub(crate) fn note_disarmed() {
 
 /// Adds `n` disarms to `shard`'s count, waking the driver when the count
 /// crosses `BACKLOG`, or when it is the first since the driver looked and
-/// the driver sleeps past a tidy (T3). The second is T2's store-buffering
-/// pattern again, on `disarmed`: the driver stores `sleeping_until`, then
-/// loads every count before it parks.
+/// no tidy is pending (T3). The second is T2's store-buffering pattern
+/// again: the driver stores `tidy_pending`, then loads every count before it
+/// parks; a disarming thread adds to its count, then loads `tidy_pending`.
 fn add_disarms(driver: &Driver, shard: usize, n: usize) {
     if n == 0 {
         return;
     }
     let before = driver.shards[shard].disarmed.fetch_add(n, Ordering::SeqCst);
     let crossed = before < BACKLOG && before + n >= BACKLOG;
-    if crossed || before == 0 && driver.sleeps_past_a_tidy() {
+    if crossed || before == 0 && !driver.tidy_pending.load(Ordering::SeqCst) {
         driver.thread.unpark();
-    }
-}
-
-impl Driver {
-    /// Whether the driver sleeps longer than a tidy would wait (T3).
-    fn sleeps_past_a_tidy(&self) -> bool {
-        let until = self.sleeping_until.load(Ordering::SeqCst);
-        until > Deadline::after(Deadline::now(), TIDY_AFTER).raw()
     }
 }
 
@@ -209,6 +203,7 @@ fn driver() -> &'static Driver {
                 })
                 .collect(),
             sleeping_until: AtomicU64::new(0),
+            tidy_pending: AtomicBool::new(false),
             thread: handle.thread().clone(),
         }
     })
@@ -256,6 +251,13 @@ fn push_chain(shard: &Shard, top: usize, last: &AtomicUsize) {
     }
 }
 
+/// Drops a hold on the driver thread: the last drop of a node or of its
+/// slot runs foreign code (a cause's `drop`), whose panic must not stop
+/// the driver (T4).
+fn drop_on_driver(hold: TimerHold) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(hold)));
+}
+
 /// Takes `shard`'s whole stack (T1) and calls `each` with every hold in it.
 fn take_stack(shard: &Shard, mut each: impl FnMut(TimerHold)) {
     if shard.head.load(Ordering::Relaxed) == 0 {
@@ -279,17 +281,22 @@ fn collect(driver: &Driver, shard: &Shard) {
     let mut kept: Vec<TimerHold> = Vec::new();
     let mut earliest = Deadline::NEVER;
     take_stack(shard, |hold| {
-        if !hold.is_disarmed() {
+        if hold.is_disarmed() {
+            // A cause's `drop` may panic: held until the stack is back.
+            crate::waiters::panics::hold_from(move || drop(hold));
+        } else {
             earliest = earliest.min(hold.deadline());
             kept.push(hold);
         }
     });
     let Some(bottom) = kept.first() else {
+        crate::waiters::panics::resume();
         return;
     };
     let last = bottom.next() as *const AtomicUsize;
     let wake = kept.len() >= SELF_COLLECT;
-    // Relink the kept holds in their order: each points at the one below.
+    // Relink the kept holds (in reverse order): each points at the one
+    // below, the first kept at the bottom.
     let mut below = 0usize;
     for hold in kept {
         hold.next().store(below, Ordering::Relaxed);
@@ -301,6 +308,7 @@ fn collect(driver: &Driver, shard: &Shard) {
     if wake || earliest.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
         driver.thread.unpark();
     }
+    crate::waiters::panics::resume();
 }
 
 /// The driver's loop state.
@@ -335,9 +343,10 @@ fn run(driver: &'static Driver) {
             Some(at) => next.min(Deadline::from_instant(at)),
             None => next,
         };
-        driver.sleeping_until.store(wake_at.raw(), Ordering::SeqCst); // T2
-                                                                      // T2 for entries; T3 for counts when no tidy is scheduled.
         let untidy = heap.tidy_at.is_none();
+        driver.tidy_pending.store(!untidy, Ordering::SeqCst); // T3
+        driver.sleeping_until.store(wake_at.raw(), Ordering::SeqCst); // T2
+                                                                      // Before parking: T2 for entries, T3 for counts (no tidy pending).
         if driver.shards.iter().any(|s| {
             s.head.load(Ordering::SeqCst) != 0 || untidy && s.disarmed.load(Ordering::SeqCst) != 0
         }) {
@@ -364,7 +373,9 @@ impl Heap {
             counted += shard.disarmed.swap(0, Ordering::Relaxed);
             take_stack(shard, |hold| {
                 took = true;
-                if !hold.is_disarmed() {
+                if hold.is_disarmed() {
+                    drop_on_driver(hold);
+                } else {
                     let deadline = hold.deadline();
                     self.entries.push(Entry { deadline, hold });
                 }
@@ -402,7 +413,14 @@ impl Heap {
             self.tidy_at = None;
         }
         self.disarmed = 0;
-        self.entries.retain(|e| !e.hold.is_disarmed());
+        let (kept, disarmed): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
+            .into_vec()
+            .into_iter()
+            .partition(|entry| !entry.hold.is_disarmed());
+        disarmed
+            .into_iter()
+            .for_each(|entry| drop_on_driver(entry.hold));
+        self.entries = BinaryHeap::from(kept);
         let len = self.entries.len();
         if self.entries.capacity() > 4 * len.max(MIN_COMPACT) {
             self.entries.shrink_to(2 * len.max(MIN_COMPACT));

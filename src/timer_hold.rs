@@ -22,9 +22,9 @@
 //!   then never armed. Every transition is one CAS on `hold`, so exactly one
 //!   of the arming thread, the claiming canceler and the timer decides each:
 //!   `IDLE → ARMED` by the arm; `IDLE → EARLY` or `ARMED → WEAK` by the
-//!   canceler right after its claim (S1), which then releases the timer's
-//!   user (never the last: the canceler holds the node alive, by a user or
-//!   a list); `ARMED → TAKEN` or `WEAK → TAKEN` by the timer when it fires
+//!   canceler right after its claim (S1), which after `ARMED → WEAK`
+//!   releases the timer's user (never the last: the canceler holds the node
+//!   alive, by a user or a list); `ARMED → TAKEN` or `WEAK → TAKEN` by the timer when it fires
 //!   or drops the entry.
 //! - **T7** The block is freed exactly once, by whoever of the tree side and
 //!   the timer leaves it last: the tree side clears `TREE` (one RMW) after
@@ -34,8 +34,9 @@
 //!   `EARLY` or `IDLE` entry leaves the block to the tree side.
 //! - **T8** The timer touches a node's fields (state word, list, cause) only
 //!   while it holds a user (`ARMED`, or `TAKEN` by its own CAS from
-//!   `ARMED`); a `WEAK` entry is read through its slot only (`hold`,
-//!   `next`), which the retired node's block keeps.
+//!   `ARMED`); a `WEAK` entry is read through its slot (`hold`, `next`)
+//!   and the node's immutable `shape` word (its deadline, no drop glue)
+//!   only, which the retired node's block keeps.
 //!
 //! Linearization: an arm takes effect at its `IDLE → ARMED` CAS; a disarm at
 //! the canceler's `ARMED → WEAK` CAS (the entry is garbage from then on).
@@ -71,6 +72,11 @@ pub(crate) struct TimerSlot {
     /// later access through a hold, or a second free, fails the model.
     #[cfg(loom)]
     block_freed: std::sync::atomic::AtomicBool,
+    /// Model-checking oracle: every use through a hold reads this cell and
+    /// the free writes it, so loom reports a use not ordered before the
+    /// free by happens-before, in every interleaving it explores.
+    #[cfg(loom)]
+    alive: crate::sync::UnsafeCell<()>,
 }
 
 impl TimerSlot {
@@ -81,6 +87,8 @@ impl TimerSlot {
             cause,
             #[cfg(loom)]
             block_freed: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(loom)]
+            alive: crate::sync::UnsafeCell::new(()),
         }
     }
 
@@ -123,22 +131,28 @@ impl TimerSlot {
     /// already (a double free).
     pub(crate) fn mark_block_freed(&self) {
         #[cfg(loom)]
-        assert!(
-            !self
-                .block_freed
-                .swap(true, std::sync::atomic::Ordering::Relaxed),
-            "a deadline node's block freed twice"
-        );
+        {
+            assert!(
+                !self
+                    .block_freed
+                    .swap(true, std::sync::atomic::Ordering::Relaxed),
+                "a deadline node's block freed twice"
+            );
+            self.alive.with_mut(|_| ());
+        }
     }
 
     /// Under loom, fails the model if the block was freed (T7).
     #[inline(always)]
     fn assert_block_live(&self) {
         #[cfg(loom)]
-        assert!(
-            !self.block_freed.load(std::sync::atomic::Ordering::Relaxed),
-            "a timer hold used after its block was freed"
-        );
+        {
+            assert!(
+                !self.block_freed.load(std::sync::atomic::Ordering::Relaxed),
+                "a timer hold used after its block was freed"
+            );
+            self.alive.with(|_| ());
+        }
     }
 }
 
