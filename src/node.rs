@@ -672,8 +672,10 @@ unsafe fn free(ptr: *const Node) {
             // Hand the memory back to the cache (C1) also if the drop
             // unwinds (a cause whose `drop` panics), as a `Box` would.
             let _block = ReturnBlock(&crate::node_cache::NODES, ptr as *mut u8);
+            // SAFETY: a `NODES` block holding a `Node` nobody else can reach.
             unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
         } else {
+            // SAFETY: an allocation of `Node`'s layout nobody else can reach.
             drop(unsafe { Box::from_raw(ptr as *mut Node) });
         }
     }
@@ -740,6 +742,7 @@ unsafe fn retire_timed(ptr: *const Node) {
     unsafe {
         std::ptr::drop_in_place(ptr as *mut Node)
     };
+    // SAFETY: as above; under loom the memory is kept (see `freed`).
     #[cfg(loom)]
     unsafe {
         (*(ptr as *mut Node)).dispose()
