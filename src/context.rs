@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::done::{self, Done, DoneOwned};
 use crate::error::{Cause, Error};
-use crate::node::{self, Kind, Node, NodeRef, Root};
-use crate::timer::{self, Deadline};
+use crate::time::{self, Deadline};
+use crate::tree::node::{self, Kind, Node, NodeRef, Root};
 use crate::values::ValuesRef;
 
 /// A context: a cancellation signal, an err and a cause that flow from a
@@ -293,7 +293,7 @@ impl Context {
         let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause);
         if let Some(node) = ctx.node() {
             if node.err().is_none() {
-                timer::arm(node.clone());
+                time::arm(node.clone());
             }
         }
         (ctx, handle)

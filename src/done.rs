@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::node::Node;
-use crate::state;
 use crate::sync::{thread, Arc};
-use crate::waiters::{self, Waiter};
+use crate::tree::node::Node;
+use crate::tree::state;
+use crate::tree::waiters::{self, Waiter};
 
 /// The registration a future holds between polls.
 #[derive(Default)]
@@ -35,7 +35,7 @@ impl Registration {
                 return Poll::Pending;
             }
             if waiter.abandon() {
-                crate::node::note_abandoned(node);
+                crate::tree::node::note_abandoned(node);
             }
             self.waiter = None;
         }
@@ -52,7 +52,7 @@ impl Registration {
     fn abandon(&mut self, node: &Node) {
         if let Some(waiter) = self.waiter.take() {
             if waiter.abandon() {
-                crate::node::note_abandoned(node);
+                crate::tree::node::note_abandoned(node);
             }
         }
     }
@@ -182,7 +182,7 @@ impl std::fmt::Debug for DoneOwned {
 }
 
 /// `Context::wait`.
-pub(crate) fn wait(node: Option<&crate::node::NodeRef>) -> Error {
+pub(crate) fn wait(node: Option<&crate::tree::node::NodeRef>) -> Error {
     let Some(node) = node else {
         loop {
             thread::park(); // a root is never canceled
@@ -205,7 +205,7 @@ pub(crate) fn wait(node: Option<&crate::node::NodeRef>) -> Error {
 
 /// `Context::wait_timeout`.
 pub(crate) fn wait_timeout(
-    node: Option<&crate::node::NodeRef>,
+    node: Option<&crate::tree::node::NodeRef>,
     timeout: Duration,
 ) -> Option<Error> {
     let deadline = Instant::now().checked_add(timeout);
@@ -224,7 +224,7 @@ pub(crate) fn wait_timeout(
         return Some(err_after_notify(node));
     }
     if waiter.abandon() {
-        crate::node::note_abandoned(node);
+        crate::tree::node::note_abandoned(node);
         None
     } else {
         // Notified between the last check and the abandon: report it.

@@ -59,30 +59,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(rust_2018_idioms)]
 
-mod afterfunc;
-mod callback_pool;
-mod children;
+mod after_func;
 mod context;
 mod done;
 mod error;
-mod inline_stack;
-mod node;
-#[cfg(not(loom))]
-mod node_cache;
+mod integrations;
 mod plant;
 mod run;
-mod shards;
-mod state;
 mod sync;
-mod timer;
-#[cfg(not(loom))]
-mod timer_driver;
-mod timer_hold;
-mod trampoline;
+mod time;
+mod tree;
 mod values;
-mod waiters;
 
-pub use afterfunc::AfterFunc;
+pub use after_func::AfterFunc;
 pub use context::{CancelHandle, Context};
 pub use done::{Done, DoneOwned};
 pub use error::{Cause, Error};
@@ -90,21 +79,21 @@ pub use run::{FutureExt, Run, RunOwned};
 
 #[cfg(feature = "crossbeam-channel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]
-pub mod channel;
+pub use integrations::channel;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub mod tokio;
+pub use integrations::tokio;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub mod tower;
+pub use integrations::tower;
 
 /// Hooks for the loom models only: there is no timer thread under loom.
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_hooks {
-    pub use crate::callback_pool::run_handed_off;
-    pub use crate::node::live_nodes;
-    pub use crate::timer::{drop_disarmed, fire_armed};
+    pub use crate::time::{drop_disarmed, fire_armed};
+    pub use crate::tree::callback_pool::run_handed_off;
+    pub use crate::tree::node::live_nodes;
 
     /// Shards `ctx`'s children list now, as a lost insert race would (L8),
     /// so a model can start from a sharded parent. Returns whether it did

@@ -44,10 +44,10 @@ use std::task::{Context as TaskContext, Wake, Waker};
 
 use ::tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::afterfunc::AfterFunc;
+use crate::after_func::AfterFunc;
 use crate::context::{CancelHandle, Context};
 use crate::error::Error;
-use crate::node;
+use crate::tree::node;
 
 impl Context {
     /// A new [`CancellationToken`] that is canceled when this context ends

@@ -42,20 +42,23 @@
 //! - **N5** No recursion: the walk keeps an explicit worklist of
 //!   `(node, first child)` pairs, and release (N1) is a loop.
 
+#[cfg(not(loom))]
+pub(crate) mod cache;
+
 use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::process::abort;
 use std::ptr::NonNull;
 
-use crate::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepBudget};
 use crate::error::{Cause, Error};
-use crate::inline_stack::InlineStack;
 use crate::plant::planted;
-use crate::state;
 use crate::sync::{epoch, AtomicU32, AtomicUsize, Ordering};
-use crate::timer::{Deadline, DEADLINE_BITS};
-use crate::timer_hold::TimerSlot;
-use crate::waiters::{self, Callbacks, WaiterGc};
+use crate::time::slot::TimerSlot;
+use crate::time::{Deadline, DEADLINE_BITS};
+use crate::tree::children::{self, ChildLink, ChildList, Close, Listed, Release, SweepBudget};
+use crate::tree::inline_stack::InlineStack;
+use crate::tree::state;
+use crate::tree::waiters::{self, Callbacks, WaiterGc};
 
 /// The context a node was derived from, when it has no cancelable parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,7 +190,7 @@ impl Node {
         if self.kind() == Kind::Deadline && self.timer_slot().disarm() {
             // SAFETY: the timer's user, handed to us by `disarm` (T6).
             unsafe { release_users(self, 1) };
-            crate::timer::note_disarmed();
+            crate::time::note_disarmed();
         }
     }
 
@@ -448,7 +451,7 @@ impl NodeRef {
         debug_assert!(deadline_cause.is_none());
         let block = NodeRef::block(
             #[cfg(not(loom))]
-            &crate::node_cache::NODES,
+            &crate::tree::node::cache::NODES,
             std::alloc::Layout::new::<Node>(),
         ) as *mut Node;
         // SAFETY: a block of `Node`'s layout, holding no value (C1, or fresh).
@@ -462,7 +465,7 @@ impl NodeRef {
     fn alloc_timed(make: impl FnOnce() -> Node, deadline_cause: Option<Cause>) -> *const Node {
         let block = NodeRef::block(
             #[cfg(not(loom))]
-            &crate::node_cache::TIMED,
+            &crate::tree::node::cache::TIMED,
             TIMED_LAYOUT,
         ) as *mut TimedNode;
         // SAFETY: a block of `TimedNode`'s layout holding no value (C1, or
@@ -480,11 +483,11 @@ impl NodeRef {
     /// type's layout, which `layout` is).
     #[inline(always)]
     fn block(
-        #[cfg(not(loom))] class: &'static crate::node_cache::Class,
+        #[cfg(not(loom))] class: &'static crate::tree::node::cache::Class,
         layout: std::alloc::Layout,
     ) -> *mut u8 {
         #[cfg(not(loom))]
-        if crate::node_cache::ENABLED {
+        if crate::tree::node::cache::ENABLED {
             return class.alloc_block();
         }
         // SAFETY: node layouts have a non-zero size.
@@ -668,10 +671,10 @@ unsafe fn free(ptr: *const Node) {
         // `NODES` class when it is on, else an allocation of `Node`'s
         // layout as `Box` makes (`NodeRef::alloc`); nobody else can reach
         // it, so it is dropped once.
-        if crate::node_cache::ENABLED {
+        if crate::tree::node::cache::ENABLED {
             // Hand the memory back to the cache (C1) also if the drop
             // unwinds (a cause whose `drop` panics), as a `Box` would.
-            let _block = ReturnBlock(&crate::node_cache::NODES, ptr as *mut u8);
+            let _block = ReturnBlock(&crate::tree::node::cache::NODES, ptr as *mut u8);
             // SAFETY: a `NODES` block holding a `Node` nobody else can reach.
             unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
         } else {
@@ -689,7 +692,7 @@ unsafe fn free(ptr: *const Node) {
 
 /// Returns a block to its node-cache class when dropped (also on unwind).
 #[cfg(not(loom))]
-struct ReturnBlock(&'static crate::node_cache::Class, *mut u8);
+struct ReturnBlock(&'static crate::tree::node::cache::Class, *mut u8);
 
 #[cfg(not(loom))]
 impl Drop for ReturnBlock {
@@ -708,8 +711,8 @@ struct ReturnTimedBlock(*mut u8);
 #[cfg(not(loom))]
 impl Drop for ReturnTimedBlock {
     fn drop(&mut self) {
-        if crate::node_cache::ENABLED {
-            drop(ReturnBlock(&crate::node_cache::TIMED, self.0));
+        if crate::tree::node::cache::ENABLED {
+            drop(ReturnBlock(&crate::tree::node::cache::TIMED, self.0));
         } else {
             // SAFETY: allocated with `TIMED_LAYOUT` by `NodeRef::block`;
             // nobody can reach it (the creator's contract).
@@ -1373,12 +1376,12 @@ mod tests {
             let (ctx, handle) = crate::Context::background().with_cancel();
             handle.cancel_with_cause(PanicsOnDrop);
             drop(handle);
-            let before = crate::node_cache::NODES.cached();
+            let before = crate::tree::node::cache::NODES.cached();
             let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(ctx)));
             assert!(dropped.is_err(), "the cause's panic reaches the dropper");
-            if crate::node_cache::ENABLED {
+            if crate::tree::node::cache::ENABLED {
                 assert_eq!(
-                    crate::node_cache::NODES.cached(),
+                    crate::tree::node::cache::NODES.cached(),
                     before + 1,
                     "block leaked"
                 );
@@ -1399,7 +1402,7 @@ mod tests {
         let node = parent.node().expect("cancelable");
         assert!(node.shard_children());
         assert!(!node.shard_children(), "sharded once");
-        let threads = crate::shards::shard_count() + 1;
+        let threads = crate::tree::children::shards::shard_count() + 1;
         let per_thread = if cfg!(miri) { 20 } else { 500 };
         let kept: Vec<_> = std::thread::scope(|s| {
             let workers: Vec<_> = (0..threads)
@@ -1461,7 +1464,7 @@ mod tests {
         // Another thread's churn (each child dropped at once, so it leaves
         // its shard by L7): each sweep of its shard (every 64 inserts) looks
         // at the next other shard and sweeps it if it had no insert since.
-        let churn = 65 * 2 * crate::shards::shard_count();
+        let churn = 65 * 2 * crate::tree::children::shards::shard_count();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for _ in 0..churn {

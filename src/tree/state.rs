@@ -32,7 +32,7 @@ const TAG_MASK: usize = 0b111;
 pub(crate) const PTR_MASK: usize = !TAG_MASK;
 
 const _: () = assert!(std::mem::align_of::<BoxedError>() > TAG_MASK);
-const _: () = assert!(std::mem::align_of::<crate::waiters::Waiter>() > TAG_MASK);
+const _: () = assert!(std::mem::align_of::<crate::tree::waiters::Waiter>() > TAG_MASK);
 
 /// The state word of a fresh, active node with no waiters.
 pub(crate) const ACTIVE: usize = 0;

@@ -17,13 +17,17 @@
 //!   The fire holds a user of its node (T8) and runs no `after_func`
 //!   callback on the timer thread: those are handed to the callback runner.
 
+#[cfg(not(loom))]
+pub(crate) mod driver;
+pub(crate) mod slot;
+
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::node;
 use crate::plant::planted;
-use crate::timer_hold::TimerHold;
+use crate::time::slot::TimerHold;
+use crate::tree::node;
 
 /// A point in time as nanoseconds since `base()`; `NEVER` means no deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -151,7 +155,7 @@ pub(crate) fn fire(entry: Entry) {
 }
 
 #[cfg(not(loom))]
-pub(crate) use crate::timer_driver::{arm, note_disarmed};
+pub(crate) use crate::time::driver::{arm, note_disarmed};
 
 /// Under loom there is no driver thread: armed entries wait in a list that a
 /// model fires explicitly with [`fire_armed`], or compacts with
@@ -159,8 +163,8 @@ pub(crate) use crate::timer_driver::{arm, note_disarmed};
 #[cfg(loom)]
 mod model {
     use super::{fire, Entry};
-    use crate::node::NodeRef;
-    use crate::timer_hold::TimerHold;
+    use crate::time::slot::TimerHold;
+    use crate::tree::node::NodeRef;
 
     loom::lazy_static! {
         static ref ARMED: loom::sync::Mutex<Vec<Entry>> = loom::sync::Mutex::new(Vec::new());
@@ -179,7 +183,7 @@ mod model {
     /// like the driver (F6; `loom_hooks::run_handed_off` runs them).
     pub fn fire_armed() {
         let armed = std::mem::take(&mut *ARMED.lock().unwrap());
-        crate::callback_pool::with_hand_off(|| {
+        crate::tree::callback_pool::with_hand_off(|| {
             for entry in armed {
                 fire(entry);
             }

@@ -52,8 +52,8 @@ use std::cell::Cell;
 
 use crate::plant::planted;
 use crate::sync::Arc;
-use crate::trampoline;
-use crate::waiters::{self, panics, Waiter};
+use crate::tree::trampoline;
+use crate::tree::waiters::{self, panics, Waiter};
 
 /// One fired context's callbacks, in the order its cancel queued them.
 pub(crate) type Job = Vec<Arc<Waiter>>;

@@ -26,7 +26,7 @@ use std::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
 
-use crate::children::{ChildList, SweepBudget};
+use crate::tree::children::{ChildList, SweepBudget};
 
 /// Shards per block under loom (its models run at most three threads).
 #[cfg(loom)]

@@ -45,12 +45,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
 
-use crate::callback_pool;
 use crate::plant::planted;
-use crate::state::{self, ACTIVE};
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
-use crate::trampoline;
+use crate::tree::callback_pool;
+use crate::tree::state::{self, ACTIVE};
+use crate::tree::trampoline;
 
 const WAITING: usize = 0;
 const NOTIFIED: usize = 1;
@@ -581,7 +581,7 @@ pub(crate) mod panics {
 
     #[cold]
     fn resume_held() {
-        if crate::trampoline::is_running() {
+        if crate::tree::trampoline::is_running() {
             return; // the outermost runner resumes it (F5d)
         }
         ANY_HELD.with(|any| any.set(false));

@@ -42,9 +42,9 @@
 //! the canceler's `ARMED → WEAK` CAS (the entry is garbage from then on).
 
 use crate::error::Cause;
-use crate::node::{self, Node, NodeRef};
 use crate::plant::planted;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+use crate::tree::node::{self, Node, NodeRef};
 
 const STATE: u32 = 0b111;
 const IDLE: u32 = 0;
@@ -237,7 +237,7 @@ impl TimerHold {
     }
 
     /// The node's deadline, immutable and kept with the block (T8).
-    pub(crate) fn deadline(&self) -> crate::timer::Deadline {
+    pub(crate) fn deadline(&self) -> crate::time::Deadline {
         // SAFETY: the block is held; the shape word is immutable and not
         // dropped by retiring (it has no drop glue).
         unsafe { node::deadline_of(self.0.as_ptr()) }

@@ -104,10 +104,12 @@
 //!   `CLOSED` is never or'ed into a sharded word (`SHARDED | CLOSED` is a
 //!   helped plain list). Linearization point of the sharding: its CAS.
 
+pub(crate) mod shards;
+
 use crate::plant::planted;
-use crate::shards::ShardBlock;
 use crate::sync::epoch::{self, Guard};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+use crate::tree::children::shards::ShardBlock;
 
 const CLOSED: usize = 0b001;
 const SWEEPING: usize = 0b010;

@@ -22,7 +22,7 @@ use std::fmt;
 
 use ::crossbeam_channel::{bounded, never, Receiver, TryRecvError};
 
-use crate::afterfunc::AfterFunc;
+use crate::after_func::AfterFunc;
 use crate::context::Context;
 
 impl Context {

@@ -40,9 +40,9 @@ use std::fmt;
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::node::{self, NodeRef};
 use crate::sync::{Arc, AtomicUsize, Ordering};
-use crate::waiters::{self, Waiter};
+use crate::tree::node::{self, NodeRef};
+use crate::tree::waiters::{self, Waiter};
 
 /// The handle returned by [`Context::after_func`]: stops the registration
 /// (Go's `stop` function).

@@ -66,8 +66,8 @@ pub(crate) static TIMED: Class = Class {
 
 /// The classes' layouts, named once: each class and its thread-local
 /// stacks (which free their blocks at thread exit) use the same one.
-const NODE_LAYOUT: Layout = Layout::new::<crate::node::Node>();
-const TIMED_LAYOUT: Layout = crate::node::TIMED_LAYOUT;
+const NODE_LAYOUT: Layout = Layout::new::<crate::tree::node::Node>();
+const TIMED_LAYOUT: Layout = crate::tree::node::TIMED_LAYOUT;
 
 /// Whether `node.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));

@@ -56,9 +56,9 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::node::{Node, NodeRef};
-use crate::timer::{fire, Deadline, Entry};
-use crate::timer_hold::TimerHold;
+use crate::time::slot::TimerHold;
+use crate::time::{fire, Deadline, Entry};
+use crate::tree::node::{Node, NodeRef};
 
 /// Submission shards (T1); a power of two.
 const SHARDS: usize = 16;
@@ -283,14 +283,14 @@ fn collect(driver: &Driver, shard: &Shard) {
     take_stack(shard, |hold| {
         if hold.is_disarmed() {
             // A cause's `drop` may panic: held until the stack is back.
-            crate::waiters::panics::hold_from(move || drop(hold));
+            crate::tree::waiters::panics::hold_from(move || drop(hold));
         } else {
             earliest = earliest.min(hold.deadline());
             kept.push(hold);
         }
     });
     let Some(bottom) = kept.first() else {
-        crate::waiters::panics::resume();
+        crate::tree::waiters::panics::resume();
         return;
     };
     let last = bottom.next() as *const AtomicUsize;
@@ -308,7 +308,7 @@ fn collect(driver: &Driver, shard: &Shard) {
     if wake || earliest.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
         driver.thread.unpark();
     }
-    crate::waiters::panics::resume();
+    crate::tree::waiters::panics::resume();
 }
 
 /// The driver's loop state.
@@ -323,7 +323,7 @@ struct Heap {
 }
 
 fn run(driver: &'static Driver) {
-    crate::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
+    crate::tree::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
     let mut heap = Heap {
         entries: BinaryHeap::new(),
         compact_at: MIN_COMPACT,

@@ -46,7 +46,7 @@ use std::collections::VecDeque;
 
 use crate::plant::planted;
 use crate::sync::Arc;
-use crate::waiters::{self, Waiter};
+use crate::tree::waiters::{self, Waiter};
 
 #[cfg(not(loom))]
 std::thread_local! {

@@ -1,0 +1,13 @@
+//! Optional integrations, each behind its Cargo feature and built on the
+//! public API only: [`tokio`](crate::tokio) (bridges to tokio-util's
+//! `CancellationToken`, blocking waits off the runtime),
+//! [`channel`](crate::channel) (a crossbeam `select!` arm for `done`), and
+//! [`tower`](crate::tower) (a request context per request, from a root and
+//! the caller's `grpc-timeout`).
+
+#[cfg(feature = "crossbeam-channel")]
+pub mod channel;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+#[cfg(feature = "tower")]
+pub mod tower;
