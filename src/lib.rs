@@ -91,7 +91,7 @@ pub use integrations::tower;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_hooks {
-    pub use crate::time::{drop_disarmed, fire_armed};
+    pub use crate::time::model::{drop_disarmed, fire_armed};
     pub use crate::tree::callback_pool::run_handed_off;
     pub use crate::tree::node::live_nodes;
 

@@ -46,26 +46,18 @@
 //! Linearization: an entry is armed at its push CAS (and T6's `ARMED`); the
 //! driver fires what is due after each wake-up, in deadline order.
 
-use std::cell::Cell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
-use std::thread::{self, Thread};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
-
-use crate::time::slot::TimerHold;
-use crate::time::{fire, Deadline, Entry};
+use crate::time::deadline::Deadline;
+use crate::time::fire::{fire, Entry};
+use crate::time::hold::TimerHold;
+use crate::time::registry::{self, Driver, Shard, LOCAL, SELF_COLLECT};
 use crate::tree::node::{Node, NodeRef};
 
-/// Submission shards (T1); a power of two.
-const SHARDS: usize = 16;
-/// Disarms a shard may count before it wakes the driver (T3).
-const BACKLOG: usize = 1024;
-/// Disarms a thread counts locally before adding them to its shard (T3).
-const DISARM_BATCH: usize = 16;
 /// Smallest heap size that triggers a compaction (T3).
 const MIN_COMPACT: usize = 1024;
 /// A heap this small is tidied after new entries arrive (T3).
@@ -78,58 +70,6 @@ const TIDY_AFTER: Duration = Duration::from_millis(100);
 fn tidy_delay(len: usize) -> Duration {
     let factor = (len / TIDY_HEAP).clamp(1, 600) as u32;
     TIDY_AFTER * factor
-}
-
-/// An arming thread collects its shard after this many arms (T5).
-const SELF_COLLECT: usize = 64;
-
-struct Driver {
-    shards: Box<[CachePadded<Shard>]>,
-    /// The deadline the driver sleeps until; 0 while it is awake and will
-    /// drain before sleeping again (T2).
-    sleeping_until: AtomicU64,
-    /// Whether the driver has a tidy scheduled (T3).
-    tidy_pending: AtomicBool,
-    thread: Thread,
-}
-
-/// A Treiber stack of armed nodes linked through their `TimerSlot`,
-/// pushed by arming threads, taken whole by the driver.
-struct Shard {
-    head: AtomicUsize,
-    /// Disarms counted by threads of this shard since the driver last
-    /// looked (T3).
-    disarmed: AtomicUsize,
-}
-
-/// Per-thread timer state: one thread-local access per arm or disarm.
-struct Local {
-    /// This thread's shard: threads are dealt out round-robin.
-    shard: usize,
-    /// Arms by this thread; every `SELF_COLLECT`th collects (T5).
-    arms: Cell<usize>,
-    /// Disarms not yet added to the shard's count (T3).
-    disarms: Cell<usize>,
-}
-
-impl Drop for Local {
-    /// A thread's last disarms are added to its shard when it exits (T3).
-    fn drop(&mut self) {
-        if let Some(driver) = DRIVER.get() {
-            add_disarms(driver, self.shard, self.disarms.get());
-        }
-    }
-}
-
-thread_local! {
-    static LOCAL: Local = Local {
-        shard: {
-            static NEXT: AtomicUsize = AtomicUsize::new(0);
-            NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS
-        },
-        arms: Cell::new(0),
-        disarms: Cell::new(0),
-    };
 }
 
 impl PartialEq for Entry {
@@ -150,62 +90,14 @@ impl Ord for Entry {
     }
 }
 
-static DRIVER: OnceLock<Driver> = OnceLock::new();
-
-/// Counts a disarm (T3). Starts nothing: without a driver no deadline was
-/// ever armed.
-pub(crate) fn note_disarmed() {
-    let Some(driver) = DRIVER.get() else {
-        return;
-    };
-    let batch = LOCAL.try_with(|local| {
-        let n = local.disarms.get() + 1;
-        local.disarms.set(n % DISARM_BATCH);
-        (n == DISARM_BATCH).then_some(local.shard)
-    });
-    match batch {
-        Ok(Some(shard)) => add_disarms(driver, shard, DISARM_BATCH),
-        Ok(None) => {}
-        // The thread is exiting and its count is gone: count it directly.
-        Err(_) => add_disarms(driver, 0, 1),
-    }
-}
-
-/// Adds `n` disarms to `shard`'s count, waking the driver when the count
-/// crosses `BACKLOG`, or when it is the first since the driver looked and
-/// no tidy is pending (T3). The second is T2's store-buffering pattern
-/// again: the driver stores `tidy_pending`, then loads every count before it
-/// parks; a disarming thread adds to its count, then loads `tidy_pending`.
-fn add_disarms(driver: &Driver, shard: usize, n: usize) {
-    if n == 0 {
-        return;
-    }
-    let before = driver.shards[shard].disarmed.fetch_add(n, Ordering::SeqCst);
-    let crossed = before < BACKLOG && before + n >= BACKLOG;
-    if crossed || before == 0 && !driver.tidy_pending.load(Ordering::SeqCst) {
-        driver.thread.unpark();
-    }
-}
-
 fn driver() -> &'static Driver {
-    DRIVER.get_or_init(|| {
-        let handle = thread::Builder::new()
+    registry::get_or_start(|| {
+        thread::Builder::new()
             .name("ctxtree-timer".into())
             .spawn(|| run(driver()))
-            .expect("ctxtree: cannot spawn the timer thread");
-        Driver {
-            shards: (0..SHARDS)
-                .map(|_| {
-                    CachePadded::new(Shard {
-                        head: AtomicUsize::new(0),
-                        disarmed: AtomicUsize::new(0),
-                    })
-                })
-                .collect(),
-            sleeping_until: AtomicU64::new(0),
-            tidy_pending: AtomicBool::new(false),
-            thread: handle.thread().clone(),
-        }
+            .expect("ctxtree: cannot spawn the timer thread")
+            .thread()
+            .clone()
     })
 }
 

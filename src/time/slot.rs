@@ -44,7 +44,6 @@
 use crate::error::Cause;
 use crate::plant::planted;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
-use crate::tree::node::{self, Node, NodeRef};
 
 const STATE: u32 = 0b111;
 const IDLE: u32 = 0;
@@ -144,7 +143,7 @@ impl TimerSlot {
 
     /// Under loom, fails the model if the block was freed (T7).
     #[inline(always)]
-    fn assert_block_live(&self) {
+    pub(crate) fn assert_block_live(&self) {
         #[cfg(loom)]
         {
             assert!(
@@ -154,100 +153,40 @@ impl TimerSlot {
             self.alive.with(|_| ());
         }
     }
-}
 
-/// The timer's reference to an armed deadline node: a user while `ARMED`,
-/// the block alone once `WEAK` (T6). Dropping it lets go of whichever it is.
-pub(crate) struct TimerHold(std::ptr::NonNull<Node>);
-
-// SAFETY: the node and its slot are shared across threads by design; the
-// hold is released through atomic transitions only (T6, T7).
-unsafe impl Send for TimerHold {}
-
-impl TimerHold {
-    /// Arms `node` (`IDLE → ARMED`, T6); the hold owns the user `node`
-    /// carries. `None` if the node was claimed first (`EARLY`): it must
-    /// not be armed, and `node`'s user is released here.
-    pub(crate) fn arm(node: NodeRef) -> Option<TimerHold> {
-        let slot = node.timer_slot();
+    /// The arm: `IDLE → ARMED` (T6). False if the node was claimed first
+    /// (`EARLY`): it must not be armed.
+    pub(crate) fn arm(&self) -> bool {
         if planted!("arm_by_store") {
             // Planted: a check-then-act instead of one CAS.
-            if slot.hold.load(Ordering::Acquire) != TREE | IDLE {
-                return None;
+            if self.hold.load(Ordering::Acquire) != TREE | IDLE {
+                return false;
             }
-            slot.hold.store(TREE | ARMED, Ordering::Release);
-        } else {
-            slot.hold
-                .compare_exchange(
-                    TREE | IDLE,
-                    TREE | ARMED,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .ok()?;
+            self.hold.store(TREE | ARMED, Ordering::Release);
+            return true;
         }
-        // SAFETY: `into_raw` never returns null; the hold owns its user.
-        Some(TimerHold(unsafe {
-            std::ptr::NonNull::new_unchecked(node.into_raw() as *mut Node)
-        }))
+        self.hold
+            .compare_exchange(
+                TREE | IDLE,
+                TREE | ARMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
-    fn slot(&self) -> &TimerSlot {
-        // SAFETY: the hold keeps the block (T7), and a deadline node's slot
-        // is part of its block (`node::TimedNode`); the slot is never
-        // dropped before the block is freed.
-        let slot = unsafe { node::timer_slot_of(self.0.as_ptr()) };
-        slot.assert_block_live();
-        slot
-    }
-
-    /// Whether the entry is garbage: its node was canceled and its user
-    /// given back (`WEAK`). Reads the slot alone (T8).
+    /// Whether the timer's entry is garbage: the node was canceled and the
+    /// timer's user given back (`WEAK`). Reads the slot alone (T8).
     pub(crate) fn is_disarmed(&self) -> bool {
-        self.slot().hold.load(Ordering::Acquire) & STATE == WEAK
+        self.hold.load(Ordering::Acquire) & STATE == WEAK
     }
 
-    /// Gives the hold up for good (`→ TAKEN`, T6): returns the node's user
-    /// if the entry was still `ARMED` (to fire it, or to drop it).
-    pub(crate) fn take(self) -> Option<NodeRef> {
-        let this = std::mem::ManuallyDrop::new(self);
-        this.take_inner()
-    }
-
-    /// Raw pointers of holds in the timer's stacks (T1).
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn into_raw(self) -> *const Node {
-        std::mem::ManuallyDrop::new(self).0.as_ptr()
-    }
-
-    /// Takes back a hold given up by [`TimerHold::into_raw`].
-    ///
-    /// # Safety
-    /// `ptr` came from `into_raw` and that hold is not used again.
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) unsafe fn from_raw(ptr: *const Node) -> TimerHold {
-        // SAFETY: `into_raw` never returns null.
-        TimerHold(unsafe { std::ptr::NonNull::new_unchecked(ptr as *mut Node) })
-    }
-
-    /// The node's slot's stack link (T1), readable in every state (T8).
-    #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn next(&self) -> &AtomicUsize {
-        &self.slot().next
-    }
-
-    /// The node's deadline, immutable and kept with the block (T8).
-    pub(crate) fn deadline(&self) -> crate::time::Deadline {
-        // SAFETY: the block is held; the shape word is immutable and not
-        // dropped by retiring (it has no drop glue).
-        unsafe { node::deadline_of(self.0.as_ptr()) }
-    }
-
-    fn take_inner(&self) -> Option<NodeRef> {
-        let slot = self.slot();
-        let mut cur = slot.hold.load(Ordering::Acquire);
+    /// The timer gives its entry up for good (`→ TAKEN`, T6) and learns
+    /// what it held.
+    pub(crate) fn take(&self) -> Taken {
+        let mut cur = self.hold.load(Ordering::Acquire);
         loop {
-            match slot.hold.compare_exchange_weak(
+            match self.hold.compare_exchange_weak(
                 cur,
                 (cur & TREE) | TAKEN,
                 Ordering::AcqRel,
@@ -258,24 +197,22 @@ impl TimerHold {
             }
         }
         match cur & STATE {
-            // SAFETY: an ARMED hold owns a user of the node (T6).
-            ARMED => Some(unsafe { NodeRef::from_raw(self.0.as_ptr()) }),
-            WEAK if cur & TREE == 0 => {
-                // SAFETY: the tree side retired the node and left the block
-                // to us (T7); nobody else can reach it.
-                unsafe { node::free_timed_block(self.0.as_ptr()) };
-                None
-            }
+            ARMED => Taken::User,
+            WEAK if cur & TREE == 0 => Taken::LastOfBlock,
             // WEAK with the tree side alive: it frees the block (T7).
-            WEAK => None,
+            WEAK => Taken::Nothing,
             state => unreachable!("a timer hold in state {state}"),
         }
     }
 }
 
-impl Drop for TimerHold {
-    fn drop(&mut self) {
-        // Dropping the user (if any) may free the node (T7 then sees TAKEN).
-        drop(self.take_inner());
-    }
+/// What the timer's entry held when the timer gave it up (T6, T7).
+pub(crate) enum Taken {
+    /// A user of the node (`ARMED`): the timer now owns it.
+    User,
+    /// The block alone (`WEAK`), which the tree side already left: the
+    /// timer frees it.
+    LastOfBlock,
+    /// The block alone, which the tree side still uses and will free.
+    Nothing,
 }

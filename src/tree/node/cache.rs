@@ -4,16 +4,16 @@
 //! (glibc's `malloc` + `free` were about a quarter of the instructions of a
 //! derive + cancel + drop, and a third of a chain's).
 //!
-//! Two size classes, each with its own per-thread stack: [`NODES`] for
-//! plain nodes and [`TIMED`] for deadline nodes (a node and its timer slot).
+//! A size class has its own per-thread stack; the node defines two
+//! (`alloc.rs`): plain nodes and deadline nodes (a node and its timer slot).
 //!
 //! Invariants:
 //! - **C1** A cached block is an allocation of its class's layout from the
 //!   global allocator that holds no value (its node was dropped in place);
 //!   its first word links the next cached block of the class.
 //! - **C2** A thread caches at most `capacity` blocks of a class
-//!   ([`NODES`]: 1024 × 56 bytes, in 64-byte glibc chunks, 64 KiB;
-//!   [`TIMED`]: 64 × 88 bytes); a block freed when its cache is full goes
+//!   (plain nodes: 1024 × 56 bytes, in 64-byte glibc chunks, 64 KiB;
+//!   deadline nodes: 64 × 88 bytes); a block freed when its cache is full goes
 //!   to the allocator, and the thread's exit returns every cached block to
 //!   it. So the memory a thread holds beyond its live nodes is bounded,
 //!   whatever the churn.
@@ -45,30 +45,6 @@ pub(crate) struct Class {
     caches: &'static LocalKey<Cache>,
 }
 
-/// Plain nodes (`with_cancel` children). 1024 blocks: a request that
-/// derives a thousand contexts, cancels and drops them, hands the next
-/// request its memory back (a 1000-deep chain frees 1000 nodes in one
-/// burst; with 64 blocks, 94 % of them went through glibc's `_int_free`).
-pub(crate) static NODES: Class = Class {
-    layout: NODE_LAYOUT,
-    capacity: 1024,
-    caches: &NODE_CACHES,
-};
-
-/// Deadline nodes (`node::TimedNode`). Fewer: a request sets a few
-/// deadlines, and the timer's own collection frees them in batches of 64
-/// (`timer.rs`, T5).
-pub(crate) static TIMED: Class = Class {
-    layout: TIMED_LAYOUT,
-    capacity: 64,
-    caches: &TIMED_CACHES,
-};
-
-/// The classes' layouts, named once: each class and its thread-local
-/// stacks (which free their blocks at thread exit) use the same one.
-const NODE_LAYOUT: Layout = Layout::new::<crate::tree::node::Node>();
-const TIMED_LAYOUT: Layout = crate::tree::node::TIMED_LAYOUT;
-
 /// Whether `node.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));
 
@@ -80,7 +56,7 @@ pub(crate) struct Cache {
 }
 
 impl Cache {
-    const fn new(layout: Layout) -> Cache {
+    pub(crate) const fn new(layout: Layout) -> Cache {
         Cache {
             head: Cell::new(ptr::null_mut()),
             len: Cell::new(0),
@@ -127,12 +103,21 @@ impl Drop for Cache {
     }
 }
 
-std::thread_local! {
-    static NODE_CACHES: Cache = const { Cache::new(NODE_LAYOUT) };
-    static TIMED_CACHES: Cache = const { Cache::new(TIMED_LAYOUT) };
-}
-
 impl Class {
+    /// A class of blocks of `layout`, at most `capacity` per thread in the
+    /// thread-local `caches` (C2).
+    pub(crate) const fn new(
+        layout: Layout,
+        capacity: u32,
+        caches: &'static LocalKey<Cache>,
+    ) -> Class {
+        Class {
+            layout,
+            capacity,
+            caches,
+        }
+    }
+
     /// A block of the class: a cached one, or a new allocation.
     #[inline]
     pub(crate) fn alloc_block(&'static self) -> *mut u8 {
@@ -178,6 +163,17 @@ impl Class {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Two classes shaped like the node's (`alloc.rs`): 56- and 88-byte
+    // blocks, 1024 and 64 per thread.
+    const NODE_LAYOUT: Layout = Layout::new::<[usize; 7]>();
+    const TIMED_LAYOUT: Layout = Layout::new::<[usize; 11]>();
+    std::thread_local! {
+        static NODE_CACHES: Cache = const { Cache::new(NODE_LAYOUT) };
+        static TIMED_CACHES: Cache = const { Cache::new(TIMED_LAYOUT) };
+    }
+    static NODES: Class = Class::new(NODE_LAYOUT, 1024, &NODE_CACHES);
+    static TIMED: Class = Class::new(TIMED_LAYOUT, 64, &TIMED_CACHES);
 
     #[test]
     fn a_freed_block_is_reused_lifo() {

@@ -1,0 +1,290 @@
+//! Counted references to a node (N1): `NodeRef`, the users and the
+//! `LISTED` bit in `refs`, the last user's unlink (L7), and the iterative
+//! free up the chain (N5), including the retiring of deadline nodes (T7).
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::process::abort;
+use std::ptr::NonNull;
+
+#[cfg(not(loom))]
+use super::alloc::{ReturnBlock, ReturnTimedBlock, NODES};
+#[cfg(loom)]
+use super::layout::LIVE_NODES;
+use super::layout::{timer_slot_of, Kind, Node, TimedNode};
+use crate::plant::planted;
+use crate::sync::Ordering;
+use crate::tree::children::ChildLink;
+
+/// A counted pointer to a [`Node`] (N1).
+pub(crate) struct NodeRef(pub(super) NonNull<Node>);
+
+// SAFETY: every field of `Node` is either atomic, immutable after
+// construction, or accessed under the protocols of its module; the node is
+// designed to be shared and freed from any thread.
+unsafe impl Send for NodeRef {}
+// SAFETY: as above.
+unsafe impl Sync for NodeRef {}
+
+impl NodeRef {
+    /// Gives up this count as a raw pointer (for the timer's queues).
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn into_raw(self) -> *const Node {
+        ManuallyDrop::new(self).as_ptr()
+    }
+
+    /// Takes back a count given up by [`NodeRef::into_raw`].
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` and that count is not used again.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) unsafe fn from_raw(ptr: *const Node) -> NodeRef {
+        // SAFETY: forwarded from the caller.
+        unsafe { NodeRef::adopt(ptr) }
+    }
+
+    /// Adopts one of the counts of `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` is a live node and the caller owns one count that it hands over.
+    pub(super) unsafe fn adopt(ptr: *const Node) -> NodeRef {
+        // SAFETY: `Box::into_raw` never returns null.
+        NodeRef(unsafe { NonNull::new_unchecked(ptr as *mut Node) })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const Node {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn ptr_eq(a: &NodeRef, b: &NodeRef) -> bool {
+        a.0 == b.0
+    }
+}
+
+impl Deref for NodeRef {
+    type Target = Node;
+
+    #[inline]
+    fn deref(&self) -> &Node {
+        // SAFETY: we own a count, so the node is alive (N1).
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl Clone for NodeRef {
+    fn clone(&self) -> NodeRef {
+        self.grant(1);
+        NodeRef(self.0)
+    }
+}
+
+impl Drop for NodeRef {
+    fn drop(&mut self) {
+        // SAFETY: we own one user.
+        unsafe { release_user(self.0.as_ptr()) }
+    }
+}
+
+/// One user (N1): a `Context`, a `CancelHandle` or a child's grant.
+pub(super) const USER: u32 = 2;
+/// The hold of the parent's list while the node is linked (N1, L4).
+pub(super) const LISTED: u32 = 1;
+
+impl Node {
+    /// Adds `n` users. Relaxed, as `Arc::clone`: the caller holds a user or
+    /// otherwise keeps the node alive (N1). Past `i32::MAX` it aborts, as
+    /// `Arc` does past `isize::MAX`.
+    pub(super) fn grant(&self, n: u32) {
+        if self.refs.fetch_add(USER * n, Ordering::Relaxed) > i32::MAX as u32 {
+            abort();
+        }
+    }
+}
+
+/// Drops one user of `ptr` (N1). The last user of a node that its parent's
+/// list still holds unlinks it if it is first in that open list and frees
+/// it at once (L7); otherwise see [`release_users`].
+///
+/// # Safety
+/// The caller owns one user of `ptr`.
+pub(super) unsafe fn release_user(ptr: *const Node) {
+    // SAFETY: we own a user, so the node is alive.
+    let node = unsafe { &*ptr };
+    node.assert_live();
+    // Acquire: if we free the node, the other users' Release decrements
+    // happen before. While the count shows us alone, nothing can add to it:
+    // users are cloned from users, and grants come from passes over this
+    // node's own children — by a sweeper, which holds a user of the node,
+    // or by a walker that closed its list, which it reached through its
+    // parent's closed list, where the CAS below fails. Only `LISTED` can
+    // change (a sweeper or closer unlisting it; then the CAS fails too).
+    let refs = node.refs.load(Ordering::Acquire);
+    let last_and_listed = if planted!("unlink_with_users") {
+        refs & LISTED != 0
+    } else {
+        refs == USER | LISTED
+    };
+    if last_and_listed {
+        if let Some(parent) = node.parent {
+            let link = node.link.word();
+            // SAFETY: the node is listed, so its parent is alive (N1); it is
+            // alive itself (our user), and its link was read after its
+            // `DELETED` mark (its cancel happened before its last user left).
+            if ChildLink::is_deleted(link)
+                && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
+            {
+                // Unlinked: no thread can reach it through the list (L7) and
+                // we are its last user; it holds no grant (it was listed).
+                // SAFETY: as just said.
+                unsafe { free(ptr) };
+                return;
+            }
+        }
+    }
+    // SAFETY: forwarded.
+    unsafe { release_users(ptr, 1) }
+}
+
+/// Drops `n` users of `ptr` in one decrement. A node left with no user and
+/// not listed is freed, and its grant on its parent released, in a loop up
+/// the chain (N1, N5); one still listed is left to its list.
+///
+/// # Safety
+/// The caller owns `n` users of `ptr`.
+pub(super) unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
+    loop {
+        // SAFETY: we own a user, so the node is alive.
+        unsafe { (*ptr).assert_live() };
+        // SAFETY: as above.
+        if unsafe { (*ptr).refs.fetch_sub(USER * n, Ordering::Release) } != USER * n {
+            return; // other users, or still listed: its list frees it
+        }
+        // Acquire the whole release sequence of decrements before freeing,
+        // as `Arc` does. An Acquire load rather than `fence(Acquire)`: the
+        // same guarantee, and ThreadSanitizer understands it (it ignores
+        // standalone fences and reported every free as a race).
+        // SAFETY: the node is alive until we free it below.
+        unsafe { (*ptr).refs.load(Ordering::Acquire) };
+        // Not listed and it had users: it holds a grant on its parent.
+        // SAFETY: as above.
+        let parent = unsafe { (*ptr).parent };
+        // SAFETY: no user left and not listed: nobody else can reach it.
+        unsafe { free(ptr) };
+        match parent {
+            // Continue with the parent's grant instead of recursing into it.
+            Some(parent) => {
+                ptr = parent.as_ptr();
+                n = 1;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Frees a node (its memory, its cause count). Does not touch its parent.
+/// A deadline node whose block the timer still holds (T7) is retired
+/// instead: its fields are dropped now, its block when the timer lets go.
+///
+/// # Safety
+/// Nobody else can reach the node: no user left, and not listed.
+#[inline]
+pub(super) unsafe fn free(ptr: *const Node) {
+    // SAFETY: nobody else can reach it (the caller's contract).
+    if unsafe { (*ptr).kind() } == Kind::Deadline {
+        // SAFETY: as above.
+        return unsafe { retire_timed(ptr) };
+    }
+    #[cfg(not(loom))]
+    {
+        // SAFETY (both arms): a plain node's block, from the node cache's
+        // `NODES` class when it is on, else an allocation of `Node`'s
+        // layout as `Box` makes (`alloc::alloc_node`); nobody else can reach
+        // it, so it is dropped once.
+        if super::cache::ENABLED {
+            // Hand the memory back to the cache (C1) also if the drop
+            // unwinds (a cause whose `drop` panics), as a `Box` would.
+            let _block = ReturnBlock(&NODES, ptr as *mut u8);
+            // SAFETY: a `NODES` block holding a `Node` nobody else can reach.
+            unsafe { std::ptr::drop_in_place(ptr as *mut Node) };
+        } else {
+            // SAFETY: an allocation of `Node`'s layout nobody else can reach.
+            drop(unsafe { Box::from_raw(ptr as *mut Node) });
+        }
+    }
+    // SAFETY: as above; under loom the memory is kept (see `freed`), its
+    // resources are released by `dispose` and later accesses assert.
+    #[cfg(loom)]
+    unsafe {
+        (*(ptr as *mut Node)).dispose()
+    };
+}
+
+/// [`free`] for a deadline node: drops the node's own fields, then clears
+/// the tree side's hold on the block (T7) and frees the block unless the
+/// timer still holds it — also if the drop unwinds.
+///
+/// # Safety
+/// As for [`free`], and `ptr` is a deadline node.
+pub(super) unsafe fn retire_timed(ptr: *const Node) {
+    struct Retire(*const Node);
+    impl Drop for Retire {
+        fn drop(&mut self) {
+            // SAFETY: a deadline node's slot lives as long as its block.
+            if unsafe { timer_slot_of(self.0) }.retire() {
+                // SAFETY: neither side holds the block any more (T7).
+                unsafe { free_timed_block(self.0) };
+            }
+        }
+    }
+    let _retire = Retire(ptr);
+    // SAFETY: nobody else can reach the node's fields (the caller's
+    // contract; the timer reads only the slot, T8).
+    #[cfg(not(loom))]
+    unsafe {
+        std::ptr::drop_in_place(ptr as *mut Node)
+    };
+    // SAFETY: as above; under loom the memory is kept (see `freed`).
+    #[cfg(loom)]
+    unsafe {
+        (*(ptr as *mut Node)).dispose()
+    };
+}
+
+/// Frees a deadline node's block after its node was retired: drops the
+/// timer slot and returns the memory (T7).
+///
+/// # Safety
+/// The node was retired (its fields dropped) and neither the tree side
+/// nor the timer holds the block any more.
+pub(crate) unsafe fn free_timed_block(ptr: *const Node) {
+    let block = ptr as *mut TimedNode;
+    // SAFETY: the block is not freed yet (the caller's contract).
+    unsafe { timer_slot_of(ptr) }.mark_block_freed();
+    #[cfg(not(loom))]
+    {
+        let _block = ReturnTimedBlock(block as *mut u8);
+        // SAFETY: the slot is dropped once, here (the caller's contract).
+        unsafe { std::ptr::drop_in_place(std::ptr::addr_of_mut!((*block).timer)) };
+    }
+    #[cfg(loom)]
+    {
+        LIVE_NODES.with(|n| n.set(n.get() - 1));
+        // SAFETY: as above; loom keeps the memory.
+        unsafe { std::ptr::drop_in_place(std::ptr::addr_of_mut!((*block).timer)) };
+    }
+}
+
+impl Node {
+    /// Under loom, what freeing does, minus the deallocation (see `freed`).
+    #[cfg(loom)]
+    fn dispose(&mut self) {
+        // A deadline node's block is counted until it is freed (T7).
+        if self.kind() != Kind::Deadline {
+            LIVE_NODES.with(|n| n.set(n.get() - 1));
+        }
+        self.alive.with_mut(|_| ());
+        self.freed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.children.dispose();
+        self.free_resources();
+    }
+}
