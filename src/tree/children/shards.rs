@@ -26,7 +26,8 @@ use std::marker::PhantomData;
 
 use crossbeam_utils::CachePadded;
 
-use crate::tree::children::{ChildList, SweepBudget};
+use super::list::ChildList;
+use super::sweep::SweepBudget;
 
 /// Shards per block under loom (its models run at most three threads).
 #[cfg(loom)]

@@ -1,0 +1,350 @@
+//! The sweep (L5, L6): unlinking the nodes marked `DELETED`, paid for by
+//! inserts through the parent's `SweepBudget`, and releasing what it
+//! unlinked in batches after the epoch (L4).
+
+use crate::plant::planted;
+use crate::sync::epoch::{self, Guard};
+use crate::sync::{AtomicU32, Ordering};
+
+use super::link::{Listed, DELETED, DETACHED, PTR_MASK};
+use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
+
+/// Inserts between sweeps, at least (L5). Under loom every insert sweeps, so
+/// the models explore sweeps against every other operation.
+pub(super) const MIN_SWEEP: u32 = if cfg!(loom) { 0 } else { 64 };
+
+/// Batches at least this large are flushed to the global epoch queue at once.
+/// Every batch under loom (to explore collection) and under miri, where
+/// crossbeam-epoch shrinks its bags to 4 objects, so one deferred object per
+/// pin would outgrow its collection again without a flush.
+pub(super) const FLUSH_BATCH: usize = if cfg!(any(loom, miri)) { 1 } else { 64 };
+
+/// Inserts left before the parent's next sweep (L5), stored in the parent
+/// beside its reference count (32 bits each, so the node packs into 56 bytes).
+/// Approximate: updated with plain loads and stores, because a lost decrement
+/// only delays a sweep. No correctness argument depends on it.
+pub(crate) struct SweepBudget(AtomicU32);
+
+impl SweepBudget {
+    pub(crate) fn new() -> SweepBudget {
+        SweepBudget(AtomicU32::new(MIN_SWEEP))
+    }
+
+    /// The whole word: it changes with every insert (the count) and every
+    /// sweep (the generation), so two equal reads mean no activity in
+    /// between, give or take a lost racy update (L8's idle test).
+    pub(crate) fn word(&self) -> u32 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// After a sweep: `left` inserts until the next one, next generation.
+    pub(super) fn renew(&self, left: u32) {
+        let generation =
+            (self.0.load(Ordering::Relaxed) & !BUDGET_LEFT).wrapping_add(BUDGET_LEFT + 1);
+        self.0
+            .store(generation | left.min(BUDGET_LEFT), Ordering::Relaxed);
+    }
+}
+
+/// The count bits of a sweep budget; the 8 bits above count sweeps.
+pub(super) const BUDGET_LEFT: u32 = (1 << 24) - 1;
+
+/// Unlinked nodes per batch of a sweep (a stack array: a growing `Vec`
+/// reaches glibc's large-request size at 128 pointers, and every such malloc
+/// consolidates the allocator's fast bins, which the sweep's frees fill).
+/// Under loom a batch is one node, so the models explore the release between
+/// batches as well as the final one.
+pub(super) const UNLINK_BATCH: usize = if cfg!(loom) { 1 } else { 32 };
+
+/// The nodes a sweep unlinked, released in batches (L4, L6).
+///
+/// A batch is released at once if an RMW on the head after its unlinks finds
+/// the list open: a closer's `fetch_or` that comes later in the head's
+/// modification order reads that RMW's value (or a later RMW's), synchronizes
+/// with it, and walks the list as the unlinks left it; helpers come after the
+/// close. The RMW is `fetch_add(0)` between batches and the sweep's final
+/// `fetch_and(!SWEEPING)` for the last one. If the list was closed, a walker
+/// may have read pointers to them: they go through the epoch.
+pub(crate) struct Unlinked<'g, T: Listed> {
+    list: &'g ChildList,
+    guard: &'g Guard,
+    nodes: [*const T; UNLINK_BATCH],
+    len: usize,
+}
+
+impl<'g, T: Listed> Unlinked<'g, T> {
+    pub(super) fn new(list: &'g ChildList, guard: &'g Guard) -> Self {
+        Unlinked {
+            list,
+            guard,
+            nodes: [std::ptr::null(); UNLINK_BATCH],
+            len: 0,
+        }
+    }
+
+    /// Adds a node unlinked by this sweep (not yet claimed: see `release`).
+    pub(super) fn push(&mut self, node: *const T) {
+        if self.len == UNLINK_BATCH {
+            // AcqRel like the final `fetch_and`: Release is what the closer
+            // synchronizes with (L6).
+            let word = self.list.head.fetch_add(0, Ordering::AcqRel);
+            self.release(word);
+        }
+        self.nodes[self.len] = node;
+        self.len += 1;
+    }
+
+    /// Releases the batch, given `word`, the result of an RMW on the head
+    /// made after every unlink of the batch.
+    pub(super) fn release(&mut self, word: usize) {
+        let batch = &self.nodes[..self.len];
+        self.len = 0;
+        let open = word & CLOSED == 0 || planted!("sweep_release_closed");
+        let Some(&first) = batch.first() else {
+            return;
+        };
+        if open {
+            // SAFETY: the batch's references are not yet ended.
+            let mut pass = unsafe { T::begin_pass(first, 0) };
+            for &node in batch {
+                // SAFETY: unlinked by this sweep, and no closer has started, so
+                // none can reach it to claim it (L4) or walk it (L6): the
+                // list's reference is ours alone.
+                unsafe { T::unlist(node, &mut pass) };
+            }
+            // SAFETY: from `begin_pass`.
+            unsafe { T::end_pass(pass) };
+        } else {
+            // A walker may have read pointers to these before the unlinks:
+            // release through the epoch. They are still ours alone (L4): the
+            // closer's claim pass marks each node it passes `DETACHED` with an
+            // RMW, so it reaches only nodes still linked at that moment, and
+            // every unlink through a marked node fails.
+            let claimed = batch.to_vec();
+            // SAFETY: not yet ended; this sweeper holds the owner.
+            unsafe { T::prepay(first, claimed.len() as u32) };
+            // SAFETY: each node was unlinked by this sweep, which is pinned
+            // by `guard` (L4), and prepaid.
+            unsafe { release_later(self.guard, claimed) };
+        }
+    }
+}
+
+/// Releases the list references in `released` once no pinned thread can
+/// still reach those nodes (L4).
+///
+/// One deferred closure per batch: crossbeam-epoch collects up to 8 bags of
+/// 64 deferred objects every 128 pins of a thread, so deferring one object per
+/// node let garbage outgrow collection under churn (crossbeam#566), while one
+/// object per pin is always outpaced by collection. A large batch is also
+/// flushed (bag to the global queue, collection attempted) so its nodes do not
+/// wait for 64 more batches before they can be freed.
+///
+/// # Safety
+/// Each pointer is a list reference owned by this thread (L4), paid for
+/// with [`Listed::prepay`], and `guard` was pinned before the nodes were
+/// unlinked or claimed.
+pub(crate) unsafe fn release_later<T: Listed>(guard: &Guard, released: Vec<*const T>) {
+    if released.is_empty() {
+        return;
+    }
+    let large = released.len() >= FLUSH_BATCH;
+    // SAFETY: walkers that can still reach these nodes are pinned; the
+    // closure runs after they unpin, and each reference is released once.
+    unsafe {
+        guard.defer_unchecked(move || {
+            // One pass per node: the nodes may belong to several lists.
+            for node in released {
+                let mut pass = T::begin_pass(node, 1);
+                T::unlist(node, &mut pass);
+                T::end_pass(pass);
+            }
+        })
+    };
+    if large {
+        guard.flush();
+    }
+}
+
+/// Nodes a walk visits at or above which it hurries the epoch collection
+/// when it ends ([`collect_deferred`]).
+pub(crate) const LARGE_WALK: usize = 1024;
+
+/// Hurries the collection of what this thread and others deferred (L4), for
+/// a thread that just ended a large walk and holds no guard: without it, a
+/// batch of released nodes waits in crossbeam-epoch's global queue for
+/// about a thousand later pins, on any thread — forever, in a process that
+/// goes quiet. Each round pins, flushes the thread's bag and collects (which
+/// advances the epoch if no thread is pinned in an older one); a deferred
+/// batch needs two advances, so three rounds free it unless another thread
+/// stays pinned (whose own walk then does the same when it ends), the
+/// caller itself holds an older guard (a walk inside a deferred release),
+/// or more than about 16 expired bags wait ahead of it in the global queue
+/// (each collection pops at most 8): best effort, bounded work.
+pub(crate) fn collect_deferred() {
+    for _ in 0..3 {
+        epoch::pin().flush();
+    }
+}
+
+impl ChildList {
+    /// Counts an insert against the sweep budget and sweeps when it runs
+    /// out (L5); returns whether it swept.
+    #[inline]
+    pub(super) fn inserted<T: Listed>(&self, budget: &SweepBudget) -> bool {
+        let word = budget.0.load(Ordering::Relaxed);
+        if word & BUDGET_LEFT > 0 {
+            budget.0.store(word - 1, Ordering::Relaxed);
+            false
+        } else {
+            self.sweep::<T>(budget);
+            true
+        }
+    }
+
+    /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
+    pub(super) fn sweep<T: Listed>(&self, budget: &SweepBudget) {
+        // Pinned before the first node is read: once `SWEEPING` is ours a
+        // closer may close the list and release its nodes through the epoch
+        // (L4), and only a pin that precedes that release keeps them alive
+        // for us. (Pinned after the CAS, a sweep of a list whose first node
+        // has no users could follow it after its release.)
+        let early = (!planted!("sweep_pin_late")).then(epoch::pin);
+        let mut cur = self.head.load(Ordering::Relaxed);
+        loop {
+            // Sharded since our insert: its nodes are the first shard's now.
+            if cur & (CLOSED | SWEEPING | SHARDED) != 0 {
+                return;
+            }
+            match self.head.compare_exchange_weak(
+                cur,
+                cur | SWEEPING,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        let guard = early.unwrap_or_else(epoch::pin);
+        let mut unlinked = Unlinked::new(self, &guard);
+        let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked);
+        let live = self.sweep_from::<T>(first, &mut unlinked);
+        #[cfg(not(loom))]
+        let next = live.max(MIN_SWEEP);
+        #[cfg(loom)]
+        let next = {
+            let _ = live;
+            0
+        };
+        budget.renew(next);
+        let old = self.head.fetch_and(!SWEEPING, Ordering::AcqRel);
+        unlinked.release(old);
+    }
+
+    /// The sweeper's unlinks at the head (L5): while the first node is
+    /// `DELETED`, `CAS(head: word → successor | SWEEPING)`, expecting the
+    /// head exactly as this sweep left it. Returns the first node for
+    /// [`ChildList::sweep_from`] (0 if the list was closed meanwhile: the
+    /// closer owns the rest). Without this a deleted first node would stop
+    /// every sweep of the list (its successor can only be unlinked through
+    /// an unmarked predecessor) until a newer insert or its last user's L7;
+    /// a shard that gets no inserts any more has neither.
+    pub(super) fn unlink_deleted_first<T: Listed>(
+        &self,
+        mut word: usize,
+        unlinked: &mut Unlinked<'_, T>,
+    ) -> usize {
+        loop {
+            let first = word & HEAD_PTR;
+            if first == 0 {
+                return 0;
+            }
+            // SAFETY: reached from the head while pinned (L4, L6).
+            let next = unsafe { (*(first as *const T)).link().next.load(Ordering::Acquire) };
+            if next & (DELETED | DETACHED) != DELETED {
+                return first; // live, or closed under us (`sweep_from` stops)
+            }
+            // The mark froze `next` (only sweeps rewrite links, and not
+            // marked ones). The CAS fails if anything changed the head: an
+            // insert (sweep from the new first node, an unmarked predecessor)
+            // or a close (leave everything to the closer). L7's CAS expects
+            // no flags, so it cannot unlink `first` while we hold SWEEPING.
+            let successor = (next & PTR_MASK) | SWEEPING;
+            match self
+                .head
+                .compare_exchange(word, successor, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // Unlinked before any close: its list reference is ours
+                    // (L4), released with the batch (at once or by the epoch).
+                    unlinked.push(first as *const T);
+                    word = successor;
+                }
+                Err(actual) if actual & CLOSED != 0 => return 0,
+                Err(actual) => return actual & HEAD_PTR,
+            }
+        }
+    }
+
+    /// The sweeper's walk; returns the number of live nodes it saw.
+    pub(super) fn sweep_from<T: Listed>(
+        &self,
+        first: usize,
+        released: &mut Unlinked<'_, T>,
+    ) -> u32 {
+        if first == 0 {
+            return 0;
+        }
+        let mut live = 0u32;
+        // `prev` is always a linked node: we never unlink it (L1).
+        let mut prev = first as *const T;
+        // SAFETY (whole loop): every node we touch was reachable while we were
+        // pinned, so its memory is live (L4).
+        let first_next = unsafe { (*prev).link().next.load(Ordering::Acquire) };
+        if first_next & DETACHED != 0 {
+            return live; // closed under us: the closer releases everything
+        }
+        if first_next & DELETED == 0 {
+            live += 1;
+        }
+        let mut cur = first_next & PTR_MASK;
+        while cur != 0 {
+            let node = cur as *const T;
+            let next = unsafe { (*node).link().next.load(Ordering::Acquire) };
+            if next & DETACHED != 0 {
+                return live;
+            }
+            let unlink = next & DELETED != 0 || planted!("sweep_unmarked");
+            if unlink {
+                // `node.next` can no longer change except for DETACHED: only
+                // the sweeper rewrites pointers, and not of marked nodes.
+                // SAFETY: `prev` is linked (we never unlink it) and reached
+                // while pinned, so it is alive (L4).
+                match unsafe { &(*prev).link().next }.compare_exchange(
+                    cur,
+                    next & PTR_MASK,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        // Unlinked before any claim pass passed `prev`, so
+                        // its list reference is ours (L4); `Unlinked` releases
+                        // it, at once or through the epoch (L6).
+                        released.push(node);
+                        cur = next & PTR_MASK;
+                        continue;
+                    }
+                    Err(actual) if actual & DETACHED != 0 => return live,
+                    // `prev` was deleted meanwhile: leave `node` for next time.
+                    Err(_) => {}
+                }
+            } else {
+                live = live.saturating_add(1);
+            }
+            prev = node;
+            cur = next & PTR_MASK;
+        }
+        live
+    }
+}
