@@ -41,7 +41,9 @@ use std::fmt;
 use crate::context::Context;
 use crate::error::Error;
 use crate::sync::{Arc, AtomicUsize, Ordering};
+use crate::tree::dispatch;
 use crate::tree::node::{self, NodeRef};
+use crate::tree::panics;
 use crate::tree::waiters::{self, Waiter};
 
 /// The handle returned by [`Context::after_func`]: stops the registration
@@ -139,8 +141,8 @@ impl Context {
                 // subtree: help it finish (N4), so the function runs after
                 // the whole subtree is canceled (F2), then run it here (F5).
                 node::cancel(node, Error::Canceled, None);
-                waiters::run_unpublished(waiter.clone());
-                waiters::panics::resume();
+                dispatch::run_unpublished(waiter.clone());
+                panics::resume();
                 AfterFunc {
                     inner: Inner::Ran(waiter),
                 }

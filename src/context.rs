@@ -1,13 +1,11 @@
 //! The public handles: `Context` (a counted pointer to a node, or a root that
 //! needs no allocation) and `CancelHandle` (cancels on drop).
 
-use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::done::{self, Done, DoneOwned};
 use crate::error::{Cause, Error};
 use crate::time::{self, Deadline};
-use crate::tree::node::{self, Kind, Node, NodeRef, Root};
+use crate::tree::node::{self, Kind, NodeRef, Root};
 use crate::values::ValuesRef;
 
 /// A context: a cancellation signal, an err and a cause that flow from a
@@ -34,13 +32,13 @@ use crate::values::ValuesRef;
 #[derive(Clone)]
 pub struct Context {
     /// The cancel part: the nearest cancel node, or a root.
-    repr: Repr,
+    pub(crate) repr: Repr,
     /// The nearest value layer (`values.rs`); `None` while there is none.
-    values: Option<ValuesRef>,
+    pub(crate) values: Option<ValuesRef>,
 }
 
 #[derive(Clone)]
-enum Repr {
+pub(crate) enum Repr {
     Root(Root),
     Node(NodeRef),
 }
@@ -354,46 +352,6 @@ impl Context {
         self.err().is_some()
     }
 
-    /// A future that resolves to the context's err when it is canceled (Go's
-    /// `<-ctx.Done()`). It is `Send` and cancel-safe: dropping it unregisters
-    /// nothing that needs waiting for, and its memory is reclaimed. On a root
-    /// context it never resolves.
-    ///
-    /// ```
-    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
-    /// cancel.cancel();
-    /// let err = futures::executor::block_on(ctx.done());
-    /// assert_eq!(err, ctxtree::Error::Canceled);
-    /// ```
-    pub fn done(&self) -> Done<'_> {
-        Done::new(self)
-    }
-
-    /// Like [`Context::done`], but owns a clone of the context, so it can be
-    /// stored or moved into a spawned task (`'static`).
-    pub fn done_owned(&self) -> DoneOwned {
-        DoneOwned::new(self.clone())
-    }
-
-    /// Blocks the calling thread until the context is canceled and returns
-    /// its err. On a root context this blocks forever, like receiving from
-    /// Go's nil `Done()` channel.
-    pub fn wait(&self) -> Error {
-        done::wait(self.node())
-    }
-
-    /// Blocks until the context is canceled or `timeout` passes; `None` on
-    /// timeout. A timeout too large to represent waits forever.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let (ctx, _cancel) = ctxtree::Context::background().with_cancel();
-    /// assert_eq!(ctx.wait_timeout(Duration::from_millis(1)), None);
-    /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
-        done::wait_timeout(self.node(), timeout)
-    }
-
     /// True if both handles name the same context.
     pub fn same(&self, other: &Context) -> bool {
         let values = match (&self.values, &other.values) {
@@ -422,100 +380,6 @@ impl Default for Context {
     /// [`Context::background`].
     fn default() -> Context {
         Context::background()
-    }
-}
-
-/// Go-style derivation path, root first: `context.Background.WithCancel`,
-/// `context.TODO.WithDeadline([1.500s]).WithValue(app::RequestId)`,
-/// `context.Background.WithCancel.WithoutCancel`.
-///
-/// The cancel chain and the value chain are printed interleaved in the order
-/// they were derived: each value layer remembers the cancel node it was
-/// derived under. Iterative throughout (chains can be a million deep).
-impl fmt::Display for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Segments separated by `without_cancel`, newest first: each is a
-        // cancel part and the value layers derived since the previous detach.
-        let mut segments: Vec<(&Repr, Vec<&ValuesRef>)> = Vec::new();
-        let (mut repr, mut values) = (&self.repr, self.values.as_ref());
-        loop {
-            let mut layers = Vec::new();
-            let mut detach = None;
-            while let Some(layer) = values {
-                if layer.type_name().is_none() {
-                    detach = Some(layer);
-                    break;
-                }
-                layers.push(layer);
-                values = layer.parent();
-            }
-            layers.reverse();
-            segments.push((repr, layers));
-            match detach {
-                Some(layer) => {
-                    repr = layer.origin::<Repr>().expect("a detach layer");
-                    values = layer.parent();
-                }
-                None => break,
-            }
-        }
-        let now = Deadline::now();
-        for (i, (repr, layers)) in segments.iter().rev().enumerate() {
-            let mut nodes = Vec::new();
-            let mut cur: Option<&Node> = match repr {
-                Repr::Root(_) => None,
-                Repr::Node(node) => Some(node),
-            };
-            while let Some(n) = cur {
-                nodes.push(n);
-                cur = n.parent();
-            }
-            nodes.reverse();
-            if i == 0 {
-                let root = match repr {
-                    Repr::Root(root) => *root,
-                    Repr::Node(node) => node.root(),
-                };
-                f.write_str(root.name())?;
-            } else {
-                f.write_str(".WithoutCancel")?;
-            }
-            let mut layers = layers.iter().peekable();
-            let mut print_layers_at = |anchor: usize, f: &mut fmt::Formatter<'_>| {
-                while let Some(layer) = layers.next_if(|l| l.anchor() == anchor) {
-                    write!(f, ".WithValue({})", layer.type_name().unwrap_or("?"))?;
-                }
-                Ok::<(), fmt::Error>(())
-            };
-            print_layers_at(0, f)?;
-            for node in nodes {
-                match node.kind() {
-                    Kind::Cancel => f.write_str(".WithCancel")?,
-                    Kind::Deadline => {
-                        // Go prints the wall-clock deadline and the time left;
-                        // an `Instant` has no wall clock, so only the time left.
-                        let (past, left) = node.deadline().remaining(now);
-                        let sign = if past { "-" } else { "" };
-                        write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
-                    }
-                }
-                print_layers_at(node as *const Node as usize, f)?;
-            }
-            // Unreachable unless an anchor was missed: print, do not drop.
-            for layer in layers {
-                write!(f, ".WithValue({})", layer.type_name().unwrap_or("?"))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("path", &format_args!("{self}"))
-            .field("err", &self.err())
-            .finish()
     }
 }
 
@@ -576,13 +440,5 @@ impl CancelHandle {
 impl Drop for CancelHandle {
     fn drop(&mut self) {
         self.cancel();
-    }
-}
-
-impl fmt::Debug for CancelHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CancelHandle")
-            .field("canceled", &self.is_canceled())
-            .finish()
     }
 }

@@ -18,6 +18,49 @@ use crate::tree::node::Node;
 use crate::tree::state;
 use crate::tree::waiters::{self, Waiter};
 
+/// Waiting for a context to end: the `Done` futures and blocking waits.
+impl Context {
+    /// A future that resolves to the context's err when it is canceled (Go's
+    /// `<-ctx.Done()`). It is `Send` and cancel-safe: dropping it unregisters
+    /// nothing that needs waiting for, and its memory is reclaimed. On a root
+    /// context it never resolves.
+    ///
+    /// ```
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// cancel.cancel();
+    /// let err = futures::executor::block_on(ctx.done());
+    /// assert_eq!(err, ctxtree::Error::Canceled);
+    /// ```
+    pub fn done(&self) -> Done<'_> {
+        Done::new(self)
+    }
+
+    /// Like [`Context::done`], but owns a clone of the context, so it can be
+    /// stored or moved into a spawned task (`'static`).
+    pub fn done_owned(&self) -> DoneOwned {
+        DoneOwned::new(self.clone())
+    }
+
+    /// Blocks the calling thread until the context is canceled and returns
+    /// its err. On a root context this blocks forever, like receiving from
+    /// Go's nil `Done()` channel.
+    pub fn wait(&self) -> Error {
+        wait(self.node())
+    }
+
+    /// Blocks until the context is canceled or `timeout` passes; `None` on
+    /// timeout. A timeout too large to represent waits forever.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (ctx, _cancel) = ctxtree::Context::background().with_cancel();
+    /// assert_eq!(ctx.wait_timeout(Duration::from_millis(1)), None);
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
+        wait_timeout(self.node(), timeout)
+    }
+}
+
 /// The registration a future holds between polls.
 #[derive(Default)]
 struct Registration {

@@ -61,6 +61,7 @@
 
 mod after_func;
 mod context;
+mod display;
 mod done;
 mod error;
 mod integrations;

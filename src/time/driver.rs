@@ -175,14 +175,14 @@ fn collect(driver: &Driver, shard: &Shard) {
     take_stack(shard, |hold| {
         if hold.is_disarmed() {
             // A cause's `drop` may panic: held until the stack is back.
-            crate::tree::waiters::panics::hold_from(move || drop(hold));
+            crate::tree::panics::hold_from(move || drop(hold));
         } else {
             earliest = earliest.min(hold.deadline());
             kept.push(hold);
         }
     });
     let Some(bottom) = kept.first() else {
-        crate::tree::waiters::panics::resume();
+        crate::tree::panics::resume();
         return;
     };
     let last = bottom.next() as *const AtomicUsize;
@@ -200,7 +200,7 @@ fn collect(driver: &Driver, shard: &Shard) {
     if wake || earliest.raw() < driver.sleeping_until.load(Ordering::SeqCst) {
         driver.thread.unpark();
     }
-    crate::tree::waiters::panics::resume();
+    crate::tree::panics::resume();
 }
 
 /// The driver's loop state.

@@ -52,8 +52,9 @@ use std::cell::Cell;
 
 use crate::plant::planted;
 use crate::sync::Arc;
+use crate::tree::panics;
 use crate::tree::trampoline;
-use crate::tree::waiters::{self, panics, Waiter};
+use crate::tree::waiters::{self, Waiter};
 
 /// One fired context's callbacks, in the order its cancel queued them.
 pub(crate) type Job = Vec<Arc<Waiter>>;

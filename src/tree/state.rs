@@ -28,11 +28,10 @@ use crate::error::{BoxedError, Cause, Error};
 pub(crate) const CANCELED: usize = 0b001;
 const ERR_DEADLINE: usize = 0b010;
 const CAUSE_DEADLINE: usize = 0b100;
-const TAG_MASK: usize = 0b111;
+pub(crate) const TAG_MASK: usize = 0b111;
 pub(crate) const PTR_MASK: usize = !TAG_MASK;
 
 const _: () = assert!(std::mem::align_of::<BoxedError>() > TAG_MASK);
-const _: () = assert!(std::mem::align_of::<crate::tree::waiters::Waiter>() > TAG_MASK);
 
 /// The state word of a fresh, active node with no waiters.
 pub(crate) const ACTIVE: usize = 0;

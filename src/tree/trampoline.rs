@@ -46,6 +46,7 @@ use std::collections::VecDeque;
 
 use crate::plant::planted;
 use crate::sync::Arc;
+use crate::tree::panics;
 use crate::tree::waiters::{self, Waiter};
 
 #[cfg(not(loom))]
@@ -101,6 +102,7 @@ pub(crate) fn run(queue: Vec<Arc<Waiter>>) {
 /// The outermost loop: runs pending callbacks until none is left (F5).
 fn drain() {
     RUNNING.with(|running| running.set(true));
+    panics::defer_resume(true);
     let done = Done;
     while let Some(waiter) = pop() {
         waiters::run_callback(waiter.callback());
@@ -125,6 +127,7 @@ struct Done;
 impl Drop for Done {
     fn drop(&mut self) {
         RUNNING.with(|running| running.set(false));
+        panics::defer_resume(false);
         while let Some(waiter) = pop() {
             waiters::run_callback(waiter.callback());
         }

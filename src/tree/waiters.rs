@@ -48,9 +48,8 @@ use std::task::Waker;
 use crate::plant::planted;
 use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
-use crate::tree::callback_pool;
+use crate::tree::panics;
 use crate::tree::state::{self, ACTIVE};
-use crate::tree::trampoline;
 
 const WAITING: usize = 0;
 const NOTIFIED: usize = 1;
@@ -70,6 +69,9 @@ pub(crate) struct Waiter {
     /// The entry below this one (a raw `Arc<Waiter>`, or 0); see W3.
     next: UnsafeCell<usize>,
 }
+
+// The stack's head shares the state word with its tag bits (`state.rs`).
+const _: () = assert!(std::mem::align_of::<Waiter>() > state::TAG_MASK);
 
 enum Wake {
     Thread(Thread),
@@ -297,8 +299,9 @@ pub(crate) unsafe fn wake_chain(head: usize, callbacks: &mut Callbacks) {
 }
 
 /// Callbacks whose W1 transition this thread won, to run when the cancel
-/// that found them is complete (F2). Dropping the queue runs what is left, so
-/// an unwinding cancel still runs them and releases their `stop_wait`ers.
+/// that found them is complete (F2). Running them, and dropping the queue —
+/// which runs what is left, so an unwinding cancel still runs them and
+/// releases their `stop_wait`ers — is `dispatch.rs`'s.
 #[derive(Default)]
 pub(crate) struct Callbacks {
     queue: Vec<Arc<Waiter>>,
@@ -309,34 +312,16 @@ impl Callbacks {
         self.queue.is_empty()
     }
 
-    /// Runs the queued callbacks in their order (for one node, newest
-    /// registration first, as the stack holds them): through this thread's
-    /// trampoline (F5: at once, or after the current callback if this
-    /// thread is inside one), or on a runner thread if this thread hands
-    /// callbacks off (F6). A panicking callback is held like a panicking
-    /// waker (`panics`), so the others still run.
-    #[inline]
-    pub(crate) fn run(&mut self) {
-        // Most cancels queue nothing: keep that path a length check.
-        if !self.queue.is_empty() {
-            self.run_queued();
-        }
+    /// Takes the queued callbacks out (to run them: `dispatch.rs`).
+    pub(crate) fn take(&mut self) -> Vec<Arc<Waiter>> {
+        std::mem::take(&mut self.queue)
     }
 
-    #[inline(never)]
-    fn run_queued(&mut self) {
-        let queue = std::mem::take(&mut self.queue);
-        if callback_pool::hands_off() {
-            callback_pool::hand_off(queue);
-        } else {
-            trampoline::run(queue);
+    /// A queue of one callback: an entry never published.
+    pub(crate) fn one(waiter: Arc<Waiter>) -> Callbacks {
+        Callbacks {
+            queue: vec![waiter],
         }
-    }
-}
-
-impl Drop for Callbacks {
-    fn drop(&mut self) {
-        self.run();
     }
 }
 
@@ -371,17 +356,6 @@ pub(crate) fn run_callback(callback: &Callback) {
 /// way.
 pub(crate) fn record_runner(callback: &Callback) {
     callback.runner.store(thread::token(), Ordering::Relaxed);
-}
-
-/// Runs the callback of an entry that was never published (`after_func` on
-/// a context already canceled): this thread owns it (F1), and it runs like
-/// a cancel's queue (F5, F6).
-pub(crate) fn run_unpublished(waiter: Arc<Waiter>) {
-    record_runner(waiter.callback());
-    Callbacks {
-        queue: vec![waiter],
-    }
-    .run();
 }
 
 /// Drops the function of a callback whose W1 transition this thread won by
@@ -518,77 +492,6 @@ fn collect(state: &AtomicUsize, gc: &WaiterGc, callbacks: &mut Callbacks) {
         match state.compare_exchange_weak(cur, top, Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => return,
             Err(actual) => cur = actual,
-        }
-    }
-}
-
-/// Panics raised by wakers during a cancel, held until the cancel is done.
-pub(crate) mod panics {
-    use std::any::Any;
-    use std::cell::Cell;
-
-    type Payload = Box<dyn Any + Send + 'static>;
-
-    std::thread_local! {
-        static HELD: Cell<Option<Payload>> = const { Cell::new(None) };
-        /// Whether `HELD` may be set: a flag without a destructor, so the
-        /// check on every cancel is one thread-local load.
-        static ANY_HELD: Cell<bool> = const { Cell::new(false) };
-    }
-
-    /// Keeps the first payload of this cancel; later ones are dropped.
-    pub(crate) fn hold(payload: Payload) {
-        HELD.with(|held| {
-            let first = held.take();
-            held.set(Some(first.unwrap_or(payload)));
-        });
-        ANY_HELD.with(|any| any.set(true));
-    }
-
-    /// Runs `f`, which may run foreign code (a waker's or a cause's `drop`),
-    /// holding a panic it raises until [`resume`]: a walk or a pass that
-    /// ends list references must complete, or children would be left
-    /// listed under a parent that no longer counts them (node.rs, N1).
-    /// Under loom `f` runs unguarded (loom reports failures by panicking).
-    #[inline]
-    pub(crate) fn hold_from(f: impl FnOnce()) {
-        #[cfg(not(loom))]
-        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-            hold(payload);
-        }
-        #[cfg(loom)]
-        f();
-    }
-
-    /// Drops a held panic: for a runner thread, which has no caller to
-    /// resume it to (F6). The payload's drop is foreign code: guarded.
-    pub(crate) fn discard() {
-        if ANY_HELD.with(Cell::get) {
-            ANY_HELD.with(|any| any.set(false));
-            let payload = HELD.with(Cell::take);
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
-        }
-    }
-
-    /// Re-raises a held panic once the cancel that caught it has finished,
-    /// unless this thread is already unwinding (a second panic would abort).
-    #[inline]
-    pub(crate) fn resume() {
-        if ANY_HELD.with(Cell::get) {
-            resume_held();
-        }
-    }
-
-    #[cold]
-    fn resume_held() {
-        if crate::tree::trampoline::is_running() {
-            return; // the outermost runner resumes it (F5d)
-        }
-        ANY_HELD.with(|any| any.set(false));
-        if let Some(payload) = HELD.with(Cell::take) {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(payload);
-            }
         }
     }
 }

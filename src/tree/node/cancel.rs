@@ -9,6 +9,7 @@ use crate::error::{Cause, Error};
 use crate::plant::planted;
 use crate::sync::Ordering;
 use crate::tree::children::Close;
+use crate::tree::panics;
 use crate::tree::state;
 use crate::tree::waiters::{self, Callbacks};
 
@@ -142,7 +143,7 @@ pub(super) fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
     // A waker or callback that panicked was held until now, so the whole
     // subtree is canceled and every other waiter woken before the panic
     // reaches us.
-    waiters::panics::resume();
+    panics::resume();
 }
 
 /// Records that an entry of `node`'s waiter stack was abandoned (W4). If the
@@ -159,7 +160,7 @@ pub(crate) fn note_abandoned(node: &Node) {
     // A waker that panicked while the collection woke its survivors was
     // held (with or without callbacks): raise it here, not at some later,
     // unrelated cancel (the fast paths of `cancel` and `derive` do not look).
-    waiters::panics::resume();
+    panics::resume();
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.

@@ -11,8 +11,9 @@ use crate::error::Cause;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::deadline::Deadline;
 use crate::tree::children::{ChildLink, ChildList, SweepBudget};
+use crate::tree::panics;
 use crate::tree::state;
-use crate::tree::waiters::{self, Callbacks, WaiterGc};
+use crate::tree::waiters::{Callbacks, WaiterGc};
 
 /// Derives a child of `parent` (or of `root` when there is no cancelable
 /// ancestor) and returns two counts of it, for a `Context` and a
@@ -78,7 +79,7 @@ pub(super) fn derive_under(
             if swept {
                 // The sweep may have freed a node whose cause panicked on
                 // drop (held by `unlist`): raise it now that the pass is done.
-                waiters::panics::resume();
+                panics::resume();
             }
             pair
         }

@@ -9,7 +9,7 @@ use super::refs::{free, release_users, LISTED};
 use crate::plant::planted;
 use crate::sync::Ordering;
 use crate::tree::children::{ChildLink, Listed};
-use crate::tree::waiters::{self};
+use crate::tree::panics;
 
 // SAFETY: `link` is the node's only `ChildLink`; nodes are 8-aligned; the
 // hold ended by `unlist` is the `LISTED` bit `derive` set for `attach`.
@@ -118,5 +118,5 @@ pub(super) unsafe fn unlist(node: *const Node, pass: &mut GrantPass) {
     // running the pass ends (`panics::resume` in `cancel` and `derive`).
     // SAFETY: no user and no list: nobody else can reach the node; it holds
     // no grant on its parent.
-    waiters::panics::hold_from(|| unsafe { free(node) });
+    panics::hold_from(|| unsafe { free(node) });
 }

@@ -5,10 +5,11 @@
 use super::derive::inherit;
 use super::layout::Node;
 use crate::plant::planted;
-use crate::sync::epoch;
+use crate::sync::epoch::{self, Guard};
 use crate::tree::children::{self, ChildList, Close, Release};
 use crate::tree::inline_stack::InlineStack;
-use crate::tree::waiters::{self, Callbacks};
+use crate::tree::panics;
+use crate::tree::waiters::Callbacks;
 
 /// How a walk begins at its root's list: what the root's `close` returned
 /// before pinning (the first child as it saw it), or `Sharded`, whose
@@ -117,93 +118,118 @@ impl Worklists {
 /// The iterative subtree walk (N4, N5), from `root`'s list as `start` says.
 pub(super) fn walk(root: &Node, start: Start, callbacks: &mut Callbacks) {
     let guard = epoch::pin();
-    let mut lists = Worklists {
-        owned: InlineStack::new(0),
-        work: InlineStack::new((std::ptr::null(), 0)),
+    let Some(mut lists) = Worklists::begin(root, start) else {
+        return;
     };
-    match start {
-        Start::Sharded => lists.enter(root),
-        Start::Owner(unpinned, swept) => {
-            // Read the first child again now that we are pinned: a pointer
-            // read before pinning may already have been released (L4). Only
-            // the owner resets the head (L3), so it reads the same child.
-            let first = if planted!("pin_late") {
-                unpinned
-            } else {
-                root.children.first()
-            };
-            lists.owned.push(Owned::new(&root.children, swept).0);
-            lists.work.push((root, first));
-        }
-        Start::Helper(unpinned) => {
-            // A helper announces itself (L6) and may find the walk finished.
-            let announced = root.children.help();
-            let first = if planted!("pin_late") {
-                unpinned
-            } else {
-                announced
-            };
-            if first == 0 {
-                return;
-            }
-            lists.work.push((root, first));
-        }
-    }
-    let mut visited = 0usize;
-    while let Some((parent, first)) = lists.work.pop() {
-        // SAFETY (whole loop): `parent` and every child we reach were reachable
-        // after we pinned `guard` from a list this walk closed or announced
-        // itself on (L6); their list references are released only after
-        // that list is finished and through `defer` if we helped (L4).
-        let parent_word = unsafe { (*parent).state_word() };
-        let mut cur = first;
-        while cur != 0 {
-            let child = unsafe { &*(cur as *const Node) };
-            cur = child.link.next_sibling();
-            visited += 1;
-            inherit(child, parent_word, callbacks);
-            // Most children are leaves: an empty list closed is finished
-            // (`CLOSED | 0`), with one CAS and nothing to queue.
-            if !child.children.close_if_empty() {
-                lists.enter(child);
-            }
-        }
-    }
-    // Finish every owned list before releasing anything: a release may free
-    // a node whose own list is still to be finished.
-    let mut released = Vec::new();
-    for entry in lists.owned.iter_mut() {
-        let list = Owned(*entry);
-        // SAFETY: this walk closed the list (Owner), everything below is
-        // canceled now, and `guard` was pinned before the close. The list's
-        // node is alive: nothing is released before this loop ends.
-        let (how, first) = unsafe { (*list.list()).finish_close(list.swept()) };
-        // The node may be freed by the releases below: keep what they need.
-        *entry = Finished::new(first, how).0;
-        if how == Release::Epoch {
-            // SAFETY: as above, and still pinned.
-            unsafe { ChildList::claim_for_epoch::<Node>(first, &mut released) };
-        }
-    }
-    // SAFETY: the references were claimed by `claim_for_epoch` while pinned
-    // (which paid their grants in advance).
-    unsafe { children::release_later(&guard, released) };
-    // Bottom-up: a list is pushed after its owner's own list, so in reverse
-    // every child is unlisted before its parent is (N1: a node with a
-    // listed child must stay alive, and unlisting the parent may free it).
-    for list in lists.owned.iter().rev().map(|&entry| Finished(entry)) {
-        if !list.epoch() {
-            // SAFETY: every owned list is finished; nobody else can reach
-            // these children (L6).
-            unsafe { ChildList::release_now::<Node>(list.first()) };
-        }
-    }
-    drop(guard);
+    let visited = lists.cancel_all(callbacks);
+    lists.release(guard);
     if visited >= children::LARGE_WALK {
         // What this walk, or the walk it helped, deferred is freed now, not
         // by some later operation (a quiet process returns to its baseline).
         // Deferred releases may drop causes (foreign code): a panic is held
         // until the cancel is complete, like a waker's.
-        waiters::panics::hold_from(children::collect_deferred);
+        panics::hold_from(children::collect_deferred);
+    }
+}
+
+impl Worklists {
+    /// Enters the root's list as `start` says, once pinned; `None` if a
+    /// helper finds the walk it would help already finished.
+    fn begin(root: &Node, start: Start) -> Option<Worklists> {
+        let mut lists = Worklists {
+            owned: InlineStack::new(0),
+            work: InlineStack::new((std::ptr::null(), 0)),
+        };
+        match start {
+            Start::Sharded => lists.enter(root),
+            Start::Owner(unpinned, swept) => {
+                // Read the first child again now that we are pinned: a pointer
+                // read before pinning may already have been released (L4). Only
+                // the owner resets the head (L3), so it reads the same child.
+                let first = if planted!("pin_late") {
+                    unpinned
+                } else {
+                    root.children.first()
+                };
+                lists.owned.push(Owned::new(&root.children, swept).0);
+                lists.work.push((root, first));
+            }
+            Start::Helper(unpinned) => {
+                // A helper announces itself (L6) and may find the walk finished.
+                let announced = root.children.help();
+                let first = if planted!("pin_late") {
+                    unpinned
+                } else {
+                    announced
+                };
+                if first == 0 {
+                    return None;
+                }
+                lists.work.push((root, first));
+            }
+        }
+        Some(lists)
+    }
+
+    /// Cancels every node the worklist reaches (N3, N4), closing each one's
+    /// list and queueing the non-empty ones; returns how many it visited.
+    fn cancel_all(&mut self, callbacks: &mut Callbacks) -> usize {
+        let mut visited = 0usize;
+        while let Some((parent, first)) = self.work.pop() {
+            // SAFETY (whole loop): `parent` and every child we reach were reachable
+            // after we pinned `guard` from a list this walk closed or announced
+            // itself on (L6); their list references are released only after
+            // that list is finished and through `defer` if we helped (L4).
+            let parent_word = unsafe { (*parent).state_word() };
+            let mut cur = first;
+            while cur != 0 {
+                let child = unsafe { &*(cur as *const Node) };
+                cur = child.link.next_sibling();
+                visited += 1;
+                inherit(child, parent_word, callbacks);
+                // Most children are leaves: an empty list closed is finished
+                // (`CLOSED | 0`), with one CAS and nothing to queue.
+                if !child.children.close_if_empty() {
+                    self.enter(child);
+                }
+            }
+        }
+        visited
+    }
+
+    /// Finishes every list this walk owns, then ends their references to
+    /// their children: after the epoch for the lists a sweep may still
+    /// read (L6), at once and bottom-up for the others (N1).
+    fn release(mut self, guard: Guard) {
+        // Finish every owned list before releasing anything: a release may free
+        // a node whose own list is still to be finished.
+        let mut released = Vec::new();
+        for entry in self.owned.iter_mut() {
+            let list = Owned(*entry);
+            // SAFETY: this walk closed the list (Owner), everything below is
+            // canceled now, and `guard` was pinned before the close. The list's
+            // node is alive: nothing is released before this loop ends.
+            let (how, first) = unsafe { (*list.list()).finish_close(list.swept()) };
+            // The node may be freed by the releases below: keep what they need.
+            *entry = Finished::new(first, how).0;
+            if how == Release::Epoch {
+                // SAFETY: as above, and still pinned.
+                unsafe { ChildList::claim_for_epoch::<Node>(first, &mut released) };
+            }
+        }
+        // SAFETY: the references were claimed by `claim_for_epoch` while pinned
+        // (which paid their grants in advance).
+        unsafe { children::release_later(&guard, released) };
+        // Bottom-up: a list is pushed after its owner's own list, so in reverse
+        // every child is unlisted before its parent is (N1: a node with a
+        // listed child must stay alive, and unlisting the parent may free it).
+        for list in self.owned.iter().rev().map(|&entry| Finished(entry)) {
+            if !list.epoch() {
+                // SAFETY: every owned list is finished; nobody else can reach
+                // these children (L6).
+                unsafe { ChildList::release_now::<Node>(list.first()) };
+            }
+        }
+        drop(guard);
     }
 }

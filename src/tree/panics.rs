@@ -1,0 +1,92 @@
+//! Panics raised by foreign code during a cancel — a waker's `wake` or
+//! `drop`, a cause's `drop`, an `after_func` callback — held until the
+//! cancel is done (F4), so one panic cannot leave a subtree half canceled
+//! or a list's children without a grant (N1). The first payload is kept
+//! and re-raised by the outermost operation; later ones are dropped.
+
+use std::any::Any;
+use std::cell::Cell;
+
+type Payload = Box<dyn Any + Send + 'static>;
+
+#[cfg(not(loom))]
+std::thread_local! {
+    /// Whether this thread's trampoline loop runs (F5d): it resumes what
+    /// the cancels of its callbacks held.
+    static DEFERRED: Cell<bool> = const { Cell::new(false) };
+}
+
+// Per modelled thread under loom, like the trampoline's own state.
+#[cfg(loom)]
+loom::thread_local! {
+    static DEFERRED: Cell<bool> = Cell::new(false);
+}
+
+std::thread_local! {
+    static HELD: Cell<Option<Payload>> = const { Cell::new(None) };
+    /// Whether `HELD` may be set: a flag without a destructor, so the
+    /// check on every cancel is one thread-local load.
+    static ANY_HELD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Keeps the first payload of this cancel; later ones are dropped.
+pub(crate) fn hold(payload: Payload) {
+    HELD.with(|held| {
+        let first = held.take();
+        held.set(Some(first.unwrap_or(payload)));
+    });
+    ANY_HELD.with(|any| any.set(true));
+}
+
+/// Runs `f`, which may run foreign code (a waker's or a cause's `drop`),
+/// holding a panic it raises until [`resume`]: a walk or a pass that
+/// ends list references must complete, or children would be left
+/// listed under a parent that no longer counts them (node.rs, N1).
+/// Under loom `f` runs unguarded (loom reports failures by panicking).
+#[inline]
+pub(crate) fn hold_from(f: impl FnOnce()) {
+    #[cfg(not(loom))]
+    if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        hold(payload);
+    }
+    #[cfg(loom)]
+    f();
+}
+
+/// While a trampoline loop runs on this thread (`on`), [`resume`] leaves
+/// held panics to it (F5d).
+pub(crate) fn defer_resume(on: bool) {
+    DEFERRED.with(|deferred| deferred.set(on));
+}
+
+/// Drops a held panic: for a runner thread, which has no caller to
+/// resume it to (F6). The payload's drop is foreign code: guarded.
+pub(crate) fn discard() {
+    if ANY_HELD.with(Cell::get) {
+        ANY_HELD.with(|any| any.set(false));
+        let payload = HELD.with(Cell::take);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
+    }
+}
+
+/// Re-raises a held panic once the cancel that caught it has finished,
+/// unless this thread is already unwinding (a second panic would abort).
+#[inline]
+pub(crate) fn resume() {
+    if ANY_HELD.with(Cell::get) {
+        resume_held();
+    }
+}
+
+#[cold]
+fn resume_held() {
+    if DEFERRED.with(Cell::get) {
+        return; // the outermost runner resumes it (F5d)
+    }
+    ANY_HELD.with(|any| any.set(false));
+    if let Some(payload) = HELD.with(Cell::take) {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
