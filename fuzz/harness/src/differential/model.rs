@@ -1,0 +1,221 @@
+//! The reference model: a plain tree with Go's rules, and a plain chain
+//! of value layers.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use ctxtree::Error;
+
+use super::values::{key_name, KEYS};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RootKind {
+    Background,
+    Todo,
+}
+
+impl RootKind {
+    fn name(self) -> &'static str {
+        match self {
+            RootKind::Background => "context.Background",
+            RootKind::Todo => "context.TODO",
+        }
+    }
+}
+
+/// The cancel part of a context: a root (never canceled; a
+/// `without_cancel` context has `Root(Background)`, as in ctxtree) or a
+/// model node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CancelPart {
+    Root(RootKind),
+    Node(usize),
+}
+
+/// What an arena context is in the model: its cancel part and its
+/// nearest value layer. Two contexts are `same()` iff both are equal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct At {
+    pub(super) cancel: CancelPart,
+    pub(super) vals: Option<usize>,
+}
+
+impl At {
+    pub(super) fn root(kind: RootKind) -> At {
+        At {
+            cancel: CancelPart::Root(kind),
+            vals: None,
+        }
+    }
+}
+
+pub(super) struct MNode {
+    parent: Option<usize>,
+    /// `(err, cause id)` once canceled.
+    pub(super) canceled: Option<(Error, usize)>,
+    children: Vec<usize>,
+    deadline: Option<Instant>,
+    /// The Go-style path (`Display`, deadlines shown as `*`).
+    path: String,
+    /// Derivation order, shared with the layers.
+    seq: usize,
+}
+
+/// A value layer: a binding `(key, value)`, or a `without_cancel`
+/// detach (`None`) that keeps the values above it visible.
+struct MLayer {
+    parent: Option<usize>,
+    binding: Option<(usize, u32)>,
+    path: String,
+    seq: usize,
+}
+
+/// The kind of cancel node to derive.
+pub(super) enum NodeKind {
+    Cancel,
+    Deadline(Instant),
+}
+
+#[derive(Default)]
+pub(super) struct Model {
+    pub(super) nodes: Vec<MNode>,
+    layers: Vec<MLayer>,
+    seq: usize,
+}
+
+impl Model {
+    /// A child node of `at`; born canceled with the parent's err and
+    /// cause if the parent is canceled. Returns the node.
+    pub(super) fn derive(&mut self, at: At, kind: NodeKind) -> usize {
+        let id = self.nodes.len();
+        let mut path = self.path(at);
+        let (parent, canceled, inherited) = match at.cancel {
+            CancelPart::Root(_) => (None, None, None),
+            CancelPart::Node(p) => {
+                self.nodes[p].children.push(id);
+                (Some(p), self.nodes[p].canceled, self.nodes[p].deadline)
+            }
+        };
+        let deadline = match kind {
+            NodeKind::Cancel => {
+                path.push_str(".WithCancel");
+                inherited
+            }
+            NodeKind::Deadline(d) => {
+                path.push_str(".WithDeadline(*)");
+                Some(d)
+            }
+        };
+        self.seq += 1;
+        self.nodes.push(MNode {
+            parent,
+            canceled,
+            children: Vec::new(),
+            deadline,
+            path,
+            seq: self.seq,
+        });
+        id
+    }
+
+    fn layer(&mut self, at: At, binding: Option<(usize, u32)>) -> usize {
+        let mut path = self.path(at);
+        match binding {
+            Some((key, _)) => {
+                let _ = write!(path, ".WithValue({})", key_name(key));
+            }
+            None => path.push_str(".WithoutCancel"),
+        }
+        self.seq += 1;
+        self.layers.push(MLayer {
+            parent: at.vals,
+            binding,
+            path,
+            seq: self.seq,
+        });
+        self.layers.len() - 1
+    }
+
+    /// `with_value`: same cancel part, one more binding.
+    pub(super) fn bind(&mut self, at: At, key: usize, v: u32) -> At {
+        let vals = Some(self.layer(at, Some((key, v))));
+        At {
+            cancel: at.cancel,
+            vals,
+        }
+    }
+
+    /// `without_cancel`: the values, a never-canceled root.
+    pub(super) fn detach(&mut self, at: At) -> At {
+        let vals = Some(self.layer(at, None));
+        At {
+            cancel: CancelPart::Root(RootKind::Background),
+            vals,
+        }
+    }
+
+    /// Go's cancel: first writer wins on the node; then every descendant
+    /// not canceled yet takes its parent's (by then canceled) err and cause.
+    pub(super) fn cancel(&mut self, n: usize, err: Error, cause: usize) {
+        if self.nodes[n].canceled.is_some() {
+            return;
+        }
+        self.nodes[n].canceled = Some((err, cause));
+        let mut todo = self.nodes[n].children.clone();
+        while let Some(c) = todo.pop() {
+            if self.nodes[c].canceled.is_none() {
+                let p = self.nodes[c].parent.expect("a child has a parent");
+                self.nodes[c].canceled = self.nodes[p].canceled;
+            }
+            todo.extend_from_slice(&self.nodes[c].children);
+        }
+    }
+
+    pub(super) fn state(&self, at: At) -> Option<(Error, usize)> {
+        match at.cancel {
+            CancelPart::Root(_) => None,
+            CancelPart::Node(n) => self.nodes[n].canceled,
+        }
+    }
+
+    pub(super) fn deadline(&self, at: At) -> Option<Instant> {
+        match at.cancel {
+            CancelPart::Root(_) => None,
+            CancelPart::Node(n) => self.nodes[n].deadline,
+        }
+    }
+
+    /// The nearest binding of `key`; detach layers are transparent.
+    fn value(&self, at: At, key: usize) -> Option<u32> {
+        let mut l = at.vals;
+        while let Some(i) = l {
+            if let Some((k, v)) = self.layers[i].binding {
+                if k == key {
+                    return Some(v);
+                }
+            }
+            l = self.layers[i].parent;
+        }
+        None
+    }
+
+    pub(super) fn values(&self, at: At) -> [Option<u32>; KEYS] {
+        [0, 1, 2, 3].map(|k| self.value(at, k))
+    }
+
+    /// The path of the newer of the context's cancel part and value layer.
+    pub(super) fn path(&self, at: At) -> String {
+        let node = match at.cancel {
+            CancelPart::Root(_) => None,
+            CancelPart::Node(n) => Some(&self.nodes[n]),
+        };
+        let layer = at.vals.map(|l| &self.layers[l]);
+        match (node, layer, at.cancel) {
+            (Some(n), Some(l), _) if n.seq > l.seq => n.path.clone(),
+            (Some(n), None, _) => n.path.clone(),
+            (_, Some(l), _) => l.path.clone(),
+            (None, None, CancelPart::Root(root)) => root.name().to_string(),
+            (None, None, CancelPart::Node(_)) => unreachable!(),
+        }
+    }
+}
