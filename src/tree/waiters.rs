@@ -138,9 +138,9 @@ impl Waiter {
     /// Whether a poll with `waker` can keep this registration.
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         match &self.wake {
-            // SAFETY: only the entry's owner calls this, before it abandons
-            // the entry, and only its abandon writes the cell (W5).
             Wake::Task(w) => {
+                // SAFETY: only the entry's owner calls this, before it
+                // abandons the entry, and only its abandon writes the cell (W5).
                 w.with(|w| unsafe { &*w }.as_ref().is_some_and(|w| w.will_wake(waker)))
             }
             Wake::Thread(_) | Wake::Func(_) => false,

@@ -299,8 +299,8 @@ impl ChildList {
         let mut live = 0u32;
         // `prev` is always a linked node: we never unlink it (L1).
         let mut prev = first as *const T;
-        // SAFETY (whole loop): every node we touch was reachable while we were
-        // pinned, so its memory is live (L4).
+        // SAFETY: every node this sweep touches (here and in the loop) was
+        // reachable while we were pinned, so its memory is live (L4).
         let first_next = unsafe { (*prev).link().next.load(Ordering::Acquire) };
         if first_next & DETACHED != 0 {
             return live; // closed under us: the closer releases everything
@@ -311,6 +311,7 @@ impl ChildList {
         let mut cur = first_next & PTR_MASK;
         while cur != 0 {
             let node = cur as *const T;
+            // SAFETY: reachable while pinned (L4), as above.
             let next = unsafe { (*node).link().next.load(Ordering::Acquire) };
             if next & DETACHED != 0 {
                 return live;

@@ -131,6 +131,7 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
             // alive itself (our user), and its link was read after its
             // `DELETED` mark (its cancel happened before its last user left).
             if ChildLink::is_deleted(link)
+                // SAFETY: as just said.
                 && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
             {
                 // Unlinked: no thread can reach it through the list (L7) and

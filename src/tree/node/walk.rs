@@ -176,13 +176,14 @@ impl Worklists {
     fn cancel_all(&mut self, callbacks: &mut Callbacks) -> usize {
         let mut visited = 0usize;
         while let Some((parent, first)) = self.work.pop() {
-            // SAFETY (whole loop): `parent` and every child we reach were reachable
+            // SAFETY: `parent` and every child we reach were reachable
             // after we pinned `guard` from a list this walk closed or announced
             // itself on (L6); their list references are released only after
             // that list is finished and through `defer` if we helped (L4).
             let parent_word = unsafe { (*parent).state_word() };
             let mut cur = first;
             while cur != 0 {
+                // SAFETY: as for `parent`.
                 let child = unsafe { &*(cur as *const Node) };
                 cur = child.link.next_sibling();
                 visited += 1;
