@@ -44,6 +44,7 @@ declare -A MODEL=(
   [handoff_keeps_token]=after_func:after_func_hand_off_vs_stop_wait
   [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
   [take_waker_unclaimed]=waiter_abandon_vs_cancel
+  [drop_sweep_unheld]=drop_sweep:drop_sweep_vs_parent_cancel_and_drop
 )
 
 status=0

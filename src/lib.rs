@@ -95,6 +95,7 @@ pub use integrations::tower;
 pub mod loom_hooks {
     pub use crate::time::model::{drop_disarmed, fire_armed};
     pub use crate::tree::callback_pool::run_handed_off;
+    pub use crate::tree::children::set_drop_sweeps as sweep_on_drop;
     pub use crate::tree::node::live_nodes;
 
     /// Shards `ctx`'s children list now, as a lost insert race would (L8),

@@ -46,6 +46,7 @@ pub(crate) const PLANTS: &[&str] = &[
     "handoff_keeps_token",
     "trampoline_drops_pending",
     "take_waker_unclaimed",
+    "drop_sweep_unheld",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

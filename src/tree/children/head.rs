@@ -5,7 +5,7 @@
 use super::link::{Listed, PTR_MASK};
 use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
 use super::shards::ShardBlock;
-use super::sweep::SweepBudget;
+use super::sweep::{SweepBudget, DROP_COST};
 use crate::plant::planted;
 use crate::sync::Ordering;
 
@@ -84,13 +84,18 @@ pub(super) fn attach_sharded<T: Listed>(
     let (at, shard) = block.mine();
     let swept = shard.list.attach_plain(child, &shard.budget)?;
     if swept {
-        // A plain load first: an empty, closed or busy shard needs no sweep,
-        // and its line is another thread's hot one.
-        if let Some(other) = block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
-            other.list.sweep::<T>(&other.budget);
-        }
+        sweep_other::<T>(block, at);
     }
     Ok(swept)
+}
+
+/// With shard `at`'s own sweep, one other shard, if it is idle (L5, L8).
+fn sweep_other<T: Listed>(block: ShardBlock<'_>, at: usize) {
+    // A plain load first: an empty, closed or busy shard needs no sweep,
+    // and its line is another thread's hot one.
+    if let Some(other) = block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
+        other.list.sweep::<T>(&other.budget);
+    }
 }
 
 /// The block of a sharded head word, if it is one (L8).
@@ -106,6 +111,41 @@ pub(super) fn shards_of<'a>(word: usize) -> Option<ShardBlock<'a>> {
 }
 
 impl ChildList {
+    /// Counts the drop of a node that stays linked: its last users left
+    /// while it is marked `DELETED` and not first (L7 could not unlink it).
+    /// Drops count like inserts, `DROP_COST` each, against the calling
+    /// thread's shard if the list is sharded (L8), so a list whose children
+    /// are dropped in any order is swept with no insert to come (L5).
+    ///
+    /// The caller still holds those users of a child listed here, which
+    /// keeps this list's node alive until the count. A sweep needs more:
+    /// the nodes it unlinks are no longer in the list, and until their
+    /// release grants the owner they hold it by nothing. So before a sweep
+    /// `hold` takes a user of the list's node, as a deriving sweeper holds
+    /// one (N1), and the sweep ends before the user `hold` returned is
+    /// dropped.
+    pub(crate) fn note_dropped<T: Listed, H>(
+        &self,
+        budget: &SweepBudget,
+        hold: impl FnOnce() -> H,
+    ) {
+        if !drop_sweeps() {
+            return;
+        }
+        let word = self.head.load(Ordering::Acquire);
+        if let Some(block) = shards_of(word) {
+            let (at, shard) = block.mine();
+            if shard.budget.spend(DROP_COST) {
+                let _owner = owner_user(hold);
+                shard.list.sweep::<T>(&shard.budget);
+                sweep_other::<T>(block, at);
+            }
+        } else if word & CLOSED == 0 && budget.spend(DROP_COST) {
+            let _owner = owner_user(hold);
+            self.sweep::<T>(budget);
+        }
+    }
+
     /// Links `child` at the head, or in the calling thread's shard if the
     /// list is sharded (L8). On success the list owns one reference to it
     /// (L4), and `Ok` tells whether the insert may have run a sweep (which
@@ -364,4 +404,38 @@ impl ChildList {
             None => word & HEAD_PTR == 0,
         }
     }
+}
+
+/// The user of the list's node a drop-driven sweep holds (L5).
+#[inline(always)]
+fn owner_user<H>(hold: impl FnOnce() -> H) -> Option<H> {
+    // Planted bug: the sweep holds only the dropped child, which it may
+    // unlink, and the owner may be freed before the unlinked child's
+    // release grants it.
+    (!planted!("drop_sweep_unheld")).then(hold)
+}
+
+/// Whether drops sweep (L5). Always, except under loom, where every
+/// counted operation sweeps (`MIN_SWEEP` is 0): the models that check
+/// drop-driven sweeps turn them on for their thread
+/// (`loom_hooks::sweep_on_drop`), the others keep their state space.
+#[inline(always)]
+fn drop_sweeps() -> bool {
+    #[cfg(loom)]
+    return DROP_SWEEPS.with(std::cell::Cell::get);
+    #[cfg(not(loom))]
+    true
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    /// Per OS thread, which is per test: loom runs a model on its test's
+    /// thread.
+    static DROP_SWEEPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Under loom, turns drop-driven sweeps on or off for this test's models.
+#[cfg(loom)]
+pub fn set_drop_sweeps(on: bool) {
+    DROP_SWEEPS.with(|d| d.set(on));
 }

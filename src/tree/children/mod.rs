@@ -110,6 +110,8 @@ mod list;
 pub(crate) mod shards;
 mod sweep;
 
+#[cfg(loom)]
+pub use head::set_drop_sweeps;
 pub(crate) use head::Close;
 pub(crate) use link::{ChildLink, Listed};
 pub(crate) use list::{ChildList, Release};

@@ -9,6 +9,13 @@ use crate::sync::{AtomicU32, Ordering};
 use super::link::{Listed, DELETED, DETACHED, PTR_MASK};
 use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
 
+/// What the drop of a node left linked costs against the sweep budget,
+/// counted in inserts (L5): two, so drops alone sweep the list once half
+/// the live nodes of the last sweep have left, and the deleted nodes never
+/// outnumber the live ones by more than `MIN_SWEEP`, also while the list
+/// shrinks to nothing.
+pub(super) const DROP_COST: u32 = 2;
+
 /// Inserts between sweeps, at least (L5). Under loom every insert sweeps, so
 /// the models explore sweeps against every other operation.
 pub(super) const MIN_SWEEP: u32 = if cfg!(loom) { 0 } else { 64 };
@@ -35,6 +42,19 @@ impl SweepBudget {
     /// between, give or take a lost racy update (L8's idle test).
     pub(crate) fn word(&self) -> u32 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Counts `cost` against the budget; true if less was left: a sweep is
+    /// due (L5), and the budget is left as it is for the sweep to renew.
+    #[inline]
+    pub(super) fn spend(&self, cost: u32) -> bool {
+        let word = self.0.load(Ordering::Relaxed);
+        if word & BUDGET_LEFT >= cost {
+            self.0.store(word - cost, Ordering::Relaxed);
+            false
+        } else {
+            true
+        }
     }
 
     /// After a sweep: `left` inserts until the next one, next generation.
@@ -192,14 +212,11 @@ impl ChildList {
     /// out (L5); returns whether it swept.
     #[inline]
     pub(super) fn inserted<T: Listed>(&self, budget: &SweepBudget) -> bool {
-        let word = budget.0.load(Ordering::Relaxed);
-        if word & BUDGET_LEFT > 0 {
-            budget.0.store(word - 1, Ordering::Relaxed);
-            false
-        } else {
+        let due = budget.spend(1);
+        if due {
             self.sweep::<T>(budget);
-            true
         }
+        due
     }
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5).

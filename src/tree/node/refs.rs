@@ -143,7 +143,7 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
         }
     }
     // SAFETY: forwarded.
-    unsafe { release_users(ptr, 1) }
+    unsafe { release_loop(ptr, 1, true) }
 }
 
 /// Drops `n` users of `ptr` in one decrement. A node left with no user and
@@ -152,12 +152,30 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
 ///
 /// # Safety
 /// The caller owns `n` users of `ptr`.
-pub(super) unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
+pub(super) unsafe fn release_users(ptr: *const Node, n: u32) {
+    // SAFETY: forwarded.
+    unsafe { release_loop(ptr, n, false) }
+}
+
+/// [`release_users`]; with `count_drops`, a node whose last users leave
+/// while it stays linked and `DELETED` is counted on its parent's list
+/// first (L5). Only the drop of a `NodeRef` counts: the sweep a count may
+/// run releases users itself, without counting, so nothing recurses.
+///
+/// # Safety
+/// As for [`release_users`].
+#[inline(always)]
+unsafe fn release_loop(mut ptr: *const Node, mut n: u32, count_drops: bool) {
     loop {
         // SAFETY: we own a user, so the node is alive.
         unsafe { (*ptr).assert_live() };
+        if count_drops {
+            // SAFETY: as above.
+            note_left_linked(unsafe { &*ptr }, n);
+        }
         // SAFETY: as above.
-        if unsafe { (*ptr).refs.fetch_sub(USER * n, Ordering::Release) } != USER * n {
+        let before = unsafe { (*ptr).refs.fetch_sub(USER * n, Ordering::Release) };
+        if before != USER * n {
             return; // other users, or still listed: its list frees it
         }
         // Acquire the whole release sequence of decrements before freeing,
@@ -179,6 +197,51 @@ pub(super) unsafe fn release_users(mut ptr: *const Node, mut n: u32) {
             }
             None => return,
         }
+    }
+}
+
+/// Counts `node` on its parent's list (L5) if the `n` users its caller
+/// holds are its last and it stays linked and `DELETED`: a sweep is what
+/// will free it. Counted before the users go: a listed child with users
+/// keeps its parent alive (N1), through the sweep the count may run.
+#[inline]
+fn note_left_linked(node: &Node, n: u32) {
+    if node.refs.load(Ordering::Relaxed) != (USER * n) | LISTED {
+        return;
+    }
+    let Some(parent) = node.parent else {
+        return;
+    };
+    if !ChildLink::is_deleted(node.link.word()) {
+        return;
+    }
+    // SAFETY: the node is listed or, unlisted since the load, holds a
+    // grant on its parent; either keeps the parent alive while we hold
+    // the node's users (N1).
+    let parent = unsafe { parent.as_ref() };
+    parent
+        .children
+        .note_dropped::<Node, _>(&parent.sweep_budget, || ParentUser::take(parent));
+}
+
+/// A user of a node taken for the sweep of its list that a drop runs
+/// (L5): granted while a listed child with users keeps the node alive.
+/// The node then cannot be its last user's L7 case (its list is open, or
+/// closed and not yet released, so the count never shows its last user
+/// alone), so the grant does not break L7's argument.
+struct ParentUser(*const Node);
+
+impl ParentUser {
+    fn take(node: &Node) -> ParentUser {
+        node.grant(1);
+        ParentUser(node)
+    }
+}
+
+impl Drop for ParentUser {
+    fn drop(&mut self) {
+        // SAFETY: the user granted in `take`.
+        unsafe { release_users(self.0, 1) }
     }
 }
 
