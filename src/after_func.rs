@@ -52,6 +52,20 @@ use crate::tree::waiters::{self, Waiter};
 /// Dropping an `AfterFunc` does **not** stop it: the function still runs when
 /// the context is canceled, as in Go where the `stop` function may be
 /// ignored. Call [`stop`](AfterFunc::stop) to unregister.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+/// let runs = Arc::new(AtomicUsize::new(0));
+/// let (a, b) = (runs.clone(), runs.clone());
+/// drop(ctx.after_func(move || { a.fetch_add(1, Ordering::SeqCst); })); // still registered
+/// let kept = ctx.after_func(move || { b.fetch_add(1, Ordering::SeqCst); });
+/// assert!(kept.stop()); // unregistered
+/// cancel.cancel();
+/// assert_eq!(runs.load(Ordering::SeqCst), 1); // only the dropped handle's function ran
+/// ```
 pub struct AfterFunc {
     inner: Inner,
 }

@@ -130,6 +130,22 @@ impl Context {
     /// Like [`with_deadline`](Context::with_deadline), recording `cause` as
     /// the [`cause`](Context::cause) if the deadline fires (Go's
     /// `WithDeadlineCause`). A manual cancel still records its own cause.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use ctxtree::{Cause, Context, Error};
+    ///
+    /// let soon = Instant::now() + Duration::from_millis(20);
+    /// let (ctx, _cancel) = Context::background().with_deadline_cause(soon, Cause::msg("db query too slow"));
+    /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "db query too slow");
+    ///
+    /// // Canceled by hand before the deadline: the deadline's cause is not used.
+    /// let later = Instant::now() + Duration::from_secs(60);
+    /// let (ctx, cancel) = Context::background().with_deadline_cause(later, Cause::msg("db query too slow"));
+    /// cancel.cancel();
+    /// assert_eq!(ctx.cause().unwrap().as_context_error(), Some(Error::Canceled));
+    /// ```
     pub fn with_deadline_cause(
         &self,
         deadline: Instant,
@@ -259,6 +275,20 @@ impl Context {
 
     /// The deadline after which this context is canceled, its own or the
     /// nearest ancestor's; `None` if it has none (Go's `Deadline`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::Context;
+    ///
+    /// assert_eq!(Context::background().deadline(), None);
+    /// let (request, _h1) = Context::background().with_timeout(Duration::from_secs(5));
+    /// let (step, _h2) = request.with_cancel();
+    /// let (slow, _h3) = request.with_timeout(Duration::from_secs(60));
+    /// // A child reports its ancestor's deadline; a later one of its own loses.
+    /// assert!(request.deadline().is_some());
+    /// assert_eq!(step.deadline(), request.deadline());
+    /// assert_eq!(slow.deadline(), request.deadline());
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline_raw().to_instant()
     }
@@ -320,6 +350,16 @@ impl Context {
     /// `Some(err)` once the context is canceled, `None` before (Go's `Err`).
     /// One atomic load; when it returns `Some`, [`Context::is_done`] is true
     /// and [`Context::done`] is ready.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(60));
+    /// assert_eq!(ctx.err(), None);
+    /// cancel.cancel();
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // canceled, not timed out
+    /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
         match &self.repr {
@@ -346,13 +386,37 @@ impl Context {
         }
     }
 
-    /// True once the context is canceled. One atomic load.
+    /// True once the context is canceled. One atomic load, cheap enough to
+    /// check between units of work.
+    ///
+    /// ```
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let worker = std::thread::spawn(move || {
+    ///     let mut batches = 0u64;
+    ///     while !ctx.is_done() {
+    ///         batches += 1; // ... process one batch
+    ///     }
+    ///     batches
+    /// });
+    /// cancel.cancel();
+    /// let _batches = worker.join().unwrap(); // returns: the loop saw the cancel
+    /// ```
     #[inline]
     pub fn is_done(&self) -> bool {
         self.err().is_some()
     }
 
     /// True if both handles name the same context.
+    ///
+    /// ```
+    /// use ctxtree::Context;
+    ///
+    /// let (ctx, _cancel) = Context::background().with_cancel();
+    /// assert!(ctx.same(&ctx.clone()));
+    /// assert!(!ctx.same(&ctx.with_cancel().0)); // a child is another context
+    /// assert!(!ctx.same(&ctx.with_value(7u32))); // so is a value layer
+    /// assert!(Context::background().same(&Context::default()));
+    /// ```
     pub fn same(&self, other: &Context) -> bool {
         let values = match (&self.values, &other.values) {
             (None, None) => true,
@@ -420,17 +484,47 @@ impl CancelHandle {
     /// the subtree is canceled, and its functions run after the current one
     /// returns (so chains of any length use constant stack); a panic is then
     /// resumed by the outermost cancel.
+    ///
+    /// ```
+    /// use ctxtree::{Cause, Context, Error};
+    ///
+    /// let (job, cancel) = Context::background().with_cancel();
+    /// let (step, _step_handle) = job.with_cancel();
+    /// cancel.cancel();
+    /// assert!(step.is_done()); // the whole subtree, before `cancel` returned
+    /// assert_eq!(step.err(), Some(Error::Canceled));
+    /// cancel.cancel_with_cause(Cause::msg("too late")); // the first cancel won
+    /// assert_eq!(step.cause().unwrap().as_context_error(), Some(Error::Canceled));
+    /// ```
     pub fn cancel(&self) {
         node::cancel(&self.node, Error::Canceled, None);
     }
 
     /// Like [`cancel`](CancelHandle::cancel), recording `cause` as the
     /// context's [`Context::cause`] (Go's `WithCancelCause`).
+    ///
+    /// ```
+    /// use ctxtree::{Cause, Context, Error};
+    ///
+    /// let (server, shutdown) = Context::background().with_cancel();
+    /// let (request, _done) = server.with_cancel();
+    /// shutdown.cancel_with_cause(Cause::msg("SIGTERM"));
+    /// assert_eq!(request.err(), Some(Error::Canceled)); // the err stays `Canceled`
+    /// assert_eq!(request.cause().unwrap().to_string(), "SIGTERM"); // the why
+    /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
         node::cancel(&self.node, Error::Canceled, Some(cause.into()));
     }
 
     /// True once the context is canceled (by this handle or an ancestor).
+    ///
+    /// ```
+    /// let (parent, cancel_parent) = ctxtree::Context::background().with_cancel();
+    /// let (_child, child_handle) = parent.with_cancel();
+    /// assert!(!child_handle.is_canceled());
+    /// cancel_parent.cancel();
+    /// assert!(child_handle.is_canceled()); // by its ancestor
+    /// ```
     #[inline]
     pub fn is_canceled(&self) -> bool {
         self.node.err().is_some()

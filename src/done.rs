@@ -37,6 +37,18 @@ impl Context {
 
     /// Like [`Context::done`], but owns a clone of the context, so it can be
     /// stored or moved into a spawned task (`'static`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let watcher = tokio::spawn(ctx.done_owned()); // needs a `'static` future
+    /// cancel.cancel();
+    /// assert_eq!(watcher.await.unwrap(), Error::Canceled);
+    /// # }
+    /// ```
     pub fn done_owned(&self) -> DoneOwned {
         DoneOwned::new(self.clone())
     }
@@ -44,6 +56,19 @@ impl Context {
     /// Blocks the calling thread until the context is canceled and returns
     /// its err. On a root context this blocks forever, like receiving from
     /// Go's nil `Done()` channel.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error};
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let canceler = std::thread::spawn(move || {
+    ///     std::thread::sleep(Duration::from_millis(10));
+    ///     cancel.cancel();
+    /// });
+    /// assert_eq!(ctx.wait(), Error::Canceled); // parked until the cancel
+    /// canceler.join().unwrap();
+    /// ```
     pub fn wait(&self) -> Error {
         wait(self.node())
     }
@@ -113,6 +138,33 @@ fn err_after_notify(node: &Node) -> Error {
 }
 
 /// Future returned by [`Context::done`]: resolves to the context's err.
+///
+/// Select on it to stop other work when the context ends, as Go's
+/// `select { case <-ctx.Done(): ... }` does:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use ctxtree::{Context, Error};
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<u32>();
+/// let worker = tokio::spawn(async move {
+///     let mut handled = 0;
+///     loop {
+///         tokio::select! {
+///             biased;
+///             Some(_job) = queue.recv() => handled += 1,
+///             err = ctx.done() => return (handled, err),
+///         }
+///     }
+/// });
+/// jobs.send(1).unwrap();
+/// jobs.send(2).unwrap();
+/// cancel.cancel();
+/// assert_eq!(worker.await.unwrap(), (2, Error::Canceled));
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Done<'a> {
     ctx: &'a Context,
@@ -187,6 +239,17 @@ impl DoneOwned {
     }
 
     /// The context this future waits on.
+    ///
+    /// ```
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let mut done = ctx.done_owned();
+    /// let watcher = std::thread::spawn(move || {
+    ///     futures::executor::block_on(&mut done);
+    ///     done.context().cause() // the future carries its context along
+    /// });
+    /// cancel.cancel_with_cause(ctxtree::Cause::msg("user logged out"));
+    /// assert_eq!(watcher.join().unwrap().unwrap().to_string(), "user logged out");
+    /// ```
     pub fn context(&self) -> &Context {
         &self.ctx
     }

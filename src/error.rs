@@ -116,11 +116,37 @@ impl Cause {
     }
 
     /// Wraps an already boxed error without boxing it again.
+    ///
+    /// ```
+    /// use std::io;
+    ///
+    /// let err: Box<dyn std::error::Error + Send + Sync> =
+    ///     Box::new(io::Error::new(io::ErrorKind::ConnectionReset, "peer reset"));
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// cancel.cancel_with_cause(ctxtree::Cause::from_boxed(err));
+    /// let cause = ctx.cause().unwrap();
+    /// // The boxed error itself, not a box inside a box:
+    /// assert_eq!(cause.downcast_ref::<io::Error>().unwrap().kind(), io::ErrorKind::ConnectionReset);
+    /// ```
     pub fn from_boxed(error: Box<dyn StdError + Send + Sync + 'static>) -> Cause {
         Cause(CauseRepr::Custom(Arc::new(BoxedError(error))))
     }
 
     /// The cause as a standard error trait object.
+    ///
+    /// ```
+    /// use std::error::Error;
+    ///
+    /// fn describe(err: &dyn Error) -> String {
+    ///     format!("request stopped: {err}")
+    /// }
+    ///
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// cancel.cancel_with_cause("x1".parse::<u8>().unwrap_err());
+    /// let cause = ctx.cause().unwrap();
+    /// assert_eq!(describe(cause.as_error()), "request stopped: invalid digit found in string");
+    /// assert!(cause.as_error().is::<std::num::ParseIntError>());
+    /// ```
     pub fn as_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
         match &self.0 {
             CauseRepr::Error(e) => e,
@@ -129,6 +155,29 @@ impl Cause {
     }
 
     /// The cause as a concrete error type, if it is one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error};
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct QuotaExceeded { used: u64 }
+    /// impl std::fmt::Display for QuotaExceeded {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "quota exceeded after {} bytes", self.used)
+    ///     }
+    /// }
+    /// impl std::error::Error for QuotaExceeded {}
+    ///
+    /// let (upload, cancel) = Context::background().with_cancel();
+    /// cancel.cancel_with_cause(QuotaExceeded { used: 1 << 20 });
+    /// let cause = upload.cause().unwrap();
+    /// assert_eq!(cause.downcast_ref::<QuotaExceeded>(), Some(&QuotaExceeded { used: 1 << 20 }));
+    /// assert_eq!(cause.downcast_ref::<Error>(), None); // not a context error
+    ///
+    /// let (slow, _h) = Context::background().with_timeout(Duration::ZERO);
+    /// assert_eq!(slow.cause().unwrap().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+    /// ```
     pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
         match &self.0 {
             CauseRepr::Error(e) => (e as &dyn Any).downcast_ref::<T>(),
@@ -137,6 +186,19 @@ impl Cause {
     }
 
     /// The cause if it is one of the two context errors.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Cause, Context, Error};
+    ///
+    /// let (timed, _h) = Context::background().with_timeout(Duration::ZERO);
+    /// assert_eq!(timed.cause().unwrap().as_context_error(), Some(Error::DeadlineExceeded));
+    ///
+    /// let (stopped, cancel) = Context::background().with_cancel();
+    /// cancel.cancel_with_cause(Cause::msg("shutting down"));
+    /// assert_eq!(stopped.cause().unwrap().as_context_error(), None); // a cause of its own
+    /// assert_eq!(Cause::from(Error::Canceled).as_context_error(), Some(Error::Canceled));
+    /// ```
     pub fn as_context_error(&self) -> Option<Error> {
         match &self.0 {
             CauseRepr::Error(e) => Some(*e),

@@ -99,6 +99,21 @@ where
 
 /// Future returned by [`Context::run`] and [`FutureExt::with_context`]:
 /// the future's output, or the context's err if it ends first.
+///
+/// The context is checked before the future on every poll, so a done
+/// context wins even over a future that is ready:
+///
+/// ```
+/// use ctxtree::{Context, Error};
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let ready = futures::executor::block_on(ctx.run(std::future::ready("reply")));
+/// assert_eq!(ready, Ok("reply"));
+///
+/// cancel.cancel();
+/// let too_late = futures::executor::block_on(ctx.run(std::future::ready("reply")));
+/// assert_eq!(too_late, Err(Error::Canceled));
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Run<'a, F> {
     done: Done<'a>,
@@ -130,6 +145,21 @@ impl<F> std::fmt::Debug for Run<'_, F> {
 
 /// Future returned by [`Context::run_owned`] and
 /// [`FutureExt::with_context_owned`]: like [`Run`], owning its context.
+///
+/// Being `'static`, it can be moved to another thread or spawned:
+///
+/// ```
+/// use std::time::Duration;
+/// use ctxtree::{Context, Error, RunOwned};
+///
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(20));
+/// let slow = async {
+///     futures::future::pending::<()>().await; // e.g. a response that never comes
+/// };
+/// let run: RunOwned<_> = ctx.run_owned(slow);
+/// let caller = std::thread::spawn(move || futures::executor::block_on(run));
+/// assert_eq!(caller.join().unwrap(), Err(Error::DeadlineExceeded));
+/// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct RunOwned<F> {
     done: DoneOwned,
@@ -151,6 +181,16 @@ impl<F: Future> Future for RunOwned<F> {
 
 impl<F> RunOwned<F> {
     /// The context this future runs under.
+    ///
+    /// ```
+    /// use ctxtree::{Context, FutureExt as _};
+    ///
+    /// let (ctx, _cancel) = Context::background().with_cancel();
+    /// let request = ctx.with_value("req-17");
+    /// let run = async { 200 }.with_context_owned(request);
+    /// assert_eq!(run.context().value::<&str>(), Some(&"req-17"));
+    /// assert_eq!(futures::executor::block_on(run), Ok(200));
+    /// ```
     pub fn context(&self) -> &Context {
         self.done.context()
     }
@@ -178,12 +218,45 @@ impl<F> std::fmt::Debug for RunOwned<F> {
 pub trait FutureExt: Future + Sized {
     /// Runs this future until it completes or `ctx` ends; see
     /// [`Context::run`] for the bias.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error, FutureExt as _};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(10));
+    /// let fast = async { 1 + 1 }.with_context(&ctx).await;
+    /// assert_eq!(fast, Ok(2));
+    /// let stuck = futures::future::pending::<u32>().with_context(&ctx).await;
+    /// assert_eq!(stuck, Err(Error::DeadlineExceeded));
+    /// # });
+    /// ```
     fn with_context(self, ctx: &Context) -> Run<'_, Self> {
         ctx.run(self)
     }
 
     /// Like [`with_context`](FutureExt::with_context), owning `ctx`, so the
     /// result is `'static` when the future is.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use ctxtree::{Context, Error, FutureExt as _};
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let poller = tokio::spawn(
+    ///     async {
+    ///         loop {
+    ///             tokio::time::sleep(Duration::from_millis(1)).await; // poll something
+    ///         }
+    ///     }
+    ///     .with_context_owned(ctx.clone()),
+    /// );
+    /// cancel.cancel();
+    /// assert_eq!(poller.await.unwrap(), Err(Error::Canceled));
+    /// # }
+    /// ```
     fn with_context_owned(self, ctx: Context) -> RunOwned<Self> {
         RunOwned {
             done: DoneOwned::new(ctx),

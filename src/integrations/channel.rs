@@ -8,6 +8,24 @@
 //! does. A `recv` on it then returns `Err(RecvError)` at once, forever, so it
 //! composes with `crossbeam_channel::select!` like Go's `case <-ctx.Done():`.
 //!
+//! ```
+//! use std::time::Duration;
+//! use crossbeam_channel::{select, tick};
+//! use ctxtree::{Context, Error};
+//!
+//! // Go: for { select { case <-ticker.C: ...; case <-ctx.Done(): return ctx.Err() } }
+//! let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(30));
+//! let done = ctx.done_channel();
+//! let ticker = tick(Duration::from_millis(5));
+//! let err = loop {
+//!     select! {
+//!         recv(ticker) -> _ => { /* send a heartbeat */ }
+//!         recv(done.receiver()) -> _ => break ctx.err().unwrap(),
+//!     }
+//! };
+//! assert_eq!(err, Error::DeadlineExceeded);
+//! ```
+//!
 //! Invariants:
 //! - **C1** The channel disconnects when the context is done, and otherwise
 //!   only when its [`DoneChannel`] is dropped: the sender is dropped by the
@@ -74,6 +92,23 @@ impl Context {
 /// whether or not the context is done, so select on the receiver only while
 /// its `DoneChannel` lives, or keep the link until the context ends with
 /// [`into_receiver`](DoneChannel::into_receiver).
+///
+/// ```
+/// use crossbeam_channel::RecvError;
+/// use ctxtree::Context;
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let done = ctx.done_channel();
+/// let waiter = std::thread::spawn(move || done.receiver().recv());
+/// cancel.cancel();
+/// assert_eq!(waiter.join().unwrap(), Err(RecvError)); // Go's closed Done()
+///
+/// // A receiver cloned out of a dropped `DoneChannel` is disconnected at once:
+/// let (ctx, _cancel) = Context::background().with_cancel();
+/// let stale = ctx.done_channel().receiver().clone();
+/// assert_eq!(stale.recv(), Err(RecvError));
+/// assert!(!ctx.is_done());
+/// ```
 pub struct DoneChannel {
     receiver: Receiver<()>,
     /// Holds the only sender; `None` for a context that can never end.
@@ -82,6 +117,18 @@ pub struct DoneChannel {
 
 impl DoneChannel {
     /// The receiver to select on.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use crossbeam_channel::RecvTimeoutError;
+    ///
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let done = ctx.done_channel();
+    /// let wait = Duration::from_millis(1);
+    /// assert_eq!(done.receiver().recv_timeout(wait), Err(RecvTimeoutError::Timeout));
+    /// cancel.cancel();
+    /// assert_eq!(done.receiver().recv_timeout(wait), Err(RecvTimeoutError::Disconnected));
+    /// ```
     pub fn receiver(&self) -> &Receiver<()> {
         &self.receiver
     }
@@ -90,6 +137,25 @@ impl DoneChannel {
     /// ends (its registration is then freed by the cancel). For a context
     /// that can never be canceled, the returned receiver never becomes
     /// ready.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use crossbeam_channel::{Receiver, RecvTimeoutError};
+    /// use ctxtree::Context;
+    ///
+    /// struct Worker {
+    ///     stop: Receiver<()>, // no guard to keep alive beside it
+    /// }
+    ///
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let worker = Worker { stop: ctx.done_channel().into_receiver() };
+    /// let thread = std::thread::spawn(move || worker.stop.recv());
+    /// cancel.cancel();
+    /// assert!(thread.join().unwrap().is_err()); // disconnected by the cancel
+    ///
+    /// let never = Context::background().done_channel().into_receiver();
+    /// assert_eq!(never.recv_timeout(Duration::from_millis(1)), Err(RecvTimeoutError::Timeout));
+    /// ```
     pub fn into_receiver(mut self) -> Receiver<()> {
         // Dropping the handle keeps the registration (AfterFunc's contract).
         drop(self.registration.take());
@@ -97,6 +163,14 @@ impl DoneChannel {
     }
 
     /// True once the context is done and the channel disconnected.
+    ///
+    /// ```
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let done = ctx.done_channel();
+    /// assert!(!done.is_ready());
+    /// cancel.cancel();
+    /// assert!(done.is_ready()); // already when `cancel` returns
+    /// ```
     pub fn is_ready(&self) -> bool {
         matches!(self.receiver.try_recv(), Err(TryRecvError::Disconnected))
     }

@@ -11,6 +11,28 @@
 //!   the child. tokio-util wakes that waker on the thread that cancels the
 //!   token, so the child is canceled there, before `cancel()` returns.
 //!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use tokio_util::sync::CancellationToken;
+//! use ctxtree::Context;
+//!
+//! // Context -> token: give a request's context to code that takes a token.
+//! let (request, end_request) = Context::background().with_cancel();
+//! let token = request.cancellation_token();
+//! let task = tokio::spawn(async move { token.cancelled().await });
+//! end_request.cancel();
+//! task.await.unwrap(); // the token was canceled with the context
+//!
+//! // Token -> context: code using contexts under an app stopped by a token.
+//! let shutdown = CancellationToken::new();
+//! let (server, _stop) = Context::background().with_cancellation_token(&shutdown);
+//! let (request, _end) = server.with_cancel();
+//! shutdown.cancel();
+//! assert!(request.is_done()); // before `cancel` returned
+//! # }
+//! ```
+//!
 //! Invariants:
 //! - **B1** A link never outlives its context: the token → context watch is
 //!   freed by an `after_func` on the child (any cancel of the child drops the
@@ -152,6 +174,15 @@ impl Context {
 ///
 /// Dropping the link unregisters it from the context at once; clones of the
 /// token taken earlier stay valid but no longer follow the context.
+///
+/// ```
+/// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+/// let held = ctx.linked_cancellation_token();
+/// let unlinked = ctx.linked_cancellation_token().token().clone(); // link dropped here
+/// cancel.cancel();
+/// assert!(held.token().is_cancelled());
+/// assert!(!unlinked.is_cancelled()); // its link ended before the context did
+/// ```
 pub struct TokenLink {
     token: CancellationToken,
     registration: AfterFunc,
@@ -159,6 +190,25 @@ pub struct TokenLink {
 
 impl TokenLink {
     /// The token that follows the context.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// let link = ctx.linked_cancellation_token();
+    /// let token = link.token().clone();
+    /// let task = tokio::spawn(async move {
+    ///     tokio::select! {
+    ///         _ = token.cancelled() => "stopped",
+    ///         _ = tokio::time::sleep(Duration::from_secs(60)) => "finished",
+    ///     }
+    /// });
+    /// cancel.cancel();
+    /// assert_eq!(task.await.unwrap(), "stopped");
+    /// # }
+    /// ```
     pub fn token(&self) -> &CancellationToken {
         &self.token
     }
@@ -180,6 +230,23 @@ impl fmt::Debug for TokenLink {
 
 /// The cause of a context canceled by its [`CancellationToken`] (see
 /// [`Context::with_cancellation_token`]).
+///
+/// ```
+/// use tokio_util::sync::CancellationToken;
+/// use ctxtree::{tokio::TokenCancelled, Context, Error};
+///
+/// let token = CancellationToken::new();
+/// let (by_token, _h) = Context::background().with_cancellation_token(&token);
+/// let (by_handle, cancel) = Context::background().with_cancellation_token(&token);
+/// cancel.cancel(); // first: this one was not ended by the token
+/// token.cancel();
+///
+/// assert_eq!(by_token.err(), Some(Error::Canceled));
+/// let cause = by_token.cause().unwrap();
+/// assert_eq!(cause.downcast_ref::<TokenCancelled>(), Some(&TokenCancelled));
+/// assert_eq!(cause.to_string(), "cancellation token was cancelled");
+/// assert_eq!(by_handle.cause().unwrap().downcast_ref::<TokenCancelled>(), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TokenCancelled;
 

@@ -8,6 +8,30 @@
 //! [`request_context`]. On the client side, [`set_grpc_timeout`] writes a
 //! context's remaining time into an outgoing request's headers.
 //!
+//! ```
+//! use std::time::Duration;
+//! use ctxtree::{tower::{request_context, set_grpc_timeout, ContextLayer}, Context, Error};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! # futures::executor::block_on(async {
+//! // Client side: this call must finish within 5 s; send that along.
+//! let (call, _end_call) = Context::background().with_timeout(Duration::from_secs(5));
+//! let client_deadline = call.deadline().unwrap();
+//! let mut req = http::Request::new(String::new());
+//! set_grpc_timeout(&call, req.headers_mut()).unwrap();
+//!
+//! // Server side: the handler's context ends when the client gives up.
+//! let (root, _shutdown) = Context::background().with_cancel();
+//! let server = ContextLayer::new(root).layer(service_fn(move |req: http::Request<String>| async move {
+//!     let deadline = request_context(&req).unwrap().deadline().unwrap();
+//!     assert!(deadline >= client_deadline); // never earlier (rounded up)...
+//!     assert!(deadline < client_deadline + Duration::from_secs(1)); // ...and close to it
+//!     Ok::<_, Error>(http::Response::new(String::from("ok")))
+//! }));
+//! assert_eq!(server.oneshot(req).await.unwrap().body(), "ok");
+//! # });
+//! ```
+//!
 //! Invariants:
 //! - Every request that reaches the inner service carries a fresh child of
 //!   the layer's root context; canceling the root cancels every in-flight
@@ -238,11 +262,20 @@ impl StdError for RequestAborted {}
 /// What [`ContextLayer`] does with a malformed `grpc-timeout` header.
 ///
 /// ```
-/// use ctxtree::{tower::{ContextLayer, InvalidTimeoutPolicy}, Context};
+/// use ctxtree::{tower::{ContextLayer, InvalidTimeoutPolicy}, Context, Error};
+/// use tower::{service_fn, Layer, ServiceExt};
 ///
+/// # futures::executor::block_on(async {
 /// assert_eq!(InvalidTimeoutPolicy::default(), InvalidTimeoutPolicy::Reject);
-/// let lenient = ContextLayer::new(Context::background())
-///     .on_invalid_timeout(InvalidTimeoutPolicy::Ignore);
+/// let svc = ContextLayer::new(Context::background()).layer(service_fn(
+///     |_req: http::Request<String>| async { Ok::<_, Error>(http::Response::new(String::from("handled"))) },
+/// ));
+/// let bad = http::Request::builder().header("grpc-timeout", "1.5S").body(String::new()).unwrap();
+/// let res = svc.oneshot(bad).await.unwrap(); // the handler was not called
+/// assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
+/// assert_eq!(res.headers()["content-type"], "text/plain");
+/// assert!(res.body().starts_with("malformed grpc-timeout header"));
+/// # });
 /// ```
 ///
 /// `#[non_exhaustive]`: a later release may add a policy.
@@ -309,7 +342,22 @@ impl ContextLayer {
     /// maximum timeout, and malformed headers rejected.
     ///
     /// ```
-    /// let layer = ctxtree::tower::ContextLayer::new(ctxtree::Context::background());
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let root = Context::background().with_value("app config");
+    /// let svc = ContextLayer::new(root).layer(service_fn(|req: http::Request<String>| async move {
+    ///     let ctx = request_context(&req).unwrap();
+    ///     assert_eq!(ctx.value::<&str>(), Some(&"app config")); // a child of the root
+    ///     assert_eq!(ctx.deadline(), None); // no header, no default or maximum
+    ///     Ok::<_, Error>(http::Response::new(String::new()))
+    /// }));
+    /// let plain = http::Request::new(String::new());
+    /// assert_eq!(svc.clone().oneshot(plain).await.unwrap().status(), http::StatusCode::OK);
+    /// let bad = http::Request::builder().header("grpc-timeout", "soon").body(String::new()).unwrap();
+    /// assert_eq!(svc.oneshot(bad).await.unwrap().status(), http::StatusCode::BAD_REQUEST);
+    /// # });
     /// ```
     pub fn new(root: Context) -> ContextLayer {
         ContextLayer {
@@ -327,9 +375,20 @@ impl ContextLayer {
     /// caps it too.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// let layer = ctxtree::tower::ContextLayer::new(ctxtree::Context::background())
-    ///     .default_timeout(Duration::from_secs(10));
+    /// use std::time::{Duration, Instant};
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .default_timeout(Duration::from_secs(10))
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         let left = request_context(&req).unwrap().deadline().unwrap() - Instant::now();
+    ///         assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(9));
+    ///         Ok::<_, Error>(http::Response::new(String::new()))
+    ///     }));
+    /// svc.oneshot(http::Request::new(String::new())).await.unwrap(); // no grpc-timeout header
+    /// # });
     /// ```
     pub fn default_timeout(mut self, timeout: Duration) -> ContextLayer {
         self.default_timeout = Some(timeout);
@@ -341,9 +400,22 @@ impl ContextLayer {
     /// hold a request open longer than this.
     ///
     /// ```
-    /// use std::time::Duration;
-    /// let layer = ctxtree::tower::ContextLayer::new(ctxtree::Context::background())
-    ///     .max_timeout(Duration::from_secs(60)); // a "99999999H" header gets 60 s
+    /// use std::time::{Duration, Instant};
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .max_timeout(Duration::from_secs(60))
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         let left = request_context(&req).unwrap().deadline().unwrap() - Instant::now();
+    ///         assert!(left <= Duration::from_secs(60));
+    ///         Ok::<_, Error>(http::Response::new(String::new()))
+    ///     }));
+    /// let greedy = http::Request::builder().header("grpc-timeout", "99999999H").body(String::new()).unwrap();
+    /// svc.clone().oneshot(greedy).await.unwrap(); // 60 s, not 11,400 years
+    /// svc.oneshot(http::Request::new(String::new())).await.unwrap(); // no header: 60 s too
+    /// # });
     /// ```
     pub fn max_timeout(mut self, timeout: Duration) -> ContextLayer {
         self.max_timeout = Some(timeout);
@@ -354,9 +426,19 @@ impl ContextLayer {
     /// [`InvalidTimeoutPolicy::Reject`]).
     ///
     /// ```
-    /// use ctxtree::tower::{ContextLayer, InvalidTimeoutPolicy};
-    /// let layer = ContextLayer::new(ctxtree::Context::background())
-    ///     .on_invalid_timeout(InvalidTimeoutPolicy::Ignore);
+    /// use ctxtree::{tower::{request_context, ContextLayer, InvalidTimeoutPolicy}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .on_invalid_timeout(InvalidTimeoutPolicy::Ignore)
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         assert_eq!(request_context(&req).unwrap().deadline(), None); // as if absent
+    ///         Ok::<_, Error>(http::Response::new(String::from("ok")))
+    ///     }));
+    /// let bad = http::Request::builder().header("grpc-timeout", "1.5S").body(String::new()).unwrap();
+    /// assert_eq!(svc.oneshot(bad).await.unwrap().body(), "ok"); // not a 400
+    /// # });
     /// ```
     pub fn on_invalid_timeout(mut self, policy: InvalidTimeoutPolicy) -> ContextLayer {
         self.on_invalid = policy;
