@@ -1,11 +1,12 @@
 //! `after_func`: run a function once a context is canceled (Go's `AfterFunc`),
 //! with no thread or task per registration.
 //!
-//! A registration is one more entry on the node's waiter stack (`waiters.rs`)
-//! whose wake-up is "run this function" instead of "unpark this thread". So it
-//! inherits the stack's guarantees: registering and canceling are CASes on the
-//! one state word and cannot miss each other (S3); a stopped registration is
-//! an abandoned entry, freed by the amortized collection (W4).
+//! A registration is one more entry on the node's waiter stack
+//! (`tree/waiters.rs`) whose wake-up is "run this function" instead of
+//! "unpark this thread". So it inherits the stack's guarantees: registering
+//! and canceling are CASes on the one state word and cannot miss each other
+//! (S3); a stopped registration is an abandoned entry, freed by the
+//! amortized collection (W4).
 //!
 //! Invariants:
 //! - **F1** A registration's entry makes the W1 transition exactly once:
@@ -17,10 +18,11 @@
 //!   whole subtree is canceled and its epoch guard is gone: a function never
 //!   runs inside a pin or a half-done cancel, and may itself derive, cancel
 //!   or register. They run on the canceling thread through its trampoline
-//!   (F5, `trampoline.rs`: deferred until the current function returns if
-//!   the cancel was made inside one), or on a runner thread if the canceling
-//!   thread is the timer's (F6, `callback_pool.rs`). On a context already
-//!   canceled, the function runs on the registering thread the same way.
+//!   (F5, `tree/trampoline.rs`: deferred until the current function returns
+//!   if the cancel was made inside one), or on a runner thread if the
+//!   canceling thread is the timer's (F6, `tree/callback_pool.rs`). On a
+//!   context already canceled, the function runs on the registering thread
+//!   the same way.
 //! - **F3** The notifier records which thread will run the function (a
 //!   per-thread token) right after it wins F1, and marks the registration
 //!   finished (a second state word, swapped to canceled) after the function
@@ -28,10 +30,10 @@
 //!   running thread itself (a call from inside the function, or from another
 //!   function queued by the same cancel) it returns at once instead of
 //!   deadlocking.
-//! - **F4** A panic in a function is held like a panicking waker's: the
-//!   cancel still completes and every other function runs; then the first
-//!   panic is resumed by the outermost run on the thread that ran them
-//!   (F5d), or dropped on a runner thread (F6).
+//! - **F4** A panic in a function is held as P1 (`tree/panics.rs`), like a
+//!   panicking waker's: the cancel still completes and every other function
+//!   runs; then the first panic is resumed by the outermost run on the
+//!   thread that ran them (F5d), or dropped on a runner thread (F6).
 //!
 //! Linearization: a registration takes effect at its push CAS; `stop` and the
 //! cancel decide at the F1 transition.

@@ -3,7 +3,7 @@
 //! A `Cause` is a cheap `Clone` handle to a shared `dyn Error + Send + Sync`.
 //! The two `Error` values are stored inline, so the common "canceled without a
 //! cause" case never allocates; any other error is boxed once behind an `Arc`
-//! whose thin pointer can live in a node's state word (see `state.rs`).
+//! whose thin pointer can live in a node's state word (see `tree/state.rs`).
 
 use std::any::Any;
 use std::error::Error as StdError;

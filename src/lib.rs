@@ -51,8 +51,10 @@
 //! head of a stack of waiters; its children hang in an intrusive lock-free
 //! list whose memory is reclaimed with crossbeam-epoch. Canceling is one CAS
 //! on the state word plus an iterative walk of the subtree. No locks are
-//! taken on any path. `docs/design.md` in the repository states the
-//! invariants and linearization points; `loom-tests/` model-checks them.
+//! taken on any path. Each module's header states its invariants;
+//! `docs/design.md` in the repository gives the cross-module argument
+//! (layout, reclamation, linearization points, loom models), and
+//! `loom-tests/` model-checks them.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]

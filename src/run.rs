@@ -3,7 +3,7 @@
 //!
 //! A `Run` is a `done()` future and the user's future side by side; it
 //! spawns nothing and works under any executor (it only uses the `Waker` it
-//! is polled with, through the waiter stack of `waiters.rs`).
+//! is polled with, through the waiter stack of `tree/waiters.rs`).
 //!
 //! Invariants:
 //! - **R1 (bias)** Every poll checks the context first (one load). Once the
@@ -15,6 +15,12 @@
 //! - **R2** The future is pinned structurally and dropped in place, with the
 //!   `Run`; the `done()` part is `Unpin` and abandons its waiter on drop (W4),
 //!   so a dropped `Run` leaves nothing registered.
+//!
+//! Linearization: a `Run` that returns `Err` takes effect at the `err()` load
+//! at the start of that poll, or, for a cancel that lands while the future is
+//! polled, at the `done()` part's check after it: its own load, or its failed
+//! registration push (S3). The waiter is registered only after the future
+//! returned `Pending`, so a future that is ready at once costs one load.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -26,7 +26,9 @@
 //!   memory is O(distinct keys) per `CHUNK` layers.
 //! - **V4** The count is `Arc`'s protocol (Relaxed increments, Release
 //!   decrements, Acquire before freeing) and freeing walks up the chain in a
-//!   loop, so dropping a million-deep value chain does not recurse.
+//!   loop, so dropping a million-deep value chain does not recurse: freeing
+//!   takes the parent out of the layer before dropping the layer, then
+//!   continues with the parent in the loop.
 //!
 //! There is no concurrent mutation here at all: layers are published by the
 //! `Context` that owns the first count, and shared immutably afterwards.

@@ -6,7 +6,7 @@
 //! A counting global allocator tracks live heap bytes. The allocator is
 //! process-wide, so the tests in this file run one at a time (`serial()`).
 //! No private API is used: the driver drops canceled entries lazily but
-//! boundedly (timer.rs, T3), so before the final measurement a test does what
+//! boundedly (time/driver.rs, T3), so before the final measurement a test does what
 //! any program that keeps using contexts does — arms a few short timers,
 //! derives a few children, and lets a little time pass ([`catch_up`]).
 

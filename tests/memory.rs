@@ -444,12 +444,12 @@ fn children_canceled_newest_first_are_freed_at_once() {
 /// `Display` (which walks the parent pointers) checked after each drop,
 /// frees on this thread what it allocated: no grant is lost (a leak) or released
 /// twice (a use after free, which miri and the sanitizers would report).
-/// "Frees" up to the thread's node cache (src/node_cache.rs, at most 1024
-/// blocks of 56 bytes; off under miri): the first order leaves its three
+/// "Frees" up to the thread's node cache (src/tree/node/cache.rs, at most
+/// 1024 blocks of 56 bytes; off under miri): the first order leaves its three
 /// blocks in the cache, every later one takes them and gives them back, so
 /// the bytes left live must be the same after every order: a leak of one
 /// node in one order shows as 56 more.
-/// What a thread's node cache may keep (src/node_cache.rs C2); nothing
+/// What a thread's node cache may keep (src/tree/node/cache.rs C2); nothing
 /// under miri, where the cache is off.
 const NODE_CACHE_BYTES: isize = if cfg!(miri) { 0 } else { 1024 * 56 };
 

@@ -21,7 +21,7 @@
 //!    returns to its baseline within [`MAX_QUIET_GROWTH`]. The garbage comes
 //!    from a *helped* cancel: a second thread cancels the same top while the
 //!    first one's walk is under way, so the lists' references are released
-//!    through crossbeam-epoch (children.rs L6). A cancel and drop on one
+//!    through crossbeam-epoch (children/mod.rs L6). A cancel and drop on one
 //!    thread releases them at once; it is checked too, as a guard.
 //!
 //! "Quiet" means: after the last ctxtree operation the test only reads the
@@ -166,7 +166,7 @@ fn mib(bytes: isize) -> f64 {
 /// 30,000 threads (8 at a time) each arm 10 one-hour timeouts on a shared
 /// parent and drop them, while the driver sleeps on a 60 s deadline on
 /// another root. No thread arms or disarms 64 timeouts, so none reaches a
-/// self-collection or a disarm batch (timer.rs T3, T5), and nothing wakes
+/// self-collection or a disarm batch (time/driver.rs T3, T5), and nothing wakes
 /// the driver: the canceled entries must still not accumulate.
 #[test]
 fn canceled_timeouts_of_short_lived_threads_are_collected() {
@@ -298,7 +298,7 @@ type Built = (Context, CancelHandle, Vec<Context>, Vec<CancelHandle>);
 #[derive(Clone, Copy, Debug)]
 enum Teardown {
     /// Canceled at its top and dropped on the test's thread: no walk is
-    /// helped, so the lists are released at once (children.rs L6).
+    /// helped, so the lists are released at once (children/mod.rs L6).
     OneThread,
     /// Canceled at its top on the test's thread while a second thread
     /// cancels it too and helps the walk (L6's `HELPED`): the lists'

@@ -3,13 +3,13 @@
 //! state (CAS) and close its empty list (CAS) while walking the list, then
 //! drop the list's hold on it (fetch_sub) in a second pass. Argument 1 adds
 //! a prefetch of the next child (it changes nothing: each locked
-//! instruction waits for the one before). Argument 2 is the walk tried at
-//! d4770c8 and reverted (docs/design.md §6): the claim, then a load of the
-//! child's list instead of the closing CAS, so two RMWs per child.
+//! instruction waits for the one before). Argument 2 is the two-RMW walk
+//! measured and not kept (docs/design.md §6, "Why a leaf's empty list is
+//! closed with a CAS"): the claim, then a load of the child's list instead
+//! of the closing CAS, so two RMWs per child.
 //!
 //! Not part of the build: `rustc -O docs/floor/fanout_rmw_floor.rs -o /tmp/fan && /tmp/fan 0`
-//! (docs/benchmarks.md, "What limits ctxtree": 9.0 ns per child on the
-//! 2-core machine with three RMWs, against ctxtree's 9.1–9.5 then).
+//! (docs/benchmarks.md, "What limits ctxtree").
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::*};

@@ -1,4 +1,4 @@
-//! loom models of the timer's hold on a deadline node (src/timer_hold.rs,
+//! loom models of the timer's hold on a deadline node (src/time/slot.rs,
 //! T6–T8): arming vs the claim, the disarm vs the timer's fire and drop,
 //! and the two sides' release of the node's block.
 //!

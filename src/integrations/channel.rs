@@ -27,13 +27,13 @@
 //! ```
 //!
 //! Invariants:
-//! - **C1** The channel disconnects when the context is done, and otherwise
+//! - **D1** The channel disconnects when the context is done, and otherwise
 //!   only when its [`DoneChannel`] is dropped: the sender is dropped by the
 //!   registration's function (run once, after the whole subtree is canceled,
-//!   F2) or by the `stop` in `DoneChannel`'s drop (C2). A context that can
+//!   F2) or by the `stop` in `DoneChannel`'s drop (D2). A context that can
 //!   never be canceled gets crossbeam's `never()` receiver and registers
 //!   nothing.
-//! - **C2** Dropping a [`DoneChannel`] stops its registration, so a
+//! - **D2** Dropping a [`DoneChannel`] stops its registration, so a
 //!   long-lived context that hands out many channels holds none of them.
 
 use std::fmt;
@@ -66,7 +66,7 @@ impl Context {
     /// ```
     pub fn done_channel(&self) -> DoneChannel {
         if self.node().is_none() {
-            // Never canceled: crossbeam's never-ready receiver (C1).
+            // Never canceled: crossbeam's never-ready receiver (D1).
             return DoneChannel {
                 receiver: never(),
                 registration: None,
@@ -87,7 +87,7 @@ impl Context {
 /// Select on [`receiver()`](DoneChannel::receiver); a `recv` returns
 /// `Err(RecvError)` once the context is done.
 ///
-/// Dropping the `DoneChannel` unregisters it (C2), which drops its sender:
+/// Dropping the `DoneChannel` unregisters it (D2), which drops its sender:
 /// a clone of the receiver kept past that point reports disconnected
 /// whether or not the context is done, so select on the receiver only while
 /// its `DoneChannel` lives, or keep the link until the context ends with

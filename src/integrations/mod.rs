@@ -1,8 +1,8 @@
 //! Optional integrations, each behind its Cargo feature and built on the
-//! public API only: [`tokio`](crate::tokio) (bridges to tokio-util's
+//! public API only: [`tokio`] (bridges to tokio-util's
 //! `CancellationToken`, blocking waits off the runtime),
-//! [`channel`](crate::channel) (a crossbeam `select!` arm for `done`), and
-//! [`tower`](crate::tower) (a request context per request, from a root and
+//! [`channel`] (a crossbeam `select!` arm for `done`), and
+//! [`tower`] (a request context per request, from a root and
 //! the caller's `grpc-timeout`).
 
 #[cfg(feature = "crossbeam-channel")]

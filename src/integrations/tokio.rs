@@ -51,8 +51,8 @@
 //! - **B3** Nothing unwinds into tokio-util: the token → context cancel runs
 //!   inside tokio's `wake`, so a panic of an `after_func` function (or a
 //!   waker) of the child, which `cancel` would resume after the subtree is
-//!   canceled, is caught and dropped there; the cancel itself completes and
-//!   every other waiter of the token is still woken.
+//!   canceled (P1), is caught and dropped there; the cancel itself completes
+//!   and every other waiter of the token is still woken.
 //!
 //! [`after_func`]: Context::after_func
 
@@ -308,7 +308,7 @@ impl TokenWatch {
                     // waking a batch of wakers): a panic unwinding from here
                     // would leave the rest of that batch unwoken. So a panic
                     // from the child's after_func functions or wakers, which
-                    // `cancel` resumes once the subtree is canceled (F4), is
+                    // `cancel` resumes once the subtree is canceled (P1), is
                     // caught and dropped here (B3).
                     let cancel =
                         || node::cancel(node, Error::Canceled, Some(TokenCancelled.into()));

@@ -45,6 +45,9 @@
 //! - [`encode_grpc_timeout`] rounds up: a deadline sent on the wire is never
 //!   earlier than the sender's.
 //! - Parsing is strict (1 to 8 ASCII digits, then one unit) and never panics.
+//!   A malformed `grpc-timeout` gets a 400 with a text body and the inner
+//!   service is not called (with [`InvalidTimeoutPolicy::Ignore`], the
+//!   header is treated as absent).
 //!
 //! This module has no locks and one `unsafe` block (the pin projection of
 //! [`ResponseFuture`]).

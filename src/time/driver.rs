@@ -1,6 +1,6 @@
 //! The timer driver: one lazily started background thread, `ctxtree-timer`,
 //! that owns a binary heap of armed deadlines and fires each when it is due
-//! (`timer::fire`).
+//! ([`fire`]).
 //!
 //! Arming never takes a lock and touches no word shared by all threads: the
 //! arming thread pushes its entry onto one of `SHARDS` cache-padded Treiber

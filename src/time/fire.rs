@@ -2,10 +2,12 @@
 //!
 //! Invariant:
 //! - **T4** A fire is the ordinary cancel (first writer wins, S1), so a
-//!   deadline racing a manual or parent cancel needs no extra protocol. A
-//!   panic while firing (a waker's) is caught: the driver keeps running.
-//!   The fire holds a user of its node (T8) and runs no `after_func`
-//!   callback on the timer thread: those are handed to the callback runner.
+//!   deadline racing a manual or parent cancel needs no extra protocol. The
+//!   timer thread is the outermost caller of P1: a panic the fire's cancel
+//!   resumes (a waker's, or a freed cause's `drop`) is caught and dropped,
+//!   and the driver keeps running. The fire holds a user of its node (T8)
+//!   and runs no `after_func` callback on the timer thread: those are
+//!   handed to the callback runners (F6).
 
 use crate::error::Error;
 use crate::plant::planted;
@@ -31,7 +33,7 @@ pub(crate) fn fire(entry: Entry) {
         return;
     }
     let cause = node.timer_slot().cause.clone();
-    // A panicking waker must not take the driver down with it (T4).
+    // A panicking waker must not take the driver down with it (T4, P1).
     // The node's last user may be this one: its free (a cause's `drop`) is
     // inside the guard too.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -2,14 +2,14 @@
 //! runner threads, `ctxtree-callbacks`, runs the callbacks of fired
 //! deadlines.
 //!
-//! A deadline fires on the single timer thread (`timer.rs`). Running user
-//! callbacks there would let one callback that blocks (on another context, a
-//! lock, I/O) delay every deadline in the process. So the timer thread sets
-//! a thread-local *hand-off mode* as it starts; a cancel that has queued
-//! callbacks and finds the mode set (`Callbacks::run`, checked only when the
-//! queue is non-empty) passes the queue, as one job, to this pool instead of
-//! running it. Wakers and thread unparks are not callbacks: they stay on the
-//! timer thread (cheap by the `Waker` contract).
+//! A deadline fires on the single timer thread (`time/driver.rs`). Running
+//! user callbacks there would let one callback that blocks (on another
+//! context, a lock, I/O) delay every deadline in the process. So the timer
+//! thread sets a thread-local *hand-off mode* as it starts; a cancel that
+//! has queued callbacks and finds the mode set (`Callbacks::run`, checked
+//! only when the queue is non-empty) passes the queue, as one job, to this
+//! pool instead of running it. Wakers and thread unparks are not callbacks:
+//! they stay on the timer thread (cheap by the `Waker` contract).
 //!
 //! The pool grows when all its runners are busy, as Go runs each `AfterFunc`
 //! on a goroutine of its own: after queueing a job, the timer thread spawns a
@@ -29,8 +29,8 @@
 //!   the same job returns at once (F5c); a `stop_wait` from any other thread
 //!   blocks on `finished` as for any callback (F3). The runner runs the job
 //!   through the trampoline (F5), so nested cancels run there too; a held
-//!   panic is then dropped, not propagated (F4's "resumed on the thread that
-//!   ran them": the runner has no caller to resume it to).
+//!   panic (P1, F4) is then dropped, not propagated: the runner has no
+//!   caller to resume it to.
 //! - **F7** No job waits for a runner while fewer than `MAX_RUNNERS` exist:
 //!   a job is queued and the runner count checked under one lock, a runner
 //!   counts itself idle only while it waits under that lock, and it exits
@@ -44,9 +44,9 @@
 //! Linearization: a job is handed off at its push under the lock; its
 //! callbacks' runner becomes the runner thread at the re-record.
 //!
-//! Under loom there is no timer thread: `timer::fire_armed` sets hand-off
-//! mode for its duration, jobs wait in a loom `Mutex`, and a model runs them
-//! on a thread of its choice with `loom_hooks::run_handed_off`.
+//! Under loom there is no timer thread: `time::model::fire_armed` sets
+//! hand-off mode for its duration, jobs wait in a loom `Mutex`, and a model
+//! runs them on a thread of its choice with `loom_hooks::run_handed_off`.
 
 use std::cell::Cell;
 

@@ -13,7 +13,7 @@ impl Callbacks {
     /// trampoline (F5: at once, or after the current callback if this
     /// thread is inside one), or on a runner thread if this thread hands
     /// callbacks off (F6). A panicking callback is held like a panicking
-    /// waker (`panics`), so the others still run.
+    /// waker (P1, F4), so the others still run.
     #[inline]
     pub(crate) fn run(&mut self) {
         // Most cancels queue nothing: keep that path a length check.

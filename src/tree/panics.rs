@@ -1,8 +1,27 @@
-//! Panics raised by foreign code during a cancel — a waker's `wake` or
-//! `drop`, a cause's `drop`, an `after_func` callback — held until the
-//! cancel is done (F4), so one panic cannot leave a subtree half canceled
-//! or a list's children without a grant (N1). The first payload is kept
-//! and re-raised by the outermost operation; later ones are dropped.
+//! Panics raised by foreign code during a cancel, held until the cancel is
+//! done.
+//!
+//! Invariant:
+//! - **P1** Foreign code that a cancel runs — a waker's `wake` or `drop`,
+//!   the `drop` of a cause freed with a node, an `after_func` function —
+//!   cannot abandon the cancel half-way (the node claimed, later waiters
+//!   asleep, the subtree active, children left listed under a parent that
+//!   no longer counts them, N1). Each such call is wrapped in
+//!   `catch_unwind`; the first payload is held in a thread-local until the
+//!   whole cancel, walk and passes included, has finished, then resumed to
+//!   the outermost caller ([`resume`]), or dropped if that thread is
+//!   already unwinding (a second panic would abort). Later payloads are
+//!   dropped. The other operations that run such code hold and resume the
+//!   same way: a derive whose insert swept (its pass frees nodes), a
+//!   collection of abandoned waiters that finds the node canceled (W2), an
+//!   abandon that drops its waker (W5), an `after_func` on a context
+//!   already canceled. Under loom [`hold_from`] runs its code unguarded
+//!   (loom reports a failure by panicking).
+//!
+//! Extended by F4 and F5d (a callback-run loop leaves the resume to its
+//! outermost run, [`defer_resume`]), F6 (a runner thread, which has no
+//! caller, [`discard`]s the payload), T4 (the timer thread catches what its
+//! fire's cancel resumes) and B3 (nothing unwinds into tokio-util).
 
 use std::any::Any;
 use std::cell::Cell;
@@ -29,7 +48,7 @@ std::thread_local! {
     static ANY_HELD: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Keeps the first payload of this cancel; later ones are dropped.
+/// Keeps the first payload of this cancel; later ones are dropped (P1).
 pub(crate) fn hold(payload: Payload) {
     HELD.with(|held| {
         let first = held.take();
@@ -39,9 +58,9 @@ pub(crate) fn hold(payload: Payload) {
 }
 
 /// Runs `f`, which may run foreign code (a waker's or a cause's `drop`),
-/// holding a panic it raises until [`resume`]: a walk or a pass that
+/// holding a panic it raises until [`resume`] (P1): a walk or a pass that
 /// ends list references must complete, or children would be left
-/// listed under a parent that no longer counts them (node.rs, N1).
+/// listed under a parent that no longer counts them (N1).
 /// Under loom `f` runs unguarded (loom reports failures by panicking).
 #[inline]
 pub(crate) fn hold_from(f: impl FnOnce()) {
@@ -70,7 +89,8 @@ pub(crate) fn discard() {
 }
 
 /// Re-raises a held panic once the cancel that caught it has finished,
-/// unless this thread is already unwinding (a second panic would abort).
+/// unless this thread is already unwinding (a second panic would abort):
+/// P1.
 #[inline]
 pub(crate) fn resume() {
     if ANY_HELD.with(Cell::get) {

@@ -18,10 +18,21 @@
 //!   compare-and-swap (the *claim*), and never changes again.
 //! - **S2** The claim writes err and cause together: they are published by that
 //!   same transition (Release) and read with one Acquire load, so a reader that
-//!   sees an err also sees its cause, and `err().is_some()` ⇔ `is_done()`.
+//!   sees an err also sees its cause, and at every instant
+//!   `err().is_some()` ⇔ `is_done()` ⇔ a `done()` future is ready (there is
+//!   no second flag to get out of order: Go issue 75533).
 //! - **S3** The claim takes the whole waiter stack (the old word), so a waiter
 //!   push (a CAS on the same word) either lands before the claim and is woken
 //!   by the claimer, or fails because the word is already canceled.
+//!
+//! A cause that is just an [`Error`] is stored inline (pointer 0, bit C), so
+//! storing it never allocates: a cancel without a custom cause puts nothing
+//! on the heap for it. A child inheriting a custom cause shares its
+//! allocation (one more strong count, [`retain`]).
+//!
+//! Linearization: a cancel takes effect at its claim CAS (S1); `is_done`,
+//! `err` and `cause` at their one Acquire load of the node's own word —
+//! cancellation is pushed down eagerly (N3, N4), so no read walks ancestors.
 
 use crate::error::{BoxedError, Cause, Error};
 

@@ -14,7 +14,7 @@
 //! destroyed, and `PENDING` is reached with `try_with`: a cancel during
 //! thread-local destruction that cannot reach it runs its queue inline.
 //!
-//! Invariants (they extend F1–F4 in `afterfunc.rs`):
+//! Invariants (they extend F1–F4 in `after_func.rs`):
 //! - **F5** At most one callback-run loop is active per thread, and callbacks
 //!   never nest on a thread's stack. [`run`] appends its queue (one cancel's
 //!   callbacks, in their order) to the thread's FIFO; only if no loop is
@@ -34,9 +34,10 @@
 //!     thread's (its cancel won F1 here, or a runner re-recorded it, F6), so
 //!     a `stop_wait` from any callback of the loop on one still pending
 //!     returns at once instead of waiting for a callback queued behind it.
-//!   - **F5d** F4 holds with one runner: while a loop is active,
-//!     `panics::resume` leaves a held panic held (a nested cancel returns
-//!     normally), and the outermost caller resumes it after the loop.
+//!   - **F5d** F4 (P1 for callbacks) holds with one runner: while a loop is
+//!     active, `panics::resume` leaves a held panic held (a nested cancel
+//!     returns normally), and the outermost caller resumes it after the
+//!     loop.
 //!
 //! Linearization: a nested cancel's callbacks become pending at the append
 //! (after its walk); a callback starts when the loop pops it.

@@ -15,7 +15,12 @@
 //! Invariants:
 //! - **W1** A waiter's `state` moves `WAITING → NOTIFIED` (by whoever notifies)
 //!   or `WAITING → ABANDONED` (by its owner), exactly once; the winner of that
-//!   race decides whether a wake-up is delivered.
+//!   race decides whether a wake-up is delivered. Both transitions are
+//!   compare-exchanges from `WAITING`, so `NOTIFIED` and `ABANDONED` are
+//!   final: a stopped `after_func` still reads as stopped after a cancel took
+//!   its entry. Hence `wait_timeout` returning `None` and a delivered wake-up
+//!   never both happen, and a future dropped while being woken is not counted
+//!   as garbage (W4) twice.
 //! - **W2** Every entry is owned by exactly one of: the stack in the state word,
 //!   the claimer that took it (cancel), or a collector that took it. Whoever
 //!   owns an entry when the node is canceled notifies it: the claimer notifies
@@ -24,7 +29,11 @@
 //!   before the claim is left asleep.
 //! - **W3** `next` is written only by the entry's current owner before
 //!   publishing it (Release CAS) and read only by an owner that took it
-//!   (Acquire CAS).
+//!   (Acquire CAS). A link written for a CAS that then failed is stale: it
+//!   is rewritten before the next attempt, or cut before the chain is used
+//!   (a collector that finds the word canceled cuts its chain's bottom link
+//!   before waking it), or never read again (a push that finds the word
+//!   canceled gives its entry up unpublished).
 //! - **W4** Abandoned entries are bounded: a collection runs when the count
 //!   of abandoned entries reaches `max(MIN_COLLECT, half the survivors of
 //!   the last collection)`. Until then fewer than half of those survivors
@@ -32,6 +41,7 @@
 //!   the stack stays within twice the live waiters plus `MIN_COLLECT`, also
 //!   on a context where nothing else happens. Each collection's walk frees
 //!   at least a third of the entries it visits (O(1) amortized per abandon).
+//!   Concurrent collectors take disjoint chains; none waits for another.
 //! - **W5** An abandoned entry keeps no waker: the owner that wins W1 by
 //!   abandoning takes its waker out and drops it at once, so what a quiet
 //!   stack holds for its abandoned entries is their own small allocations
@@ -77,7 +87,7 @@ enum Wake {
     Thread(Thread),
     /// The task's waker, until its abandon drops it (W5).
     Task(UnsafeCell<Option<Waker>>),
-    /// An `after_func` callback (`afterfunc.rs`, F1–F4).
+    /// An `after_func` callback (`after_func.rs`, F1–F4).
     Func(Callback),
 }
 
@@ -214,7 +224,7 @@ impl Waiter {
                 // A waker is foreign code and may panic. The cancel that is
                 // waking it must still wake everyone else and cancel the whole
                 // subtree, so the panic is held and re-raised once the cancel
-                // is complete (`panics::resume`).
+                // is complete (P1, `panics::resume`).
                 Wake::Task(w) => {
                     // SAFETY: this notifier won W1, so no abandon writes the
                     // cell (W5); other accesses are reads.

@@ -10,17 +10,17 @@ pub(super) const DETACHED: usize = 0b10;
 /// The pointer bits of a link word.
 pub(super) const PTR_MASK: usize = !0b11;
 
-/// A type whose values can be children in a [`ChildList`].
+/// A type whose values can be children in a [`ChildList`](super::ChildList).
 ///
 /// The list's reference to a node (L4) is ended by `unlist`, in *passes*
 /// over nodes of one list: the type may owe the list's owner something for
-/// each node it unlists (node.rs: a parent grant for a node that still has
-/// users, N1), settled per pass.
+/// each node it unlists (`node/listed.rs`: a parent grant for a node that
+/// still has users, N1), settled per pass.
 ///
 /// # Safety
 /// `link` always returns the same field, values are at least 8-aligned, and
 /// `unlist` ends exactly the reference that a successful
-/// [`ChildList::attach`] transferred to the list.
+/// [`ChildList::attach`](super::ChildList::attach) transferred to the list.
 pub(crate) unsafe trait Listed: Sized + 'static {
     /// What a pass carries from one `unlist` to the next.
     type Pass;
@@ -75,7 +75,8 @@ impl ChildLink {
         self.next.fetch_or(DELETED, Ordering::Release);
     }
 
-    /// The link word, for [`ChildList::unlink_first`].
+    /// The link word, for
+    /// [`ChildList::unlink_first`](super::ChildList::unlink_first).
     pub(crate) fn word(&self) -> usize {
         self.next.load(Ordering::Acquire)
     }

@@ -36,8 +36,11 @@
 //!   CAS setting `CLOSED` on the same word: every insert is ordered before
 //!   the close (and the closer's walk sees it) or fails and sees `CLOSED`.
 //! - **L3** The head is reset to `CLOSED | 0` only by the thread whose
-//!   `fetch_or` closed it, and only once every descendant below is canceled.
-//! - **L4** The list holds one reference to each linked node (node.rs: its
+//!   close (L2's CAS) closed it, and only once every descendant below is
+//!   canceled. Every write to a head word is a read-modify-write (the reset
+//!   is a `swap`), so loom models its modification order exactly
+//!   (tokio-rs/loom#254).
+//! - **L4** The list holds one reference to each linked node (its
 //!   `LISTED` bit, N1). It is ended exactly once: by the sweeper if it
 //!   unlinked the node, by the node's last user if it unlinked it from the
 //!   head (L7), else by the closer.
@@ -47,7 +50,14 @@
 //!   fails. Where no sweeper ran, the closer needs no mark. The release goes
 //!   through `Guard::defer`, so a pinned walker that reached the node can
 //!   keep following it, unless L6 proves that no other thread can reach the
-//!   node any more.
+//!   node any more. Deferred releases are batched, never one per node: a
+//!   walk defers at most one closure for everything it releases through the
+//!   epoch, and a sweep one per batch of at most `UNLINK_BATCH` (32) nodes
+//!   it unlinked from a list closed under it. So a pin defers at most one
+//!   object, or one per 32 nodes of such a sweep, which crossbeam's
+//!   collection (up to 8 bags of 64 objects every 128 pins) outpaces
+//!   (crossbeam#566). A deferred batch of at least `FLUSH_BATCH` nodes (64
+//!   outside loom and miri) is also flushed to the global queue.
 //! - **L5** At most one sweeper runs (it owns `SWEEPING`). Sweeps start after
 //!   `budget` inserts, where `budget = max(MIN_SWEEP, live nodes found by the
 //!   last sweep)`: each sweep walks O(n) nodes after Θ(n) inserts, so removal
@@ -55,9 +65,13 @@
 //!   plus `MIN_SWEEP`. Deleted nodes at the head are unlinked by the sweeper
 //!   with `CAS(head: node | SWEEPING → successor | SWEEPING)`, expecting the
 //!   head exactly as it left it (an insert or a close makes it fail); every
-//!   other deleted node through its unmarked predecessor's link. The sweeper
-//!   pins before it takes `SWEEPING`, so a closer's epoch release of the
-//!   nodes it reads waits for it.
+//!   other deleted node `cur` through `CAS(prev.next: cur → succ)` expecting
+//!   `prev.next` unmarked: if `prev` was deleted meanwhile the CAS fails and
+//!   `cur` waits for the next sweep; if `prev` is `DETACHED` the sweeper
+//!   stops and leaves the rest to the closer. `cur` is `DELETED`, so only
+//!   the sweeper could rewrite its pointer, and `succ` is current. The
+//!   sweeper pins before it takes `SWEEPING`, so a closer's epoch release of
+//!   the nodes it reads waits for it.
 //! - **L6** A thread reaches a listed node without owning a count of it only
 //!   while it is pinned and either sweeps the node's open list (owns
 //!   `SWEEPING`), closed the list, or has set `HELPED` on the closed list with
@@ -68,6 +82,12 @@
 //!   that RMW, and walks a list the unlinks already left), or the closer's reset
 //!   `swap` finding no `HELPED` when no sweeper ran at the close (a helper's
 //!   `HELPED` RMW after the reset returns a null pointer and walks nothing).
+//!   A walk finishes (resets) every list it owns before releasing any of
+//!   their references: an immediate release can free a node whose own list
+//!   it still has to reset. Linearization points: the sweeper's
+//!   `fetch_and(!SWEEPING)` for a sweep's releases (for each earlier batch
+//!   of a long sweep, its `fetch_add(0)` on the head), the closer's reset
+//!   `swap` for a walk's.
 //! - **L7** The last user of a listed node marked `DELETED` unlinks it if it
 //!   is still first: `CAS(head: node → successor)` with no flag bits, where
 //!   the successor is read from the node's link after the mark. The mark
@@ -77,20 +97,38 @@
 //!   only on an open list with no sweep running, so no thread walks the list
 //!   at that moment, and a later walk starts past `node` (it has no
 //!   predecessor): the caller takes the list's reference and may free the
-//!   node at once (no epoch). The sweeper's own head unlinks (L5) need
-//!   `SWEEPING`, so they never race this one, and a node they removed never
-//!   shows as first again. Acquire on the CAS orders every earlier
-//!   walker's accesses to `node` (each walk ends with an RMW on the head)
-//!   before that. Linearization point: the CAS.
+//!   node at once (no epoch). The caller is still the last user at the
+//!   CAS: users are cloned only from users, and grants only come from
+//!   passes over the node's own children (a sweeper of its list holds a
+//!   user itself; a walker that closed its list reached it through this
+//!   list, closed, where the CAS fails), so once the count shows one none
+//!   can appear; `LISTED` can be cleared only by a sweeper (which unlinks a
+//!   first node only while holding `SWEEPING`, failing this CAS) or a
+//!   closer (which closes the head), so the CAS succeeding proves neither
+//!   did; the Acquire load of the count orders the other users' decrements
+//!   before the free. If the CAS fails (a newer child was inserted, the
+//!   list was closed, a sweep runs, or the node is in another thread's
+//!   shard, L8), the last user drops its count and leaves the node linked
+//!   and marked, for a sweep (L5) or the closer (L4), which frees it. The
+//!   sweeper's own head unlinks (L5) need `SWEEPING`, so they never race
+//!   this one, and a node they removed never shows as first again. Acquire
+//!   on the CAS orders every earlier walker's accesses to `node` (each walk
+//!   ends with an RMW on the head) before that. Linearization point: the
+//!   CAS.
 //! - **L8** An insert that loses its CAS twice to other threads' inserts or
-//!   unlinks (the head's pointer changed, the list is open) *shards* the list:
-//!   `CAS(head: word → block | SHARDED)` where the block's first shard starts
-//!   at `word`'s pointer (`shards.rs`). It is refused while `SWEEPING` is
-//!   set: the sweeper's releases rely on RMWs on the word it swept (L6). A
-//!   sharded head is never written again; each shard is a plain list for
-//!   which L1–L7 hold, inserts go to the calling thread's shard, L7 tries
-//!   the calling thread's shard, and the close closes every shard (its
-//!   `close` returns `Close::Sharded`, and the walk closes and walks each).
+//!   unlinks (the head's pointer changed, the list is open) *shards* the list
+//!   (under loom and in unit tests after one lost CAS, so the models reach
+//!   it): `CAS(head: word → block | SHARDED)` where the block's first shard
+//!   starts at `word`'s pointer (`shards.rs`). `SHARDED` is `HELPED` without
+//!   `CLOSED`, a combination no plain head has (only closed lists are
+//!   helped). It is refused while `SWEEPING` is set: the sweeper's releases
+//!   rely on RMWs on the word it swept (L6). A sharded head is never written
+//!   again; each shard is a plain list for which L1–L7 hold, inserts go to
+//!   the calling thread's shard, L7 tries only the calling thread's shard (a
+//!   node dropped by another thread than the one that derived it is left to
+//!   its shard's sweep or the closer), and the close closes every shard (its
+//!   `close` returns `Close::Sharded`, and the walk closes and walks each; a
+//!   close that finds every shard finished, `CLOSED | 0`, skips the pin).
 //!   Each sweep of a shard also sweeps one other shard, in turn, if that
 //!   one had no insert since this shard last looked (`shards.rs`), so L5's
 //!   bound holds for shards nobody inserts into any more.

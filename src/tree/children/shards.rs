@@ -1,7 +1,7 @@
 //! Shards of a contended children list: one list head per cache line, so
 //! threads deriving from one shared parent write different lines.
 //!
-//! A parent's list starts as one head word (`children.rs`). An insert that
+//! A parent's list starts as one head word (`list.rs`). An insert that
 //! loses its CAS twice to other threads' inserts or unlinks replaces that
 //! word with a pointer to a [`ShardBlock`] (L8): [`shard_count`] independent
 //! lists, each with its own sweep budget, the first of which takes over the
@@ -86,8 +86,8 @@ pub(crate) struct Shard {
     /// of another shard, or postpones one until the rotation comes back.
     memo_look: std::sync::atomic::AtomicU32,
     memo_budget: std::sync::atomic::AtomicU32,
-    /// Model-checking oracle, as the node's (`node.rs`), read in the first
-    /// shard: set when the block is freed with its node; every access
+    /// Model-checking oracle, as the node's (`node/layout.rs`), read in the
+    /// first shard: set when the block is freed with its node; every access
     /// asserts it is clear.
     #[cfg(loom)]
     freed: std::sync::atomic::AtomicBool,

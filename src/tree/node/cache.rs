@@ -26,11 +26,23 @@
 //!
 //! Reuse needs no ordering of its own: whoever frees a node has acquired
 //! every other access to it (N1's Acquire on the last count, or the epoch),
-//! and the block then stays on one thread until it is allocated again.
+//! and the block then stays on one thread until it is allocated again. No
+//! protocol compares a freed node's address, so reuse makes ABA no likelier
+//! than glibc's own per-thread cache, which also hands back the last freed
+//! chunk first.
+//!
+//! Why 1024 plain blocks: a request's tree is freed in one burst when it
+//! ends; with 64 blocks most of a 1000-deep chain's frees went through
+//! glibc's `_int_free` (7 chunks per size) and the next request's derives
+//! through `_int_malloc`. 64 KiB is what jemalloc's and mimalloc's
+//! per-thread caches hold for one size class (docs/design.md §6,
+//! "Alternatives considered").
 //!
 //! The cache is off under miri and with `--cfg ctxtree_no_node_cache` (the
 //! AddressSanitizer step): reused memory would hide a use after free from
-//! them. Its own unit tests use it everywhere, miri included.
+//! them. Its own unit tests use it everywhere, miri included. Under loom
+//! the module is not compiled and nodes bypass it: freed nodes are kept, as
+//! use-after-free oracles (docs/design.md §11).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
@@ -45,7 +57,7 @@ pub(crate) struct Class {
     caches: &'static LocalKey<Cache>,
 }
 
-/// Whether `node.rs` allocates through the cache.
+/// Whether `alloc.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));
 
 /// A thread's cached blocks of one class: an intrusive stack (C1).

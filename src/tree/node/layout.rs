@@ -38,7 +38,7 @@ pub(crate) enum Kind {
     Deadline,
 }
 
-#[repr(align(8))] // list heads and links tag node pointers with three bits (children.rs)
+#[repr(align(8))] // list heads and links tag node pointers with three bits (children/)
 pub(crate) struct Node {
     /// `USER` per user plus `LISTED` (N1). Relaxed increments, Release/Acquire on the last
     /// decrement, as `Arc`. 32 bits (beside the 32-bit sweep budget, so the
@@ -79,7 +79,7 @@ pub(crate) struct Node {
     pub(super) alive: crate::sync::UnsafeCell<()>,
 }
 
-// Three tag bits in list heads and links (children.rs), on every target.
+// Three tag bits in list heads and links (children/), on every target.
 const _: () = assert!(std::mem::align_of::<Node>() >= 8);
 
 impl Node {

@@ -1,12 +1,12 @@
 //! The cancel node: one heap allocation per cancelable context, and the cancel
 //! walk over its subtree.
 //!
-//! A node joins the three mechanisms: its state word (`state.rs`, which also
-//! heads the waiter stack of `waiters.rs`), the list of its children
-//! (`children.rs`), and its own link in its parent's list. Handles
-//! (`Context`, `CancelHandle`) are just counted pointers to it.
+//! A node joins the three mechanisms: its state word (`tree/state.rs`,
+//! which also heads the waiter stack of `tree/waiters.rs`), the list of its
+//! children (`tree/children/`), and its own link in its parent's list.
+//! Handles (`Context`, `CancelHandle`) are just counted pointers to it.
 //!
-//! Invariants (numbered as in docs/design.md):
+//! Invariants:
 //! - **N1** `refs` holds `USER` per *user* — every `Context` and
 //!   `CancelHandle` naming the node, each child that holds a *grant* on
 //!   it, and the timer's entry while the node is armed and not yet claimed
@@ -27,6 +27,16 @@
 //!   that last user is a `Context` or `CancelHandle` (a `NodeRef` drop): a
 //!   child's grant released by the freeing loop leaves a listed parent to
 //!   its list (a sweep or the close).
+//!   A pass that unlists nodes takes the grants it needs one at first, then
+//!   in chunks of 64, and gives back the spare ones when it ends; a pass
+//!   deferred through the epoch has its nodes' grants paid before it is
+//!   deferred, while the parent is surely alive. A child born canceled, or
+//!   refused by a closed list, takes a grant at once. A node without users
+//!   at its unlist is freed by the unlister and never had a grant.
+//!   Counts form no cycle: a child counts on its parent only while
+//!   unlisted, and a list holds only its bit in each child; only a
+//!   `mem::forget`-ten `CancelHandle` keeps a subtree alive for good, as a
+//!   never-called Go `CancelFunc` does.
 //! - **N2** A node's claim (S1) happens before its children list is closed.
 //!   So whoever finds a list closed, from an insert or a walk, can load the
 //!   owner's state word and find it canceled, with the err and cause to inherit.
@@ -39,13 +49,21 @@
 //!   `CLOSED | 0`) only after the whole walk. A node canceled on its own is
 //!   marked deleted in its parent's list (L1) only after its own walk, so an
 //!   ancestor's walk cannot lose a subtree that is still being canceled.
+//!   So the second of two concurrent cancels, or a cancel of a node an
+//!   ancestor's walk already claimed, returns only after the subtree is
+//!   done (Go's second cancel waits on the mutex).
 //! - **N5** No recursion: the walk keeps an explicit worklist of
 //!   `(node, first child)` pairs, and release (N1) is a loop.
 //!
+//! Linearization: a derive at its insert CAS (L2), ordered before the
+//! parent's close; or, born canceled, at the load or failed insert that
+//! found the parent canceled (N2), ordered after the claim. A cancel at its
+//! claim (S1); it returns after the whole subtree is canceled (N4).
+//!
 //! Files: [`layout`] (the fields and the shape word), [`refs`] (N1, L7,
 //! N5: counted references and the free), [`alloc`] and [`cache`] (the
-//! blocks), [`listed`] (the list's hold, N1/L4), [`derive`], [`cancel`]
-//! and [`walk`] (N2–N5).
+//! blocks, C1–C4), [`listed`] (the list's hold, N1/L4), [`derive`](mod@derive),
+//! [`cancel`](mod@cancel) and [`walk`] (N2–N5).
 
 mod alloc;
 #[cfg(not(loom))]

@@ -17,7 +17,7 @@ fn a_cancel_context_is_one_64_byte_malloc_chunk() {
     assert!(timed <= 88, "TimedNode is {timed} bytes");
 }
 
-/// C1/C2 (`node_cache.rs`): a node whose cause panics when dropped
+/// C1/C2 (`cache.rs`): a node whose cause panics when dropped
 /// still returns its block to the cache, as a `Box` would free it while
 /// unwinding (LeakSanitizer runs with the cache off and cannot see it).
 #[test]
