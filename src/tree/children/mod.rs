@@ -58,11 +58,20 @@
 //!   collection (up to 8 bags of 64 objects every 128 pins) outpaces
 //!   (crossbeam#566). A deferred batch of at least `FLUSH_BATCH` nodes (64
 //!   outside loom and miri) is also flushed to the global queue.
-//! - **L5** At most one sweeper runs (it owns `SWEEPING`). Sweeps start after
-//!   `budget` inserts, where `budget = max(MIN_SWEEP, live nodes found by the
-//!   last sweep)`: each sweep walks O(n) nodes after Θ(n) inserts, so removal
-//!   is O(1) amortized and the list holds at most about twice its live nodes
-//!   plus `MIN_SWEEP`. Deleted nodes at the head are unlinked by the sweeper
+//! - **L5** At most one sweeper runs (it owns `SWEEPING`). A sweep starts
+//!   when the list's `budget = max(MIN_SWEEP, live nodes found by the last
+//!   sweep)` runs out: an insert spends 1, and so does half of a *drop* —
+//!   the last users of a node leaving it linked and `DELETED` (L7 could not
+//!   unlink it) spend `DROP_COST` = 2 (on a sharded list, in the dropping
+//!   thread's shard, whose sweeps look at the other shards in turn, L8).
+//!   Each sweep walks O(n) nodes after Θ(n) inserts or drops, so removal is
+//!   O(1) amortized, and the list holds at most about twice its live nodes
+//!   plus `MIN_SWEEP` whatever happens — also when only drops happen, so a
+//!   quiet parent whose children all left keeps at most `MIN_SWEEP` of them
+//!   linked. A drop's sweeper holds a user of the list's node: the dropper
+//!   takes it (a grant) while its listed child keeps the node alive, because
+//!   the nodes the sweep unlinks hold the node by nothing until their
+//!   release grants it (N1). Deleted nodes at the head are unlinked by the sweeper
 //!   with `CAS(head: node | SWEEPING → successor | SWEEPING)`, expecting the
 //!   head exactly as it left it (an insert or a close makes it fail); every
 //!   other deleted node `cur` through `CAS(prev.next: cur → succ)` expecting
@@ -101,15 +110,19 @@
 //!   CAS: users are cloned only from users, and grants only come from
 //!   passes over the node's own children (a sweeper of its list holds a
 //!   user itself; a walker that closed its list reached it through this
-//!   list, closed, where the CAS fails), so once the count shows one none
-//!   can appear; `LISTED` can be cleared only by a sweeper (which unlinks a
+//!   list, closed, where the CAS fails) or from a drop's sweeper (L5),
+//!   which grants itself a user only while a listed child with users keeps
+//!   the node out of this case (its list is open, so it is not `DELETED`;
+//!   or closed and not yet released, so a prepaid or child grant shows in
+//!   the count), so once the count shows one none can appear; `LISTED` can be cleared only by a sweeper (which unlinks a
 //!   first node only while holding `SWEEPING`, failing this CAS) or a
 //!   closer (which closes the head), so the CAS succeeding proves neither
 //!   did; the Acquire load of the count orders the other users' decrements
 //!   before the free. If the CAS fails (a newer child was inserted, the
 //!   list was closed, a sweep runs, or the node is in another thread's
 //!   shard, L8), the last user drops its count and leaves the node linked
-//!   and marked, for a sweep (L5) or the closer (L4), which frees it. The
+//!   and marked, for a sweep (L5: its drop counts toward one) or the closer
+//!   (L4), which frees it. The
 //!   sweeper's own head unlinks (L5) need `SWEEPING`, so they never race
 //!   this one, and a node they removed never shows as first again. Acquire
 //!   on the CAS orders every earlier walker's accesses to `node` (each walk
