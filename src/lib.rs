@@ -91,6 +91,18 @@ pub use integrations::tokio;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use integrations::tower;
 
+/// What the tests of the crate's bounds read (not a public API: it may
+/// change in any release).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod __diagnostics {
+    /// The most timer entries the timer thread handled in one step (T9,
+    /// `src/time/driver.rs`): at most five slices of 1,024.
+    pub fn timer_max_step_work() -> usize {
+        crate::time::driver::max_step_work()
+    }
+}
+
 /// Hooks for the loom models only: there is no timer thread under loom.
 #[cfg(loom)]
 #[doc(hidden)]

@@ -8,8 +8,9 @@
 //!
 //! Invariants:
 //! - **T1** Every armed entry is, at every moment, in exactly one place: its
-//!   shard's stack, or the driver's heap, or being fired / dropped by the
-//!   driver or a collecting thread. An entry is a [`TimerHold`], which keeps
+//!   shard's stack, a stack the driver took and has not ingested yet, one of
+//!   the driver's two heaps (`main`, `side`, T9), or being fired / dropped
+//!   by the driver or a collecting thread. An entry is a [`TimerHold`], which keeps
 //!   its node's block (and, while armed, a user of it, T6).
 //! - **T2** No missed wake-up: an arming thread pushes (a `SeqCst` CAS), then
 //!   reads `sleeping_until` (`SeqCst`); the driver stores `sleeping_until`
@@ -24,10 +25,10 @@
 //!   added to its shard's `disarmed` count every `DISARM_BATCH` disarms and
 //!   when the thread exits, so no count is lost. A shard whose count crosses
 //!   `BACKLOG` wakes the driver; the driver compacts its heap (drops every
-//!   disarmed entry) when the disarms it collected reach half its heap, or
-//!   the heap doubled since the last compaction; and whenever it collected
-//!   a disarm, or took new entries into a heap of at most `TIDY_HEAP`, it
-//!   tidies — drains and compacts in full — `tidy_delay(heap)` later
+//!   disarmed entry, by a pour, T9) when the disarms it collected reach half
+//!   its heap, or the heap doubled since the last compaction; and whenever
+//!   it collected a disarm, or took new entries into a heap of at most
+//!   `TIDY_HEAP`, it tidies — ingests and compacts in full — `tidy_delay(heap)` later
 //!   (`TIDY_AFTER`, 100 ms, up to `TIDY_HEAP` entries, then in proportion,
 //!   at most 60 s). So disarmed entries never outnumber `max(live,
 //!   MIN_COMPACT) + SHARDS × BACKLOG + (DISARM_BATCH − 1) × (live threads)`,
@@ -43,8 +44,27 @@
 //!   collectors need no other coordination. Most timeouts are canceled long
 //!   before they fire; this frees them on the thread that allocated them.
 //!
+//! - **T9** No step of the driver does more than bounded work, so no burst
+//!   delays an unrelated deadline by more than about a step: each step
+//!   takes the shards' stacks whole (one swap each), ingests at most
+//!   `SLICE` holds (the newest stack first), fires at most `SLICE` due
+//!   entries of each of its heaps, moves at most `SLICE` entries of a pour
+//!   and of a merge; the driver does not sleep while any of that remains.
+//!   A *pour* (every compaction, T3) empties `main` into `side` in deadline
+//!   order — firing what is due, dropping what is disarmed — while ingested
+//!   entries go to `side`; when `main` is empty the two swap. A *storm* is
+//!   more than `SLICE` entries due at once: while one lasts, ingested
+//!   entries go to `fresh`, whose due entries are fired first at every
+//!   step, and `fresh` is merged back once nothing else is due. So an entry
+//!   armed during a storm or a compaction of 10⁶ entries fires within about
+//!   a step (well under a millisecond) of its deadline instead of after the
+//!   backlog; entries queued before a storm fire in deadline order after
+//!   the backlog due before them. An arming thread's own collection (T5)
+//!   takes only what was pushed since the driver last took its shard.
+//!
 //! Linearization: an entry is armed at its push CAS (and T6's `ARMED`); the
-//! driver fires what is due after each wake-up, in deadline order.
+//! driver fires what is due at each step, in deadline order within each
+//! heap (T9).
 
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
@@ -203,9 +223,31 @@ fn collect(driver: &Driver, shard: &Shard) {
     crate::tree::panics::resume();
 }
 
+/// Entries the driver handles per step before it looks at its shards and
+/// its due entries again (T9): holds ingested from the taken chains, due
+/// entries fired, entries a pour moves. At ~0.1–0.2 µs each, a step is
+/// well under a millisecond.
+const SLICE: usize = 1024;
+
 /// The driver's loop state.
 struct Heap {
-    entries: BinaryHeap<Entry>,
+    /// The armed entries, earliest deadline on top.
+    main: BinaryHeap<Entry>,
+    /// While a pour runs (T9): the entries it moved out of `main`, and
+    /// what was ingested since it started. Empty otherwise.
+    side: BinaryHeap<Entry>,
+    /// What was ingested while a storm was fired (T9): fired first, merged
+    /// back once the storm is over.
+    fresh: BinaryHeap<Entry>,
+    /// Whether a pour runs: `main` is being emptied into `side` in
+    /// deadline order, firing what is due and dropping what is disarmed.
+    pouring: bool,
+    /// Whether more entries were due after the last step's slices.
+    storm: bool,
+    /// Stacks taken from the shards and not yet ingested, newest last: the
+    /// newest are ingested first, so an entry armed now is not queued
+    /// behind a burst armed before it (T9).
+    chains: Vec<usize>,
     /// Heap size that triggers the next compaction (T3).
     compact_at: usize,
     /// Disarms reported since the last compaction (T3).
@@ -217,24 +259,23 @@ struct Heap {
 fn run(driver: &'static Driver) {
     crate::tree::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
     let mut heap = Heap {
-        entries: BinaryHeap::new(),
+        main: BinaryHeap::new(),
+        side: BinaryHeap::new(),
+        fresh: BinaryHeap::new(),
+        pouring: false,
+        storm: false,
+        chains: Vec::new(),
         compact_at: MIN_COMPACT,
         disarmed: 0,
         tidy_at: None,
     };
     loop {
         driver.sleeping_until.store(0, Ordering::Relaxed);
-        heap.take_shards(driver);
-        heap.fire_due();
-        heap.compact_if_due();
-        let next = heap
-            .entries
-            .peek()
-            .map_or(Deadline::NEVER, |top| top.deadline);
-        let wake_at = match heap.tidy_at {
-            Some(at) => next.min(Deadline::from_instant(at)),
-            None => next,
-        };
+        heap.step(driver);
+        if heap.busy() {
+            continue; // more work is queued: no sleep until it is done (T9)
+        }
+        let wake_at = heap.wake_at();
         let untidy = heap.tidy_at.is_none();
         driver.tidy_pending.store(!untidy, Ordering::SeqCst); // T3
         driver.sleeping_until.store(wake_at.raw(), Ordering::SeqCst); // T2
@@ -256,67 +297,186 @@ fn run(driver: &'static Driver) {
 }
 
 impl Heap {
-    /// Moves every shard's entries into the heap, dropping the disarmed
-    /// ones, and collects the shards' disarm counts (T3).
+    /// One step of the loop (T9): take the shards, ingest, fire, pour —
+    /// each bounded by `SLICE`.
+    fn step(&mut self, driver: &Driver) {
+        self.take_shards(driver);
+        let mut work = self.ingest();
+        let now = Deadline::now();
+        // Arrivals first: they are not behind a storm's backlog.
+        work += fire_due(&mut self.fresh, now).0;
+        if self.pouring {
+            work += fire_due(&mut self.side, now).0;
+        } else {
+            work += fire_due(&mut self.main, now).0;
+        }
+        self.start_pour_if_due();
+        if self.pouring {
+            work += self.pour(now);
+        }
+        let due = |heap: &BinaryHeap<Entry>| heap.peek().is_some_and(|top| top.deadline <= now);
+        self.storm = due(&self.main) || due(&self.side);
+        if !self.storm {
+            work += self.merge_fresh();
+        }
+        MAX_STEP_WORK.fetch_max(work, Ordering::Relaxed);
+    }
+
+    /// Whether work is queued that the next step would do at once.
+    fn busy(&self) -> bool {
+        self.pouring || self.storm || !self.chains.is_empty() || !self.fresh.is_empty()
+    }
+
+    /// Where ingested entries go: `fresh` during a storm, `side` during a
+    /// pour, else `main`.
+    fn target(&mut self) -> &mut BinaryHeap<Entry> {
+        if self.storm {
+            &mut self.fresh
+        } else if self.pouring {
+            &mut self.side
+        } else {
+            &mut self.main
+        }
+    }
+
+    /// Moves up to `SLICE` entries of `fresh` back into the heap once the
+    /// storm is over; returns how many.
+    fn merge_fresh(&mut self) -> usize {
+        let n = self.fresh.len().min(SLICE);
+        for _ in 0..n {
+            if let Some(entry) = self.fresh.pop() {
+                self.target().push(entry);
+            }
+        }
+        n
+    }
+
+    /// The earliest deadline armed, or the tidy, whichever comes first.
+    fn wake_at(&self) -> Deadline {
+        let top = |heap: &BinaryHeap<Entry>| heap.peek().map_or(Deadline::NEVER, |e| e.deadline);
+        let next = top(&self.main).min(top(&self.side)).min(top(&self.fresh));
+        match self.tidy_at {
+            Some(at) => next.min(Deadline::from_instant(at)),
+            None => next,
+        }
+    }
+
+    /// Takes every shard's stack whole (O(1) each, T1) onto `chains`, and
+    /// collects the shards' disarm counts (T3).
     fn take_shards(&mut self, driver: &Driver) {
         let mut took = false;
         let mut counted = 0;
         for shard in driver.shards.iter() {
             counted += shard.disarmed.swap(0, Ordering::Relaxed);
-            take_stack(shard, |hold| {
-                took = true;
-                if hold.is_disarmed() {
-                    drop_on_driver(hold);
-                } else {
-                    let deadline = hold.deadline();
-                    self.entries.push(Entry { deadline, hold });
+            if shard.head.load(Ordering::Relaxed) != 0 {
+                let chain = shard.head.swap(0, Ordering::Acquire);
+                if chain != 0 {
+                    self.chains.push(chain);
+                    took = true;
                 }
-            });
-        }
-        self.disarmed += counted;
-        let small = self.entries.len() <= TIDY_HEAP;
-        if self.tidy_at.is_none() && (counted > 0 || took && small) {
-            self.tidy_at = Some(std::time::Instant::now() + tidy_delay(self.entries.len()));
-        }
-    }
-
-    /// Fires every entry that is due, in deadline order (T4).
-    fn fire_due(&mut self) {
-        let now = Deadline::now();
-        while self.entries.peek().is_some_and(|top| top.deadline <= now) {
-            if let Some(entry) = self.entries.pop() {
-                fire(entry);
             }
         }
+        self.disarmed += counted;
+        let len = self.main.len() + self.side.len() + self.fresh.len();
+        if self.tidy_at.is_none() && (counted > 0 || took && len <= TIDY_HEAP) {
+            self.tidy_at = Some(std::time::Instant::now() + tidy_delay(len));
+        }
     }
 
-    /// Drops the disarmed entries when enough were reported, the heap
-    /// doubled, or a tidy is due (T3).
-    fn compact_if_due(&mut self) {
-        let len = self.entries.len();
+    /// Moves up to `SLICE` holds from the taken chains, newest chain first,
+    /// into the heap (`side` while a pour runs), dropping the disarmed;
+    /// returns how many.
+    fn ingest(&mut self) -> usize {
+        let mut budget = SLICE;
+        while budget > 0 {
+            let Some(chain) = self.chains.last_mut() else {
+                break;
+            };
+            // SAFETY: the driver took this chain from a shard (T1); each
+            // hold in it came from `TimerHold::into_raw` and is ours.
+            let hold = unsafe { TimerHold::from_raw(*chain as *const Node) };
+            *chain = hold.next().load(Ordering::Relaxed);
+            if *chain == 0 {
+                self.chains.pop();
+            }
+            budget -= 1;
+            if hold.is_disarmed() {
+                drop_on_driver(hold);
+            } else {
+                let deadline = hold.deadline();
+                self.target().push(Entry { deadline, hold });
+            }
+        }
+        SLICE - budget
+    }
+
+    /// Starts a pour that drops the disarmed entries when enough were
+    /// reported, the heap doubled, or a tidy is due (T3).
+    fn start_pour_if_due(&mut self) {
+        if self.pouring {
+            return;
+        }
+        let len = self.main.len();
         let many_disarmed = self.disarmed >= MIN_COMPACT.max(len / 2);
         let tidy = self
             .tidy_at
             .is_some_and(|at| at <= std::time::Instant::now());
-        if !(tidy || len >= self.compact_at || many_disarmed && len > 0) {
-            return;
-        }
         if tidy {
             self.tidy_at = None;
         }
-        self.disarmed = 0;
-        let (kept, disarmed): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.entries)
-            .into_vec()
-            .into_iter()
-            .partition(|entry| !entry.hold.is_disarmed());
-        disarmed
-            .into_iter()
-            .for_each(|entry| drop_on_driver(entry.hold));
-        self.entries = BinaryHeap::from(kept);
-        let len = self.entries.len();
-        if self.entries.capacity() > 4 * len.max(MIN_COMPACT) {
-            self.entries.shrink_to(2 * len.max(MIN_COMPACT));
+        if tidy || len >= self.compact_at || many_disarmed && len > 0 {
+            self.disarmed = 0;
+            self.pouring = true;
         }
-        self.compact_at = (2 * len).max(MIN_COMPACT);
     }
+
+    /// One slice of the pour (T9): up to `SLICE` entries from `main` in
+    /// deadline order, each fired if due, dropped if disarmed, else moved
+    /// to `side`. When `main` is empty, `side` becomes the heap.
+    fn pour(&mut self, now: Deadline) -> usize {
+        let mut moved = 0;
+        while moved < SLICE {
+            let Some(entry) = self.main.pop() else {
+                break;
+            };
+            moved += 1;
+            if entry.hold.is_disarmed() {
+                drop_on_driver(entry.hold);
+            } else if entry.deadline <= now {
+                fire(entry);
+            } else {
+                self.side.push(entry);
+            }
+        }
+        if self.main.is_empty() {
+            self.pouring = false;
+            self.main = std::mem::take(&mut self.side);
+            self.compact_at = (2 * self.main.len()).max(MIN_COMPACT);
+        }
+        moved
+    }
+}
+
+/// Fires up to `SLICE` entries of `heap` that are due, in deadline order
+/// (T4); returns how many, and whether more are due.
+fn fire_due(heap: &mut BinaryHeap<Entry>, now: Deadline) -> (usize, bool) {
+    for fired in 0..SLICE {
+        match heap.peek() {
+            Some(top) if top.deadline <= now => {}
+            _ => return (fired, false),
+        }
+        if let Some(entry) = heap.pop() {
+            fire(entry);
+        }
+    }
+    (SLICE, heap.peek().is_some_and(|top| top.deadline <= now))
+}
+
+/// The most entries one step has handled (T9), for the tests.
+static MAX_STEP_WORK: AtomicUsize = AtomicUsize::new(0);
+
+/// The most entries (ingested, fired, dropped or moved) the driver has
+/// handled in one step so far: at most `5 × SLICE` (T9).
+pub(crate) fn max_step_work() -> usize {
+    MAX_STEP_WORK.load(Ordering::Relaxed)
 }

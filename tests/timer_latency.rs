@@ -1,0 +1,74 @@
+//! The timer thread stays responsive (T9, src/time/driver.rs): a storm of
+//! deadlines due at one instant, or a compaction of many canceled ones,
+//! is handled in slices of bounded work, and a deadline that falls due
+//! meanwhile fires between slices instead of after the whole backlog.
+//!
+//! The bound asserted is on work (entries handled per step of the timer
+//! thread, counted by the library), not on wall time; the ordering test
+//! relies only on the storm being much longer than one slice.
+
+use std::time::{Duration, Instant};
+
+use ctxtree::Context;
+
+/// Five slices of 1,024: ingest, fire arrivals, fire the rest, pour,
+/// merge (T9).
+const MAX_STEP: usize = 5 * 1024;
+
+fn n() -> usize {
+    if cfg!(debug_assertions) {
+        100_000
+    } else {
+        1_000_000
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[test]
+fn a_deadline_due_during_a_storm_fires_before_the_backlog_ends() {
+    let _serial = serial();
+    let root = Context::background();
+    let n = n();
+    // Far enough for the arming to finish first (10^6 arms on a loaded
+    // 2-core machine take about half a second).
+    let at =
+        Instant::now() + Duration::from_millis(if cfg!(debug_assertions) { 800 } else { 2000 });
+    let storm: Vec<_> = (0..n).map(|_| root.with_deadline(at)).collect();
+    // Armed once the storm is due, due 1 ms later.
+    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+    let (short, _short_handle) = root.with_timeout(Duration::from_millis(1));
+    short.wait();
+    let fired = storm.iter().filter(|(ctx, _)| ctx.is_done()).count();
+    eprintln!("{fired} of {n} storm deadlines had fired when the later one did");
+    assert!(
+        fired < n,
+        "the later deadline waited for the whole storm of {n}"
+    );
+    for (ctx, _) in &storm {
+        ctx.wait();
+    }
+    let step = ctxtree::__diagnostics::timer_max_step_work();
+    assert!(step <= MAX_STEP, "a timer step handled {step} entries");
+}
+
+#[test]
+fn a_compaction_of_canceled_deadlines_is_done_in_slices() {
+    let _serial = serial();
+    let root = Context::background();
+    let n = n();
+    let canceled: Vec<_> = (0..n)
+        .map(|_| root.with_timeout(Duration::from_secs(3600)))
+        .collect();
+    drop(canceled); // every entry disarmed, left to the timer thread
+    let (short, _handle) = root.with_timeout(Duration::from_millis(1));
+    assert_eq!(short.wait(), ctxtree::Error::DeadlineExceeded);
+    // Let the timer thread tidy what is left (T3: 100 ms after activity,
+    // longer for large heaps), then check no step did more than its slices.
+    std::thread::sleep(Duration::from_millis(300));
+    let step = ctxtree::__diagnostics::timer_max_step_work();
+    assert!(step <= MAX_STEP, "a timer step handled {step} entries");
+}
