@@ -5,6 +5,7 @@
 //! `cargo run --release -p ctxtree-bench -- --help`
 
 mod alloc;
+mod churn;
 mod cli;
 mod machine;
 mod measure;

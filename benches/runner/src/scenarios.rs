@@ -58,6 +58,11 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "value lookup of a missing key through 10 / 100 value layers (Go's DeepValue)",
     ),
     (
+        "churn",
+        "cancel a 10^3 x 10^3 tree fresh and after 10^6 derive/drop churn (ns per leaf, with the \
+         pointer-chase floor); single derives after 10^5 random drops (p99.9, max)",
+    ),
+    (
         "memory",
         "live heap bytes and allocations per with_cancel child (10^4 children)",
     ),
@@ -136,6 +141,7 @@ impl Config {
                 "deep" => 1,
                 "wake" => self.wake_threads.len(),
                 "memory" => 1,
+                "churn" => 5,
                 "value" => self.value_depths.len(),
                 _ => 0,
             }
@@ -271,6 +277,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
                 ));
             }
         }
+        "churn" => rows.extend(churn_rows(id, cfg, p)),
         "chain" => {
             for &d in &cfg.chains {
                 let label = format!("chain of {d}: build + cancel + drop");
@@ -439,6 +446,88 @@ pub fn pow10(n: usize) -> String {
     } else {
         n.to_string()
     }
+}
+
+/// The churned-tree rows (`churn.rs`).
+fn churn_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
+    use crate::churn::{self, cancel_grid, derive_after_drops};
+    let samples = cfg.deep_samples;
+    let cells = |stats: Vec<Option<Stats>>| -> Vec<Cell> {
+        stats
+            .into_iter()
+            .map(|s| s.map_or_else(|| Cell::Na("n/a".into()), Cell::Value))
+            .collect()
+    };
+    let grid = format!("{} x {}", pow10(churn::MIDS), pow10(churn::LEAVES));
+    let label = format!("cancel a fresh {grid} tree, per leaf");
+    p.step(&label);
+    let fresh = interleave(
+        samples,
+        vec![
+            cancel_grid::<CtxTree>(false),
+            cancel_grid::<MutexTree>(false),
+            cancel_grid::<TokioTree>(false),
+        ],
+    );
+    let mut rows = vec![Row::new(
+        id,
+        "fresh",
+        &label,
+        Unit::Ns,
+        cells(fresh.clone()),
+    )];
+    let label = format!("cancel the {grid} tree after churn under it, per leaf");
+    p.step(&label);
+    let churned = interleave(
+        samples,
+        vec![
+            cancel_grid::<CtxTree>(true),
+            cancel_grid::<MutexTree>(true),
+            cancel_grid::<TokioTree>(true),
+        ],
+    );
+    let label_floor = format!(
+        "pointer chase over {} scattered nodes, per node",
+        pow10(churn::MIDS * churn::LEAVES)
+    );
+    p.step(&label_floor);
+    let floor = interleave(samples, vec![Some(churn::pointer_chase())]).remove(0);
+    let floor_median = floor.as_ref().map_or(f64::NAN, |s| s.median);
+    let mut r = Row::new(id, "churned", &label, Unit::Ns, cells(churned.clone()));
+    r.note = Some(churn::memory_note(&fresh, &churned, floor_median));
+    rows.push(r);
+    let mut floor_cells = vec![floor.map_or_else(|| Cell::Na("n/a".into()), Cell::Value)];
+    floor_cells.extend((1..IMPLS.len()).map(|_| Cell::Na("(the floor)".into())));
+    let mut r = Row::new(id, "floor", &label_floor, Unit::Ns, floor_cells);
+    r.note = Some(
+        "the memory-latency floor of the walks above: one dependent load per 64-byte node, in \
+         shuffled order; the same for every implementation"
+            .into(),
+    );
+    rows.push(r);
+    for (case, pct, what) in [("p999", 99.9, "p99.9"), ("max", 100.0, "max")] {
+        let label = format!(
+            "single derives after {} children dropped in random order: {what}",
+            pow10(churn::DROPPED)
+        );
+        p.step(&label);
+        let stats = interleave(
+            samples,
+            vec![
+                derive_after_drops::<CtxTree>(pct),
+                derive_after_drops::<MutexTree>(pct),
+                derive_after_drops::<TokioTree>(pct),
+            ],
+        );
+        let mut r = Row::new(id, case, &label, Unit::Ns, cells(stats));
+        r.note = Some(format!(
+            "{} derives under the parent, each timed alone (about 20 ns of it is the clock); per \
+             sample the {what}, then the median over samples",
+            2 * churn::DROPPED
+        ));
+        rows.push(r);
+    }
+    rows
 }
 
 fn derive_cancel_drop<T: Tree>(cfg: &Config) -> Option<Sampler> {

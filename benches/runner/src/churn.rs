@@ -1,0 +1,179 @@
+//! Churned trees: what a tree that has seen derive/drop churn costs, next to
+//! a fresh one, and the worst single derive after a burst of drops — for
+//! each implementation, with the memory-latency floor of the same walk.
+//!
+//! - `cancel_churned`: root → `MIDS` mids → `LEAVES` leaves each; then one
+//!   thread derives and drops `CHURN` children under random mids (each
+//!   dropped at once, so each leaves its list by whatever the
+//!   implementation does); then the root is canceled. Nanoseconds per leaf,
+//!   with the same tree fresh as the row before it.
+//! - `pointer_chase`: the floor for a walk of that many nodes: one load per
+//!   node through a linked list of 64-byte nodes in shuffled order, the
+//!   layout of a tree built in one order and walked in another.
+//! - `derive_after_drops`: a parent with `DROPPED` children, dropped in
+//!   random order; then `2 × DROPPED` derives, each timed alone: p99.9 and
+//!   max of those (a derive that pays for everyone's garbage shows here).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use crate::measure::{Sampler, Stats};
+use crate::ops::live_parent;
+use crate::tree::Tree;
+
+pub const MIDS: usize = 1_000;
+pub const LEAVES: usize = 1_000;
+pub const CHURN: usize = 1_000_000;
+pub const DROPPED: usize = 100_000;
+
+/// A reproducible permutation source (a 64-bit LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) as usize % bound
+    }
+
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, self.next(i + 1));
+        }
+    }
+}
+
+/// Root, mids and leaves, kept alive until the cancel.
+struct Grid<T: Tree> {
+    root: (T::Ctx, T::Handle),
+    mids: Vec<(T::Ctx, T::Handle)>,
+    leaves: Vec<(T::Ctx, T::Handle)>,
+}
+
+impl<T: Tree> Grid<T> {
+    fn new() -> Self {
+        let root = live_parent::<T>();
+        let mids: Vec<_> = (0..MIDS).map(|_| T::derive(&root.0)).collect();
+        let leaves = mids
+            .iter()
+            .flat_map(|mid| (0..LEAVES).map(|_| T::derive(&mid.0)))
+            .collect();
+        Grid { root, mids, leaves }
+    }
+
+    /// Derives and drops `CHURN` children under random mids.
+    fn churn(&self, rng: &mut Lcg) {
+        for _ in 0..CHURN {
+            let mid = &self.mids[rng.next(MIDS)].0;
+            drop(black_box(T::derive(mid)));
+        }
+    }
+
+    /// Cancels the root; returns the time and checks a leaf saw it.
+    fn cancel(self) -> std::time::Duration {
+        let start = Instant::now();
+        T::cancel(&self.root.1);
+        let elapsed = start.elapsed();
+        assert!(T::is_done(&self.leaves[self.leaves.len() / 2].0));
+        drop(self);
+        elapsed
+    }
+}
+
+/// Nanoseconds per leaf to cancel the grid, fresh or after churn.
+pub fn cancel_grid<T: Tree>(churned: bool) -> Option<Sampler> {
+    let mut rng = Lcg(0x5EED);
+    Some(Box::new(move || {
+        let grid = Grid::<T>::new();
+        if churned {
+            grid.churn(&mut rng);
+        }
+        grid.cancel().as_nanos() as f64 / (MIDS * LEAVES) as f64
+    }))
+}
+
+/// Nanoseconds per node of a dependent-load walk over `MIDS × LEAVES`
+/// 64-byte nodes linked in shuffled order.
+pub fn pointer_chase() -> Sampler {
+    #[repr(align(64))]
+    struct Node {
+        next: usize,
+    }
+    let n = MIDS * LEAVES;
+    let mut order: Vec<usize> = (0..n).collect();
+    Lcg(0xC4A5E).shuffle(&mut order);
+    let mut nodes: Vec<Node> = (0..n).map(|_| Node { next: 0 }).collect();
+    for w in order.windows(2) {
+        nodes[w[0]].next = w[1];
+    }
+    let first = order[0];
+    Box::new(move || {
+        let start = Instant::now();
+        let mut at = first;
+        for _ in 1..n {
+            at = black_box(nodes[at].next);
+        }
+        black_box(at);
+        start.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+/// Per sample: the `pct`-th percentile (0–100; 100 is the max) of single
+/// derives under a parent whose `DROPPED` children were dropped in random
+/// order, in nanoseconds.
+pub fn derive_after_drops<T: Tree>(pct: f64) -> Option<Sampler> {
+    let mut rng = Lcg(0xD80F);
+    Some(Box::new(move || {
+        let (parent, _handle) = live_parent::<T>();
+        let mut children: Vec<Option<(T::Ctx, T::Handle)>> =
+            (0..DROPPED).map(|_| Some(T::derive(&parent))).collect();
+        let mut order: Vec<usize> = (0..DROPPED).collect();
+        rng.shuffle(&mut order);
+        for i in order {
+            children[i] = None;
+        }
+        let mut times = Vec::with_capacity(2 * DROPPED);
+        let mut kept = Vec::with_capacity(2 * DROPPED);
+        for _ in 0..2 * DROPPED {
+            let start = Instant::now();
+            let child = T::derive(black_box(&parent));
+            times.push(start.elapsed().as_nanos() as f64);
+            kept.push(child);
+            if kept.len() == 1024 {
+                kept.clear(); // dropped newest-first: cheap for everyone
+            }
+        }
+        percentile(times, pct)
+    }))
+}
+
+fn percentile(mut v: Vec<f64>, pct: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let i = ((pct / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// The note under the churned row: each implementation's churned cancel
+/// against its fresh one and against the floor of a scattered walk.
+pub fn memory_note(fresh: &[Option<Stats>], churned: &[Option<Stats>], floor: f64) -> String {
+    let mut parts = Vec::new();
+    for ((name, f), c) in crate::report::IMPLS.iter().zip(fresh).zip(churned) {
+        if let (Some(f), Some(c)) = (f, c) {
+            parts.push(format!(
+                "{name} {:.2}× its fresh cancel ({:.0} % of the floor)",
+                c.median / f.median,
+                100.0 * c.median / floor
+            ));
+        }
+    }
+    format!(
+        "after {CHURN} derive/drop cycles under random mids. The floor below ({floor:.0} ns per \
+         node) is what a walk costs when every node is a cache miss; a walk well under it still \
+         visits its nodes in nearly memory order, and what a churned walk adds beyond its fresh \
+         one is the structure (nodes the churn left linked, lists out of memory order) or \
+         scattered memory, up to that floor: {}",
+        parts.join("; ")
+    )
+}
