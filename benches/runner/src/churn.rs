@@ -3,9 +3,10 @@
 //! each implementation, with the memory-latency floor of the same walk.
 //!
 //! - `cancel_churned`: root → `MIDS` mids → `LEAVES` leaves each; then one
-//!   thread derives and drops `CHURN` children under random mids (each
-//!   dropped at once, so each leaves its list by whatever the
-//!   implementation does); then the root is canceled. Nanoseconds per leaf,
+//!   thread derives `CHURN` children under random mids, `WINDOW` of them
+//!   alive at a time and each dropped at a random later moment (so most
+//!   leave their list by whatever the implementation does for a child that
+//!   is not the newest); then the root is canceled. Nanoseconds per leaf,
 //!   with the same tree fresh as the row before it.
 //! - `pointer_chase`: the floor for a walk of that many nodes: one load per
 //!   node through a linked list of 64-byte nodes in shuffled order, the
@@ -24,6 +25,8 @@ use crate::tree::Tree;
 pub const MIDS: usize = 1_000;
 pub const LEAVES: usize = 1_000;
 pub const CHURN: usize = 1_000_000;
+/// Churned children alive at once.
+pub const WINDOW: usize = 1_024;
 pub const DROPPED: usize = 100_000;
 
 /// A reproducible permutation source (a 64-bit LCG).
@@ -63,11 +66,21 @@ impl<T: Tree> Grid<T> {
         Grid { root, mids, leaves }
     }
 
-    /// Derives and drops `CHURN` children under random mids.
+    /// Derives `CHURN` children under random mids, each dropped at a
+    /// random later moment: a window of `WINDOW` live ones, one of which,
+    /// at random, is dropped for each new one (out of derive order, as
+    /// requests end).
     fn churn(&self, rng: &mut Lcg) {
+        let mut window: Vec<(T::Ctx, T::Handle)> = Vec::with_capacity(WINDOW);
         for _ in 0..CHURN {
             let mid = &self.mids[rng.next(MIDS)].0;
-            drop(black_box(T::derive(mid)));
+            let child = T::derive(mid);
+            if window.len() < WINDOW {
+                window.push(child);
+            } else {
+                let i = rng.next(WINDOW);
+                drop(black_box(std::mem::replace(&mut window[i], child)));
+            }
         }
     }
 
@@ -169,7 +182,8 @@ pub fn memory_note(fresh: &[Option<Stats>], churned: &[Option<Stats>], floor: f6
         }
     }
     format!(
-        "after {CHURN} derive/drop cycles under random mids. The floor below ({floor:.0} ns per \
+        "after {CHURN} children derived under random mids and dropped out of order \
+         ({WINDOW} alive at a time). The floor below ({floor:.0} ns per \
          node) is what a walk costs when every node is a cache miss; a walk well under it still \
          visits its nodes in nearly memory order, and what a churned walk adds beyond its fresh \
          one is the structure (nodes the churn left linked, lists out of memory order) or \
