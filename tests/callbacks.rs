@@ -393,3 +393,44 @@ fn runner_threads_exit_when_idle() {
     }
     assert_eq!(runner_threads(), Some(0), "{:?}", thread_names());
 }
+
+/// A cancel made by a thread-local's destructor, after the thread's own
+/// panic holder is gone, whose callback panics: the payload is dropped, the
+/// cancel completes, the thread exits normally (no abort, no lost cancel).
+#[test]
+fn a_panicking_callback_of_a_cancel_during_thread_exit_does_not_abort() {
+    use std::cell::RefCell;
+    struct CancelOnExit(RefCell<Option<CancelHandle>>);
+    impl Drop for CancelOnExit {
+        fn drop(&mut self) {
+            if let Some(handle) = self.0.borrow_mut().take() {
+                handle.cancel();
+            }
+        }
+    }
+    thread_local! {
+        static ON_EXIT: CancelOnExit = const { CancelOnExit(RefCell::new(None)) };
+    }
+    let (ctx, handle) = Context::background().with_cancel();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let ran2 = ran.clone();
+    let _stop = ctx.after_func(move || {
+        ran2.fetch_add(1, Ordering::SeqCst);
+        panic!("a callback that panics during thread exit");
+    });
+    let watched = ctx.clone();
+    std::thread::spawn(move || {
+        // Registered first, so destroyed last: after the panic holder,
+        // which the first held panic below registers.
+        ON_EXIT.with(|slot| *slot.0.borrow_mut() = Some(handle));
+        let (other, other_handle) = Context::background().with_cancel();
+        let _other_stop = other.after_func(|| panic!("held, then resumed"));
+        let resumed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| other_handle.cancel()));
+        assert!(resumed.is_err(), "a callback's panic reaches the canceler");
+    })
+    .join()
+    .expect("the thread exits normally");
+    assert!(watched.is_done());
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}

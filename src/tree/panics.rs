@@ -49,12 +49,23 @@ std::thread_local! {
 }
 
 /// Keeps the first payload of this cancel; later ones are dropped (P1).
+/// On a thread whose locals are being destroyed (a cancel in another
+/// thread-local's destructor) there is nowhere to hold it: it is dropped,
+/// as a runner thread drops its own.
 pub(crate) fn hold(payload: Payload) {
-    HELD.with(|held| {
+    let mut payload = Some(payload);
+    let held = HELD.try_with(|held| {
         let first = held.take();
-        held.set(Some(first.unwrap_or(payload)));
+        held.set(first.or_else(|| payload.take()));
     });
-    ANY_HELD.with(|any| any.set(true));
+    if held.is_ok() {
+        ANY_HELD.with(|any| any.set(true));
+    }
+    if let Some(unheld) = payload {
+        // Later payloads of this cancel, or nowhere to keep it. Its drop is
+        // foreign code: guarded.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(unheld)));
+    }
 }
 
 /// Runs `f`, which may run foreign code (a waker's or a cause's `drop`),
@@ -83,7 +94,7 @@ pub(crate) fn defer_resume(on: bool) {
 pub(crate) fn discard() {
     if ANY_HELD.with(Cell::get) {
         ANY_HELD.with(|any| any.set(false));
-        let payload = HELD.with(Cell::take);
+        let payload = HELD.try_with(Cell::take).ok().flatten();
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
     }
 }
@@ -104,7 +115,7 @@ fn resume_held() {
         return; // the outermost runner resumes it (F5d)
     }
     ANY_HELD.with(|any| any.set(false));
-    if let Some(payload) = HELD.with(Cell::take) {
+    if let Some(payload) = HELD.try_with(Cell::take).ok().flatten() {
         if !std::thread::panicking() {
             std::panic::resume_unwind(payload);
         }
