@@ -45,6 +45,7 @@ declare -A MODEL=(
   [trampoline_drops_pending]=after_func:after_func_nested_cancel_vs_stop_wait
   [take_waker_unclaimed]=waiter_abandon_vs_cancel
   [drop_sweep_unheld]=drop_sweep:drop_sweep_vs_parent_cancel_and_drop
+  [merge_unheld_child]=merge:other_cancel_vs_merged_drop
 )
 
 status=0

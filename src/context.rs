@@ -293,7 +293,7 @@ impl Context {
         self.deadline_raw().to_instant()
     }
 
-    fn deadline_raw(&self) -> Deadline {
+    pub(crate) fn deadline_raw(&self) -> Deadline {
         match &self.repr {
             Repr::Root(_) => Deadline::NEVER,
             Repr::Node(node) => node.deadline(),
@@ -301,7 +301,7 @@ impl Context {
     }
 
     /// `expired`: the deadline is at or before now (the caller read the clock).
-    fn with_deadline_at(
+    pub(crate) fn with_deadline_at(
         &self,
         deadline: Deadline,
         expired: bool,

@@ -68,6 +68,7 @@ mod display;
 mod done;
 mod error;
 mod integrations;
+mod merge;
 mod plant;
 mod run;
 mod sync;

@@ -47,6 +47,7 @@ pub(crate) const PLANTS: &[&str] = &[
     "trampoline_drops_pending",
     "take_waker_unclaimed",
     "drop_sweep_unheld",
+    "merge_unheld_child",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see
