@@ -191,3 +191,43 @@ pub fn memory_note(fresh: &[Option<Stats>], churned: &[Option<Stats>], floor: f6
         parts.join("; ")
     )
 }
+
+/// Deadlines in a storm: all due at one instant.
+pub const STORM: usize = 1_000_000;
+
+/// Milliseconds late: a 1 ms timeout armed at the instant `STORM`
+/// deadlines fall due, from its deadline to its cancel being seen. `None`
+/// where the implementation has no deadlines.
+pub fn storm_lateness<T: Tree>() -> Option<Sampler> {
+    let (parent, handle) = live_parent::<T>();
+    T::with_timeout(&parent, std::time::Duration::from_secs(3600))?;
+    // How long the arms of the last sample took: the next storm falls due
+    // well after its arms are in.
+    let mut arming = std::time::Duration::from_secs(2);
+    Some(Box::new(move || {
+        let _keep = &handle;
+        let start = Instant::now();
+        let due = start + 2 * arming + std::time::Duration::from_millis(200);
+        let storm: Vec<_> = (0..STORM)
+            .filter_map(|_| T::with_timeout(&parent, due.saturating_duration_since(Instant::now())))
+            .collect();
+        arming = start.elapsed();
+        assert!(
+            Instant::now() < due,
+            "the storm fell due before its arms were in"
+        );
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let armed = Instant::now();
+        let (short, _short_handle) =
+            T::with_timeout(&parent, std::time::Duration::from_millis(1)).expect("checked");
+        T::wait(&short);
+        let late = armed
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(1));
+        assert!(!T::is_done(&parent), "the storm ran under a live parent");
+        for (ctx, _) in &storm {
+            T::wait(ctx);
+        }
+        late.as_secs_f64() * 1e3
+    }))
+}
