@@ -9,7 +9,7 @@ pub const MAX_OPS: usize = 64;
 /// this. Codes 0–15 are the original table (older corpus inputs, whose
 /// op bytes are all below 16, decode as they always did); new ops are
 /// appended after them.
-const OP_CODES: u8 = 23;
+const OP_CODES: u8 = 24;
 
 /// One decoded operation. Operands are raw bytes, resolved against the
 /// arena's current sizes when the operation runs (`byte % len`), so every
@@ -73,6 +73,10 @@ pub enum Op {
     AfterFunc { ctx: u8, flags: u8 },
     /// `stop()` (bit 0 of `wait` clear) or `stop_wait()` of a registration.
     Stop { reg: u8, wait: u8 },
+    /// `primary.merge(&other)`, each background, todo or an arena context
+    /// (as `parent` in [`Op::Derive`]); the merged context and its handle
+    /// join the arena.
+    Merge { primary: u8, other: u8 },
 }
 
 /// The cause kinds of [`Op::CancelWithCause`], by `cause % 7`.
@@ -87,7 +91,7 @@ pub const CAUSE_KINDS: [&str; 7] = [
 ];
 
 /// Decodes `data` into at most [`MAX_OPS`] operations. The first byte of
-/// each operation selects it (`byte % 23`), the following bytes are its
+/// each operation selects it (`byte % 24`), the following bytes are its
 /// operands.
 pub fn decode(data: &[u8]) -> Vec<Op> {
     let mut r = Reader::new(data);
@@ -137,9 +141,13 @@ pub fn decode(data: &[u8]) -> Vec<Op> {
                 ctx: r.byte(),
                 flags: r.byte(),
             },
-            _ => Op::Stop {
+            22 => Op::Stop {
                 reg: r.byte(),
                 wait: r.byte(),
+            },
+            _ => Op::Merge {
+                primary: r.byte(),
+                other: r.byte(),
             },
         };
         ops.push(op);

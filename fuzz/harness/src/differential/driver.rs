@@ -77,6 +77,7 @@ impl World<'_> {
                     }
                 }
             }
+            Op::Merge { primary, other } => self.merge(primary, other),
             Op::Stop { reg, wait } => {
                 if let Some(i) = Self::pick(self.regs.len(), reg) {
                     self.stop(i, wait & 1 != 0);

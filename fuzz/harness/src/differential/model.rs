@@ -54,6 +54,13 @@ pub(super) struct MNode {
     /// `(err, cause id)` once canceled.
     pub(super) canceled: Option<(Error, usize)>,
     children: Vec<usize>,
+    /// Merged nodes that this node's cancel also cancels (with its err
+    /// and cause), after its subtree, as `Context::merge`'s registration.
+    mergers: Vec<usize>,
+    /// Canceled through a merge registration (a callback of the cancel,
+    /// run after its walk): not necessarily done when other callbacks of
+    /// the same cancel run.
+    pub(super) via_merge: bool,
     deadline: Option<Instant>,
     /// The Go-style path (`Display`, deadlines shown as `*`).
     path: String,
@@ -111,6 +118,8 @@ impl Model {
             parent,
             canceled,
             children: Vec::new(),
+            mergers: Vec::new(),
+            via_merge: false,
             deadline,
             path,
             seq: self.seq,
@@ -156,25 +165,77 @@ impl Model {
 
     /// Go's cancel: first writer wins on the node; then every descendant
     /// not canceled yet takes its parent's (by then canceled) err and cause.
+    /// Then (as the merge registrations run after the cancel's walk) each
+    /// merged node registered on a node this cancel reached is canceled
+    /// with that node's err and cause, and so on, in FIFO order.
     pub(super) fn cancel(&mut self, n: usize, err: Error, cause: usize) {
-        if self.nodes[n].canceled.is_some() {
-            return;
-        }
-        self.nodes[n].canceled = Some((err, cause));
-        let mut todo = self.nodes[n].children.clone();
-        while let Some(c) = todo.pop() {
-            if self.nodes[c].canceled.is_none() {
-                let p = self.nodes[c].parent.expect("a child has a parent");
-                self.nodes[c].canceled = self.nodes[p].canceled;
+        let mut merges = std::collections::VecDeque::from([(n, (err, cause))]);
+        let mut direct = true;
+        while let Some((n, state)) = merges.pop_front() {
+            let via_merge = !std::mem::replace(&mut direct, false);
+            if self.nodes[n].canceled.is_some() {
+                continue;
             }
-            todo.extend_from_slice(&self.nodes[c].children);
+            self.nodes[n].canceled = Some(state);
+            self.nodes[n].via_merge = via_merge;
+            let mut reached = vec![n];
+            let mut todo = self.nodes[n].children.clone();
+            while let Some(c) = todo.pop() {
+                if self.nodes[c].canceled.is_none() {
+                    let p = self.nodes[c].parent.expect("a child has a parent");
+                    self.nodes[c].canceled = self.nodes[p].canceled;
+                    self.nodes[c].via_merge = via_merge;
+                    reached.push(c);
+                }
+                todo.extend_from_slice(&self.nodes[c].children);
+            }
+            for r in reached {
+                let state = self.nodes[r].canceled.expect("reached");
+                merges.extend(self.nodes[r].mergers.iter().map(|&m| (m, state)));
+            }
         }
+    }
+
+    /// `primary.merge(&other)`: a child of `primary` with the earlier
+    /// deadline (a deadline child only if `other`'s is earlier than
+    /// `primary`'s; expired at once if not after `now`), born with the
+    /// primary's state, else expired, else with `other`'s state, else
+    /// registered on `other`.
+    pub(super) fn merge(&mut self, primary: At, other: At, now: Instant) -> usize {
+        let mine = self.deadline(primary);
+        let theirs = self.deadline(other);
+        let earlier = theirs.filter(|t| mine.is_none_or(|m| t < &m));
+        let n = match earlier {
+            Some(d) => {
+                let n = self.derive(primary, NodeKind::Deadline(d));
+                if d <= now {
+                    self.cancel(n, Error::DeadlineExceeded, super::causes::DEADLINE_ID);
+                }
+                n
+            }
+            None => self.derive(primary, NodeKind::Cancel),
+        };
+        if let CancelPart::Node(o) = other.cancel {
+            match self.nodes[o].canceled {
+                Some((err, cause)) => self.cancel(n, err, cause),
+                None => self.nodes[o].mergers.push(n),
+            }
+        }
+        n
     }
 
     pub(super) fn state(&self, at: At) -> Option<(Error, usize)> {
         match at.cancel {
             CancelPart::Root(_) => None,
             CancelPart::Node(n) => self.nodes[n].canceled,
+        }
+    }
+
+    /// Whether `at` was canceled through a merge registration.
+    pub(super) fn via_merge(&self, at: At) -> bool {
+        match at.cancel {
+            CancelPart::Root(_) => false,
+            CancelPart::Node(n) => self.nodes[n].via_merge,
         }
     }
 

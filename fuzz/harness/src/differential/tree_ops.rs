@@ -181,6 +181,19 @@ impl World<'_> {
         self.keep_child(ctx, handle, at, 3);
     }
 
+    /// `Op::Merge`: `primary.merge(&other)`; both halves join the arena.
+    pub(super) fn merge(&mut self, primary: u8, other: u8) {
+        let (pctx, p_at) = self.parent(primary);
+        let (octx, o_at) = self.parent(other);
+        let (ctx, handle) = pctx.merge(&octx);
+        let n = self.model.merge(p_at, o_at, std::time::Instant::now());
+        let at = At {
+            cancel: CancelPart::Node(n),
+            vals: p_at.vals,
+        };
+        self.keep_child(ctx, handle, at, 3);
+    }
+
     /// A fresh or shared cause of kind `kind` (0..7) and its id.
     fn new_cause(&mut self, kind: u8) -> (CauseArg, usize) {
         match kind {
