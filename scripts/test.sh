@@ -23,7 +23,7 @@ cargo fmt --all -- --check
 # Optional integrations (Cargo features): none, each alone, all.
 FEATURES=(tokio crossbeam-channel tower)
 declare -A FEATURE_TESTS=(
-  [tokio]="--test tokio_bridge --test runtimes"
+  [tokio]="--test tokio_bridge --test runtimes --test task_group"
   [crossbeam-channel]="--test channel"
   [tower]="--test tower_layer --test fanout_server"
 )

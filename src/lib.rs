@@ -45,6 +45,10 @@
 //! `select!`) and `tower` (`tower::ContextLayer`, giving each HTTP request a
 //! context with its `grpc-timeout` deadline).
 //!
+//! Task groups (Go's `errgroup`): [`group::scope`] runs subtasks on scoped
+//! threads under one context, the first error canceling the siblings; the
+//! `tokio` feature adds the same for tokio tasks, `tokio::TaskGroup`.
+//!
 //! # How it works
 //! Each cancelable context is one heap node with a single atomic state word
 //! holding both its lifecycle (active, or canceled with err and cause) and the
@@ -67,6 +71,7 @@ mod context;
 mod display;
 mod done;
 mod error;
+pub mod group;
 mod integrations;
 mod merge;
 mod plant;

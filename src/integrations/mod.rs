@@ -8,6 +8,8 @@
 #[cfg(feature = "crossbeam-channel")]
 pub mod channel;
 #[cfg(feature = "tokio")]
+mod task_group;
+#[cfg(feature = "tokio")]
 pub mod tokio;
 #[cfg(feature = "tower")]
 pub mod tower;

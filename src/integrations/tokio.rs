@@ -11,6 +11,9 @@
 //!   the child. tokio-util wakes that waker on the thread that cancels the
 //!   token, so the child is canceled there, before `cancel()` returns.
 //!
+//! The module also holds [`TaskGroup`], the task group of
+//! [`ctxtree::group`](crate::group) for tokio tasks.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -70,6 +73,8 @@ use crate::after_func::AfterFunc;
 use crate::context::{CancelHandle, Context};
 use crate::error::Error;
 use crate::tree::node;
+
+pub use super::task_group::TaskGroup;
 
 impl Context {
     /// A new [`CancellationToken`] that is canceled when this context ends
