@@ -10,14 +10,14 @@
 //! set.
 //!
 //! Invariants, besides G1–G4:
-//! - **T1** A task's drop guard reports exactly once, whichever way its
+//! - **G5** A task's drop guard reports exactly once, whichever way its
 //!   future goes: completed, aborted, or never polled (spawned while the
 //!   runtime shuts down). So the running set never keeps a task that no
 //!   longer exists, and `shutdown` reports only tasks that were running.
-//! - **T2** The `JoinSet` is never dropped with a task that was not told
+//! - **G6** The `JoinSet` is never dropped with a task that was not told
 //!   first: every path that aborts (shutdown, drop, the drop grace's
 //!   reaper) cancels the group's context before.
-//! - **T3** The grace periods (`shutdown`, the drop grace) are timed with a
+//! - **G7** The grace periods (`shutdown`, the drop grace) are timed with a
 //!   ctxtree deadline, not a tokio timer: the group needs only tokio's `rt`
 //!   and `sync` features.
 
@@ -101,7 +101,7 @@ use crate::group::{GroupShutdown, ShutdownReport, TaskId};
 #[must_use = "dropping a TaskGroup cancels and aborts its tasks"]
 pub struct TaskGroup {
     tracker: Arc<Tracker>,
-    /// The wrapped tasks; finished ones are reaped at each spawn (T1).
+    /// The wrapped tasks; finished ones are reaped at each spawn (G5).
     tasks: JoinSet<()>,
     /// One permit per running task when a limit is set (G4).
     slots: Option<Arc<Semaphore>>,
@@ -284,7 +284,7 @@ impl TaskGroup {
         Some(self.start(permit, task))
     }
 
-    /// Registers and spawns one task (G1, T1).
+    /// Registers and spawns one task (G1, G5).
     fn start<F, Fut, E>(&mut self, permit: Option<OwnedSemaphorePermit>, task: F) -> TaskId
     where
         F: FnOnce(Context) -> Fut + Send + 'static,
@@ -439,7 +439,7 @@ impl TaskGroup {
 
 impl Drop for TaskGroup {
     fn drop(&mut self) {
-        // T2: tell the tasks before anything aborts them.
+        // G6: tell the tasks before anything aborts them.
         self.tracker.cancel(Some(GroupShutdown.into()));
         if self.tasks.is_empty() || self.drop_grace.is_zero() {
             return; // the `JoinSet`'s drop aborts what is left
@@ -468,7 +468,7 @@ impl fmt::Debug for TaskGroup {
     }
 }
 
-/// Reports how a task ended, whichever way its future goes (T1).
+/// Reports how a task ended, whichever way its future goes (G5).
 struct DropGuard {
     tracker: Arc<Tracker>,
     id: TaskId,
