@@ -25,6 +25,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Router};
+use ctxtree::tokio::TaskGroup;
 use ctxtree::tower::ContextLayer;
 use ctxtree::{Context, Error};
 use serde_free::FanoutParams;
@@ -260,21 +261,28 @@ async fn fanout(
         }));
     }
 
-    let subtasks: Vec<_> = (0..params.tasks)
-        .map(|_| {
-            let (sub, handle) = ctx.with_cancel();
-            let (stats, probe) = (stats.clone(), probe.clone());
-            tokio::spawn(subtask(sub, handle, params.work, stats, probe))
-        })
-        .collect();
-    let mut finished = 0;
-    let mut canceled = 0;
-    for task in subtasks {
-        match task.await {
-            Ok(true) => finished += 1,
-            _ => canceled += 1,
-        }
+    // The subtasks run as a task group under the request's context: each
+    // gets a child of it; `wait` returns once all have ended. If the client
+    // goes away the handler future is dropped, and with it the group, which
+    // cancels the subtasks and gives them a moment to see it before it
+    // aborts what is left.
+    let mut group = TaskGroup::new(&ctx).drop_grace(Duration::from_millis(100));
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..params.tasks {
+        let (stats, probe, done) = (stats.clone(), probe.clone(), done.clone());
+        let work = params.work;
+        group
+            .spawn(move |sub| async move {
+                if subtask(sub, work, stats, probe).await {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok::<(), Error>(())
+            })
+            .await;
     }
+    let _ = group.wait().await;
+    let finished = done.load(Ordering::SeqCst);
+    let canceled = params.tasks - finished;
     let status = match ctx.err() {
         _ if canceled == 0 => StatusCode::OK,
         Some(Error::DeadlineExceeded) => StatusCode::GATEWAY_TIMEOUT,
@@ -292,13 +300,7 @@ async fn fanout(
 
 /// One subtask: `work` unless its context ends first. Returns whether the
 /// work finished.
-async fn subtask(
-    ctx: Context,
-    handle: ctxtree::CancelHandle,
-    work: Duration,
-    stats: Arc<Stats>,
-    probe: Arc<Probe>,
-) -> bool {
+async fn subtask(ctx: Context, work: Duration, stats: Arc<Stats>, probe: Arc<Probe>) -> bool {
     stats.started.fetch_add(1, Ordering::SeqCst);
     let finished = ctx.run(tokio::time::sleep(work)).await.is_ok();
     if finished {
@@ -307,7 +309,6 @@ async fn subtask(
         stats.canceled.fetch_add(1, Ordering::SeqCst);
     }
     probe.subtask_ended(!finished, &stats);
-    drop(handle); // this subtask's context ends with it
     finished
 }
 
