@@ -78,7 +78,7 @@ mod values;
 
 pub use after_func::AfterFunc;
 pub use context::{CancelHandle, Context};
-pub use done::{Done, DoneOwned};
+pub use done::{Cancelled, CancelledOwned, Done, DoneOwned};
 pub use error::{Cause, Error};
 pub use run::{FutureExt, Run, RunOwned};
 
@@ -143,6 +143,7 @@ mod tests {
         assert_traits::<Context>();
         assert_traits::<CancelHandle>();
         assert_traits::<DoneOwned>();
+        assert_traits::<CancelledOwned>();
         assert_traits::<Cause>();
         assert_traits::<AfterFunc>();
         fn done_is_send(ctx: &Context) -> impl Send + '_ {
