@@ -67,6 +67,11 @@ use ::tower_service::Service;
 
 use crate::{CancelHandle, Context, Error};
 
+pub use super::budget::{
+    BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
+    InvalidBudget,
+};
+
 /// The `grpc-timeout` header name.
 ///
 /// ```
@@ -79,10 +84,23 @@ pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// The largest `TimeoutValue` the wire format allows: at most 8 digits.
 const MAX_VALUE: u64 = 99_999_999;
 
+/// The format of `grpc-timeout`, as the messages of [`InvalidGrpcTimeout`]
+/// and [`InvalidBudget`] state it.
+macro_rules! grpc_timeout_format {
+    () => {
+        "1 to 8 digits followed by one of H, M, S, m, u, n"
+    };
+}
+
+pub(crate) const GRPC_TIMEOUT_FORMAT: &str = grpc_timeout_format!();
+
 /// The message of [`InvalidGrpcTimeout`]; the 400 body is this plus `\n`.
 macro_rules! malformed_message {
     () => {
-        "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n"
+        concat!(
+            "malformed grpc-timeout header: expected ",
+            grpc_timeout_format!()
+        )
     };
 }
 
