@@ -246,3 +246,43 @@ async fn shutdown_answers_in_flight_calls_unavailable_and_stops_the_server() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
+    let server = start_with(|layer| layer).await; // the plain layer, above
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+
+    let (root, shutdown) = Context::background().with_cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = Raw::default();
+    let seen = raw.seen.clone();
+    let served = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(root.clone()).until_body_end())
+            .add_service(raw)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
+    );
+    let left: u64 = call(addr, "remaining", Some("5S"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 4000, "{left}");
+    let ctx = seen.lock().unwrap()[0].clone();
+    // The body (message and trailers) was sent in full: ended, not aborted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ctx.is_done() {
+        assert!(Instant::now() < deadline, "the context outlived the body");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert!(ctx
+        .cause()
+        .unwrap()
+        .downcast_ref::<ctxtree::tower::RequestAborted>()
+        .is_none());
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+}

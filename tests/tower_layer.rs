@@ -639,3 +639,48 @@ async fn budget_codecs_smallest_wins_and_envoy_zero_means_none() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(deadline, None, "not called");
 }
+
+#[tokio::test]
+async fn until_body_end_keeps_the_context_while_the_body_streams() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    type Chunks = futures::channel::mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>;
+
+    for read_to_end in [true, false] {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let rx = Arc::new(Mutex::new(Some(rx)));
+        let slot: Slot = Arc::default();
+        let s = slot.clone();
+        let svc = ContextLayer::new(Context::background())
+            .until_body_end()
+            .layer(service_fn(move |req: Request<String>| {
+                *s.lock().unwrap() = request_context(&req).cloned();
+                let chunks: Chunks = rx.lock().unwrap().take().unwrap();
+                // Any body with `Default`: boxed, as axum's and tonic's are.
+                let body = StreamBody::new(chunks).boxed_unsync();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+        let res = svc.oneshot(request(Some("10S"))).await.unwrap();
+        let ctx = stashed(&slot);
+        assert!(!ctx.is_done(), "alive after the head");
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"part"))))
+            .unwrap();
+        let mut body = res.into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "part");
+        assert!(!ctx.is_done(), "alive while streaming");
+        if read_to_end {
+            drop(tx);
+            assert!(body.frame().await.is_none());
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            let cause = ctx.cause().unwrap();
+            assert!(cause.downcast_ref::<RequestAborted>().is_none());
+        } else {
+            drop(body); // the client went away mid-stream
+            let cause = ctx.cause().unwrap();
+            assert!(cause.downcast_ref::<RequestAborted>().is_some());
+        }
+    }
+}

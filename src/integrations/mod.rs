@@ -6,6 +6,8 @@
 //! the caller's `grpc-timeout`).
 
 #[cfg(feature = "tower")]
+mod body;
+#[cfg(feature = "tower")]
 mod budget;
 #[cfg(feature = "crossbeam-channel")]
 pub mod channel;

@@ -85,6 +85,7 @@ use ::tower_service::Service;
 
 use crate::{CancelHandle, Context, DoneOwned, Error};
 
+pub use super::body::{BodyContextLayer, BodyContextService, BodyResponseFuture, ContextBody};
 pub use super::budget::{
     BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
     InvalidBudget,
@@ -580,6 +581,40 @@ impl ContextLayer {
         self
     }
 
+    /// A layer whose request contexts live until the response *body* ends
+    /// (or is dropped), not only until the response head is ready: for
+    /// streaming responses (server-streaming RPCs, server-sent events,
+    /// large downloads) whose producer works under the request context. The
+    /// response body becomes a [`ContextBody`] holding the context's
+    /// [`CancelHandle`]: the context is canceled with [`Error::Canceled`]
+    /// when the body ends or fails, and with cause [`RequestAborted`] when
+    /// it is dropped before that (the client went away).
+    ///
+    /// ```
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let svc = ContextLayer::new(Context::background()).until_body_end().layer(service_fn(
+    ///     move |req: http::Request<String>| {
+    ///         tx.send(request_context(&req).unwrap().clone()).unwrap();
+    ///         async { Ok::<_, Error>(http::Response::new(String::from("streamed"))) }
+    ///     },
+    /// ));
+    /// let res = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let ctx = rx.recv().unwrap();
+    /// assert!(!ctx.is_done()); // the head is ready, the body still to come
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"streamed");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ended with the body
+    /// # });
+    /// ```
+    pub fn until_body_end(self) -> BodyContextLayer {
+        BodyContextLayer::new(self)
+    }
+
     /// The timeout of requests without a (valid) `grpc-timeout` header.
     /// Without one, such a request gets a plain
     /// [`with_cancel`](Context::with_cancel) child of the root, which still
@@ -715,8 +750,8 @@ impl<S> Layer<S> for ContextLayer {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ContextService<S> {
-    inner: S,
-    layer: ContextLayer,
+    pub(crate) inner: S,
+    pub(crate) layer: ContextLayer,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ContextService<S>
@@ -912,6 +947,30 @@ where
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let (output, handle) = std::task::ready!(self.poll_parts(cx));
+        if let Some(handle) = handle {
+            handle.cancel();
+        }
+        Poll::Ready(output)
+    }
+}
+
+/// What [`ResponseFuture::poll_parts`] hands over: the response and the
+/// request context's handle, if it still has one.
+pub(crate) type Parts<B, E> = (Result<Response<B>, E>, Option<CancelHandle>);
+
+impl<F, B, E> ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
+{
+    /// Polls for the response, and hands over the request context's handle
+    /// (`None` for the layer's own replies) instead of canceling it: the
+    /// caller decides when the context ends.
+    pub(crate) fn poll_parts(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Parts<B, E>> {
         // SAFETY: pin projection. `state` is structurally pinned: the inner
         // future is only ever reached through the `Pin` made below, never
         // moved out, and replaced only by `Pin::set` (drop in place), not in
@@ -945,10 +1004,7 @@ where
         state.set(State::Finished);
         this.done = None;
         this.grace = Grace::default();
-        if let Some(handle) = this.handle.take() {
-            handle.cancel();
-        }
-        Poll::Ready(output)
+        Poll::Ready((output, this.handle.take()))
     }
 }
 
@@ -999,6 +1055,16 @@ impl<F, B> Drop for ResponseFuture<F, B> {
         if let Some(handle) = self.handle.take() {
             handle.cancel_with_cause(RequestAborted);
         }
+    }
+}
+
+impl<F, B> fmt::Debug for ResponseFuture<F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("replying", &matches!(self.state, State::Reply(_)))
+            .field("grpc", &self.grpc)
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
     }
 }
 
