@@ -80,6 +80,7 @@ pub use after_func::AfterFunc;
 pub use context::{CancelHandle, Context};
 pub use done::{Cancelled, CancelledOwned, Done, DoneOwned};
 pub use error::{Cause, Error};
+pub use integrations::current::Scoped;
 pub use run::{FutureExt, Run, RunOwned};
 
 #[cfg(feature = "crossbeam-channel")]

@@ -98,6 +98,11 @@ impl Service<http::Request<tonic::body::Body>> for Raw {
                             Ok(tonic::Response::new(Bytes::from(ms.to_string())))
                         }
                         b"stuck" => std::future::pending().await,
+                        b"current" => {
+                            // Set by the layer for the handler's whole run.
+                            let current = Context::current().is_some_and(|c| c.same(&ctx));
+                            Ok(tonic::Response::new(Bytes::from(current.to_string())))
+                        }
                         _ => Err(Status::unimplemented("unknown request")),
                     }
                 }
@@ -285,4 +290,105 @@ async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
         .is_none());
     shutdown.cancel();
     served.await.unwrap().unwrap();
+}
+
+/// A tonic client whose channel goes through `BudgetLayer`.
+async fn budget_client(
+    addr: SocketAddr,
+) -> tonic::client::Grpc<ctxtree::tower::BudgetService<tonic::transport::Channel>> {
+    use tower::Layer;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic::client::Grpc::new(ctxtree::tower::BudgetLayer::new().layer(channel))
+}
+
+async fn call_with_budget(addr: SocketAddr, body: &'static str) -> Result<String, Status> {
+    let mut client = budget_client(addr).await;
+    client.ready().await.map_err(Status::from_error)?;
+    let req = tonic::Request::new(Bytes::from_static(body.as_bytes()));
+    let res = client
+        .unary(req, PathAndQuery::from_static("/test.Raw/Call"), RawCodec)
+        .await?;
+    Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_runs_with_its_request_context_as_current() {
+    let server = start().await;
+    assert_eq!(call(server.addr, "current", None).await.unwrap(), "true");
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_sends_the_current_contexts_remaining_time() {
+    let server = start().await;
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+    // No context passed by hand: the scope makes it current.
+    let left: u64 = ctx
+        .scope(call_with_budget(server.addr, "remaining"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left <= 300 && left > 200, "{left} ms left of 300");
+    // Outside any scope: no budget sent.
+    let left = call_with_budget(server.addr, "remaining").await.unwrap();
+    assert_eq!(left, u128::MAX.to_string());
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_fails_fast_on_a_done_context_without_sending() {
+    let server = start().await;
+    let (ctx, cancel) = Context::background().with_cancel();
+    cancel.cancel();
+    let status = ctx
+        .scope(call_with_budget(server.addr, "remaining"))
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("context canceled"), "{status:?}");
+    assert!(server.seen.lock().unwrap().is_empty(), "nothing was sent");
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_abandons_the_call_when_the_context_ends_and_the_server_sees_it() {
+    // The server's layer never answers in the handler's place, so the
+    // client's deadline (sent as grpc-timeout, watched by BudgetLayer) is
+    // what ends the call.
+    let server = start_with(|layer| layer.handler_grace(None)).await;
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(100));
+    let sent = Instant::now();
+    let status = ctx
+        .scope(call_with_budget(server.addr, "stuck"))
+        .await
+        .unwrap_err();
+    let elapsed = sent.elapsed();
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    // Whichever fired first (the layer or tonic's own grpc-timeout), the
+    // call ended at the deadline.
+    assert!(
+        status.message().contains("deadline exceeded") || status.code() == Code::Cancelled,
+        "{status:?}"
+    );
+    // The server's request context ended too (its copy of the deadline, or
+    // the stream reset when the client dropped the call).
+    let server_ctx = server.seen.lock().unwrap()[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server_ctx.is_done() {
+        assert!(
+            Instant::now() < deadline,
+            "the server's work was not canceled"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
 }

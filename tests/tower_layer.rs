@@ -684,3 +684,35 @@ async fn until_body_end_keeps_the_context_while_the_body_streams() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_handler_s_outgoing_calls_carry_its_budget_without_passing_it() {
+    use ctxtree::tower::{BudgetLayer, ConnectTimeout};
+
+    // The downstream service: reports the budget it was sent.
+    let downstream = service_fn(|req: Request<()>| async move {
+        let sent = req
+            .headers()
+            .get("connect-timeout-ms")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        Ok::<_, Infallible>(Response::new(sent))
+    });
+    let client = BudgetLayer::new().codec(ConnectTimeout).layer(downstream);
+    let svc =
+        ContextLayer::new(Context::background()).layer(service_fn(move |_req: Request<String>| {
+            let client = client.clone();
+            async move {
+                // Deep inside the handler: no context in sight.
+                let res = client.oneshot(Request::new(())).await.unwrap();
+                Ok::<_, Infallible>(Response::new(format!("{:?}", res.into_body())))
+            }
+        }));
+    let res = svc.oneshot(request(Some("250m"))).await.unwrap();
+    let sent: u64 = res
+        .body()
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!(sent <= 250 && sent > 150, "{sent} ms of 250");
+}

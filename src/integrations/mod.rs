@@ -11,6 +11,9 @@ mod body;
 mod budget;
 #[cfg(feature = "crossbeam-channel")]
 pub mod channel;
+#[cfg(feature = "tower")]
+mod client;
+pub(crate) mod current;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 #[cfg(feature = "tower")]

@@ -83,13 +83,14 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use ::tower_layer::Layer;
 use ::tower_service::Service;
 
-use crate::{CancelHandle, Context, DoneOwned, Error};
+use crate::{CancelHandle, Context, DoneOwned, Error, Scoped};
 
 pub use super::body::{BodyContextLayer, BodyContextService, BodyResponseFuture, ContextBody};
 pub use super::budget::{
     BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
     InvalidBudget,
 };
+pub use super::client::{BoxError, BudgetFuture, BudgetLayer, BudgetService};
 
 /// The `grpc-timeout` header name.
 ///
@@ -356,6 +357,10 @@ pub enum InvalidTimeoutPolicy {
 ///   request whose context ended before its handler answered gets
 ///   DEADLINE_EXCEEDED / 504 or UNAVAILABLE / 503 (see
 ///   [`handler_grace`](Self::handler_grace)).
+/// - The handler runs with its request context as [`Context::current`]
+///   (its `call` and every poll of its future), so outgoing calls made deep
+///   inside it find the budget ([`BudgetLayer`]); tasks it spawns do not
+///   inherit it (wrap them in [`Context::scope`]).
 /// - Budgets: the smallest of the configured headers' ([`budget_codec`](Self::budget_codec)),
 ///   else the default, capped by the maximum; below the
 ///   [minimum](Self::min_timeout), rejected.
@@ -798,9 +803,12 @@ where
         }
         // Without a grace, nothing to watch: the handler always answers.
         let done = self.layer.handler_grace.map(|_| ctx.done_owned());
-        req.extensions_mut().insert(ctx);
+        req.extensions_mut().insert(ctx.clone());
+        // The handler runs with its request context as `Context::current`.
+        let inner = &mut self.inner;
+        let future = ctx.in_scope(|| inner.call(req));
         ResponseFuture {
-            state: State::Inner(self.inner.call(req)),
+            state: State::Inner(ctx.scope(future)),
             handle: Some(handle),
             done,
             grace: Grace {
@@ -920,7 +928,7 @@ fn percent_encode(message: &str) -> HeaderValue {
 pub struct ResponseFuture<F, B> {
     /// Structurally pinned (the future in `State::Inner`): never moved out;
     /// replaced only through `Pin::set`, which drops it in place.
-    state: State<F>,
+    state: State<Scoped<F>>,
     /// Not pinned. `None` once the future has completed (or was rejected).
     handle: Option<CancelHandle>,
     /// Not pinned (`DoneOwned` is `Unpin`): wakes this task when the request
@@ -967,10 +975,7 @@ where
     /// Polls for the response, and hands over the request context's handle
     /// (`None` for the layer's own replies) instead of canceling it: the
     /// caller decides when the context ends.
-    pub(crate) fn poll_parts(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<Parts<B, E>> {
+    pub(crate) fn poll_parts(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Parts<B, E>> {
         // SAFETY: pin projection. `state` is structurally pinned: the inner
         // future is only ever reached through the `Pin` made below, never
         // moved out, and replaced only by `Pin::set` (drop in place), not in
