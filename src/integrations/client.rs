@@ -35,6 +35,11 @@ use crate::{Context, DoneOwned, Error};
 
 /// The error type of [`BudgetService`]: the inner service's error, or the
 /// context's [`Error`] (downcast it to tell them apart).
+///
+/// Through tonic's client, the context's error arrives as a `Status` with
+/// code UNKNOWN, message `context deadline exceeded` (or `context
+/// canceled`) and the [`Error`] as its `source()`; tonic's own
+/// `grpc-timeout` enforcement, which may fire first, reports CANCELLED.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A [`Layer`] for outgoing HTTP requests (hyper, tonic's `Channel`, any
