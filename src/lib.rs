@@ -43,7 +43,10 @@
 //! `ctx.cancellation_token()`, `ctx.with_cancellation_token(&token)`),
 //! `crossbeam-channel` (`ctx.done_channel()`, Go's `Done()` channel for
 //! `select!`) and `tower` (`tower::ContextLayer`, giving each HTTP request a
-//! context with its `grpc-timeout` deadline).
+//! context with its caller's deadline, on axum, hyper or tonic, and
+//! `tower::BudgetLayer`, sending the remaining budget along on outgoing
+//! calls). [`Context::current`] is the context of the enclosing
+//! [`Context::scope`]: the request context inside a handler.
 //!
 //! # How it works
 //! Each cancelable context is one heap node with a single atomic state word

@@ -46,8 +46,8 @@ fn enter(ctx: &Context) -> Restore {
 impl Context {
     /// The context of the innermost [`scope`](Context::scope) or
     /// [`in_scope`](Context::in_scope) this code runs in, if any: the
-    /// request context inside a handler behind
-    /// [`ContextLayer`](crate::tower::ContextLayer).
+    /// request context inside a handler behind `ctxtree::tower::ContextLayer`
+    /// (feature `tower`).
     ///
     /// ```
     /// use ctxtree::Context;
