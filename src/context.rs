@@ -86,6 +86,7 @@ impl Context {
     /// let (late, _h) = parent.with_cancel();
     /// assert!(late.is_done());
     /// ```
+    #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
         match &self.repr {
             // The common case, straight to the node's own derivation.
@@ -122,6 +123,7 @@ impl Context {
     /// assert_eq!(ctx.wait(), Error::DeadlineExceeded);
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
+    #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
         let deadline = Deadline::from_instant(deadline);
         self.with_deadline_at(deadline, deadline <= Deadline::now(), None)
@@ -146,6 +148,7 @@ impl Context {
     /// cancel.cancel();
     /// assert_eq!(ctx.cause().unwrap().as_context_error(), Some(Error::Canceled));
     /// ```
+    #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_deadline_cause(
         &self,
         deadline: Instant,
@@ -166,6 +169,7 @@ impl Context {
     /// cancel.cancel(); // disarms the timer
     /// assert_eq!(ctx.err(), Some(ctxtree::Error::Canceled));
     /// ```
+    #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
         // `now + timeout` is in the past only for a zero timeout: one clock read.
         let deadline = Deadline::after(Deadline::now(), timeout);
@@ -184,6 +188,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// assert_eq!(ctx.cause().unwrap().to_string(), "backend too slow");
     /// ```
+    #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_timeout_cause(
         &self,
         timeout: Duration,
@@ -291,6 +296,29 @@ impl Context {
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline_raw().to_instant()
+    }
+
+    /// The time left until this context's deadline: `None` without a
+    /// deadline, [`Duration::ZERO`] once it has passed. One clock read; the
+    /// budget to hand to a timeout API or send to another service.
+    ///
+    /// It says nothing about cancellation: a context canceled early still
+    /// reports the time left to its deadline (check [`err`](Context::err)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::Context;
+    ///
+    /// assert_eq!(Context::background().remaining(), None);
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(5));
+    /// let left = ctx.remaining().unwrap();
+    /// assert!(left <= Duration::from_secs(5) && left > Duration::from_secs(4));
+    /// let (past, _cancel) = Context::background().with_timeout(Duration::ZERO);
+    /// assert_eq!(past.remaining(), Some(Duration::ZERO));
+    /// ```
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline()
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
     }
 
     pub(crate) fn deadline_raw(&self) -> Deadline {
@@ -452,7 +480,30 @@ impl Default for Context {
 /// (Go's `CancelFunc`, with RAII replacing `defer cancel()`).
 ///
 /// Keep the handle alive for as long as the context should live: dropping it
-/// at once (`let (ctx, _) = ...`) cancels the context immediately.
+/// at once cancels the context immediately.
+///
+/// # The `let (ctx, _)` trap
+///
+/// `_` is not a binding: `let (ctx, _) = parent.with_timeout(d);` drops the
+/// handle at the end of the statement, so `ctx` is already canceled on the
+/// next line. Bind it to a name that starts with an underscore instead,
+/// which keeps it to the end of the scope. Neither rustc nor clippy can see
+/// this: `#[must_use]` (on the handle and on every `with_*` derivation) only
+/// catches a result that is not used at all, such as a bare
+/// `parent.with_cancel();`, and a tuple destructured with `_` counts as used.
+/// The alternative, returning a guard that owns the context, would cost every
+/// call site a `.context()` and still not stop `let _ = ...`.
+///
+/// ```
+/// use std::time::Duration;
+/// use ctxtree::Context;
+///
+/// let (trap, _) = Context::background().with_timeout(Duration::from_secs(5));
+/// assert!(trap.is_done()); // the handle is gone already
+///
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(5));
+/// assert!(!ctx.is_done()); // `_cancel` lives to the end of the scope
+/// ```
 ///
 /// ```
 /// let (ctx, handle) = ctxtree::Context::background().with_cancel();

@@ -53,6 +53,52 @@ impl Context {
         DoneOwned::new(self.clone())
     }
 
+    /// A future that completes, with `()`, when the context is canceled:
+    /// [`done`](Context::done) without the err, named like tokio-util's
+    /// `CancellationToken::cancelled`, for APIs that want a
+    /// `Future<Output = ()>`. On a root context it never completes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+    /// cancel.cancel();
+    /// ctx.cancelled().await;
+    /// assert!(ctx.is_done());
+    /// # }
+    /// ```
+    pub fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled {
+            done: Done::new(self),
+        }
+    }
+
+    /// Like [`cancelled`](Context::cancelled), owning a clone of the context
+    /// (`'static`): the shutdown signal for axum's and hyper's
+    /// `with_graceful_shutdown` and tonic's `serve_with_shutdown`, which take
+    /// a `Future<Output = ()>`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use ctxtree::Context;
+    ///
+    /// async fn serve(shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+    ///     shutdown.await; // axum::serve(..).with_graceful_shutdown(shutdown)
+    /// }
+    ///
+    /// let (root, stop) = Context::background().with_cancel();
+    /// let server = tokio::spawn(serve(root.cancelled_owned()));
+    /// stop.cancel(); // e.g. on SIGTERM
+    /// server.await.unwrap();
+    /// # }
+    /// ```
+    pub fn cancelled_owned(&self) -> CancelledOwned {
+        CancelledOwned {
+            done: DoneOwned::new(self.clone()),
+        }
+    }
+
     /// Blocks the calling thread until the context is canceled and returns
     /// its err. On a root context this blocks forever, like receiving from
     /// Go's nil `Done()` channel.
@@ -354,5 +400,77 @@ fn park_until(deadline: Option<Instant>, ready: impl Fn() -> bool) -> bool {
                 thread::park_timeout(deadline - now);
             }
         }
+    }
+}
+
+/// The future returned by [`Context::cancelled`]: [`Done`] with `Output = ()`.
+///
+/// ```
+/// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+/// let cancelled: ctxtree::Cancelled<'_> = ctx.cancelled();
+/// cancel.cancel();
+/// futures::executor::block_on(cancelled);
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Cancelled<'a> {
+    done: Done<'a>,
+}
+
+impl Future for Cancelled<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        Pin::new(&mut self.get_mut().done).poll(cx).map(drop)
+    }
+}
+
+impl std::fmt::Debug for Cancelled<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cancelled")
+            .field("ctx", &self.done.ctx)
+            .finish()
+    }
+}
+
+/// The future returned by [`Context::cancelled_owned`]: [`DoneOwned`] with
+/// `Output = ()`, `Send + 'static`.
+///
+/// ```
+/// let (ctx, cancel) = ctxtree::Context::background().with_cancel();
+/// let cancelled: ctxtree::CancelledOwned = ctx.cancelled_owned();
+/// let watcher = std::thread::spawn(move || futures::executor::block_on(cancelled));
+/// cancel.cancel();
+/// watcher.join().unwrap();
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct CancelledOwned {
+    done: DoneOwned,
+}
+
+impl CancelledOwned {
+    /// The context this future waits on.
+    ///
+    /// ```
+    /// let ctx = ctxtree::Context::background();
+    /// assert!(ctx.cancelled_owned().context().same(&ctx));
+    /// ```
+    pub fn context(&self) -> &Context {
+        self.done.context()
+    }
+}
+
+impl Future for CancelledOwned {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        Pin::new(&mut self.get_mut().done).poll(cx).map(drop)
+    }
+}
+
+impl std::fmt::Debug for CancelledOwned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelledOwned")
+            .field("ctx", self.done.context())
+            .finish()
     }
 }

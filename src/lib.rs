@@ -43,7 +43,10 @@
 //! `ctx.cancellation_token()`, `ctx.with_cancellation_token(&token)`),
 //! `crossbeam-channel` (`ctx.done_channel()`, Go's `Done()` channel for
 //! `select!`) and `tower` (`tower::ContextLayer`, giving each HTTP request a
-//! context with its `grpc-timeout` deadline).
+//! context with its caller's deadline, on axum, hyper or tonic, and
+//! `tower::BudgetLayer`, sending the remaining budget along on outgoing
+//! calls). [`Context::current`] is the context of the enclosing
+//! [`Context::scope`]: the request context inside a handler.
 //!
 //! Task groups (Go's `errgroup`): [`group::scope`] runs subtasks on scoped
 //! threads under one context, the first error canceling the siblings; the
@@ -83,8 +86,9 @@ mod values;
 
 pub use after_func::AfterFunc;
 pub use context::{CancelHandle, Context};
-pub use done::{Done, DoneOwned};
+pub use done::{Cancelled, CancelledOwned, Done, DoneOwned};
 pub use error::{Cause, Error};
+pub use integrations::current::Scoped;
 pub use run::{FutureExt, Run, RunOwned};
 
 #[cfg(feature = "crossbeam-channel")]
@@ -148,6 +152,7 @@ mod tests {
         assert_traits::<Context>();
         assert_traits::<CancelHandle>();
         assert_traits::<DoneOwned>();
+        assert_traits::<CancelledOwned>();
         assert_traits::<Cause>();
         assert_traits::<AfterFunc>();
         fn done_is_send(ctx: &Context) -> impl Send + '_ {

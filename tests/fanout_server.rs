@@ -199,7 +199,7 @@ fn grpc_timeout_50m_cancels_every_subtask_at_about_50_ms() {
             .await
             .unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert!(body.contains("grpc-timeout"), "{body}");
+        assert!(body.is_empty(), "{body}");
         assert_eq!(server.stats.started.load(SeqCst), before);
         drop(server.shutdown);
         server.served.await.unwrap().unwrap();

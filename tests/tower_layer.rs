@@ -19,9 +19,6 @@ use tower::{service_fn, Layer, Service, ServiceExt};
 
 type Slot = Arc<Mutex<Option<Context>>>;
 
-const REJECT_BODY: &str =
-    "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n\n";
-
 /// A handler that stashes its request context in `slot`, counts its calls,
 /// then runs `then` on the context to make its response.
 fn handler<F, Fut>(
@@ -193,7 +190,10 @@ async fn zero_timeout_gives_an_expired_context() {
     let (slot, calls) = fresh();
     let svc = ContextLayer::new(Context::background()).layer(handler(&slot, &calls, wait_done));
     let res = svc.oneshot(request(Some("0n"))).await.unwrap();
-    assert_eq!(res.body(), "context deadline exceeded");
+    // Born expired: answered 504 without calling the handler.
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(res.body(), "");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -205,8 +205,8 @@ async fn malformed_header_is_rejected_without_calling_the_inner_service() {
             .layer(handler(&slot, &calls, ok));
         let res = svc.oneshot(request(Some(bad))).await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad:?}");
-        assert_eq!(res.headers()[CONTENT_TYPE], "text/plain");
-        assert_eq!(res.body(), REJECT_BODY);
+        assert!(res.headers().get(CONTENT_TYPE).is_none());
+        assert_eq!(res.body(), ""); // any body type with `Default`
         assert_eq!(
             calls.load(Ordering::SeqCst),
             0,
@@ -327,11 +327,12 @@ async fn canceling_the_root_cancels_in_flight_requests() {
     let res = fut.await.unwrap();
     assert_eq!(res.body(), "context canceled: shutting down");
 
-    // A request arriving after shutdown starts canceled.
+    // A request arriving after shutdown is refused with 503, unhandled.
     let (slot, calls) = fresh();
     let svc = ContextLayer::new(root).layer(handler(&slot, &calls, wait_done));
     let res = svc.oneshot(request(None)).await.unwrap();
-    assert_eq!(res.body(), "context canceled");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -425,5 +426,293 @@ async fn works_as_an_axum_layer() {
     let res = app.oneshot(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let body = res.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&body[..], REJECT_BODY.as_bytes());
+    assert!(body.is_empty());
+}
+
+/// Sets its flag when dropped: tells whether the layer dropped a handler's future.
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn grpc_request(grpc_timeout: Option<&'static str>) -> Request<String> {
+    let mut req = request(grpc_timeout);
+    req.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc+proto"),
+    );
+    req
+}
+
+#[track_caller]
+fn assert_grpc_status<B>(res: &Response<B>, code: &str) {
+    assert_eq!(res.status(), StatusCode::OK, "trailers-only: HTTP 200");
+    assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc");
+    assert_eq!(res.headers()["grpc-status"], code);
+    assert!(res.headers().contains_key("grpc-message"));
+}
+
+#[tokio::test]
+async fn replies_to_grpc_requests_with_grpc_statuses() {
+    // Malformed budget: INVALID_ARGUMENT, handler not called.
+    let (slot, calls) = fresh();
+    let plain = ContextLayer::new(Context::background());
+    let res = plain
+        .layer(handler(&slot, &calls, ok))
+        .oneshot(grpc_request(Some("1s")))
+        .await
+        .unwrap();
+    assert_grpc_status(&res, "3");
+    assert_eq!(
+        res.headers()["grpc-message"],
+        "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n"
+    );
+    // Below the minimum, or born expired: DEADLINE_EXCEEDED, not called.
+    let layer = ContextLayer::new(Context::background()).min_timeout(Duration::from_millis(5));
+    for budget in ["4m", "0n"] {
+        let res = layer
+            .layer(handler(&slot, &calls, ok))
+            .oneshot(grpc_request(Some(budget)))
+            .await
+            .unwrap();
+        assert_grpc_status(&res, "4");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // Enough budget: served.
+    let res = layer
+        .layer(handler(&slot, &calls, ok))
+        .oneshot(grpc_request(Some("5m")))
+        .await
+        .unwrap();
+    assert_eq!(res.body(), "ok");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn deadline_before_the_handler_answers_gets_504_and_drops_the_handler() {
+    for grpc in [false, true] {
+        let (slot, calls) = fresh();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = dropped.clone();
+        let svc =
+            ContextLayer::new(Context::background()).layer(handler(&slot, &calls, move |_ctx| {
+                let guard = DropFlag(flag.clone());
+                async move {
+                    let _guard = guard;
+                    pending::<Result<Response<String>, Infallible>>().await
+                }
+            }));
+        let req = if grpc {
+            grpc_request(Some("20m"))
+        } else {
+            request(Some("20m"))
+        };
+        let started = Instant::now();
+        let res = svc.oneshot(req).await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        if grpc {
+            assert_grpc_status(&res, "4");
+        } else {
+            assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+        }
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "the handler's future was dropped"
+        );
+        assert_eq!(stashed(&slot).err(), Some(Error::DeadlineExceeded));
+    }
+}
+
+#[tokio::test]
+async fn shutdown_before_the_handler_answers_gets_503() {
+    for grpc in [false, true] {
+        let (root, shutdown) = Context::background().with_cancel();
+        let (slot, calls) = fresh();
+        let layer = ContextLayer::new(root);
+        let stuck = |_| pending::<Result<Response<String>, Infallible>>();
+        let req = || {
+            if grpc {
+                grpc_request(None)
+            } else {
+                request(None)
+            }
+        };
+        let check = |res: &Response<String>| {
+            if grpc {
+                assert_grpc_status(res, "14");
+            } else {
+                assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            }
+        };
+        let mut fut = Box::pin(layer.layer(handler(&slot, &calls, stuck)).oneshot(req()));
+        assert!(futures::poll!(&mut fut).is_pending());
+        shutdown.cancel();
+        check(&fut.await.unwrap());
+        // After shutdown, refused before the handler.
+        let res = layer
+            .layer(handler(&slot, &calls, stuck))
+            .oneshot(req())
+            .await
+            .unwrap();
+        check(&res);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}
+
+#[tokio::test]
+async fn handler_grace_lets_a_draining_handler_answer_and_none_never_preempts() {
+    let (slot, calls) = fresh();
+    let drains = |ctx: Context| async move {
+        let err = ctx.done().await;
+        tokio::time::sleep(Duration::from_millis(30)).await; // subtasks report
+        Ok::<_, Infallible>(Response::new(format!("drained after {err}")))
+    };
+    let svc = ContextLayer::new(Context::background())
+        .handler_grace(Some(Duration::from_millis(500)))
+        .layer(handler(&slot, &calls, drains));
+    let res = svc.oneshot(request(Some("10m"))).await.unwrap();
+    assert_eq!(res.body(), "drained after context deadline exceeded");
+
+    // A grace too short: the layer answers.
+    let svc = ContextLayer::new(Context::background())
+        .handler_grace(Some(Duration::from_millis(5)))
+        .layer(handler(&slot, &calls, drains));
+    let res = svc.oneshot(request(Some("10m"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+
+    // None: the handler always answers, however late.
+    let svc = ContextLayer::new(Context::background())
+        .handler_grace(None)
+        .layer(handler(&slot, &calls, |ctx: Context| async move {
+            ctx.done().await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Infallible>(Response::new(String::from("late")))
+        }));
+    let res = svc.oneshot(request(Some("1m"))).await.unwrap();
+    assert_eq!(res.body(), "late");
+}
+
+#[tokio::test]
+async fn budget_codecs_smallest_wins_and_envoy_zero_means_none() {
+    use ctxtree::tower::{ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout};
+
+    let layer = ContextLayer::new(Context::background())
+        .budget_codec(ConnectTimeout)
+        .budget_codec(EnvoyExpectedTimeout)
+        .budget_codec(EnvoyUpstreamTimeout);
+    let remaining = |headers: &'static [(&'static str, &'static str)]| {
+        let layer = layer.clone();
+        async move {
+            let (slot, calls) = fresh();
+            let svc = layer.layer(handler(&slot, &calls, ok));
+            let mut req = request(None);
+            for (name, value) in headers {
+                req.headers_mut()
+                    .insert(*name, HeaderValue::from_static(value));
+            }
+            let status = svc.oneshot(req).await.unwrap().status();
+            let deadline = slot.lock().unwrap().clone().map(|c| c.deadline());
+            (status, deadline)
+        }
+    };
+    let (status, deadline) =
+        remaining(&[("connect-timeout-ms", "300"), ("grpc-timeout", "1S")]).await;
+    assert_eq!(status, StatusCode::OK);
+    let left = deadline.unwrap().unwrap() - Instant::now();
+    assert!(left <= Duration::from_millis(300), "{left:?}");
+
+    let (_, deadline) = remaining(&[
+        ("x-envoy-expected-rq-timeout-ms", "2000"),
+        ("x-envoy-upstream-rq-timeout-ms", "150"),
+    ])
+    .await;
+    let left = deadline.unwrap().unwrap() - Instant::now();
+    assert!(left <= Duration::from_millis(150), "{left:?}");
+
+    let (_, deadline) = remaining(&[("x-envoy-expected-rq-timeout-ms", "0")]).await;
+    assert_eq!(deadline, Some(None), "0: no timeout");
+
+    let (status, deadline) = remaining(&[("connect-timeout-ms", "3 s")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(deadline, None, "not called");
+}
+
+#[tokio::test]
+async fn until_body_end_keeps_the_context_while_the_body_streams() {
+    use bytes::Bytes;
+    use http_body::Frame;
+    use http_body_util::{BodyExt, StreamBody};
+
+    type Chunks = futures::channel::mpsc::UnboundedReceiver<Result<Frame<Bytes>, Infallible>>;
+
+    for read_to_end in [true, false] {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let rx = Arc::new(Mutex::new(Some(rx)));
+        let slot: Slot = Arc::default();
+        let s = slot.clone();
+        let svc = ContextLayer::new(Context::background())
+            .until_body_end()
+            .layer(service_fn(move |req: Request<String>| {
+                *s.lock().unwrap() = request_context(&req).cloned();
+                let chunks: Chunks = rx.lock().unwrap().take().unwrap();
+                // Any body with `Default`: boxed, as axum's and tonic's are.
+                let body = StreamBody::new(chunks).boxed_unsync();
+                async move { Ok::<_, Infallible>(Response::new(body)) }
+            }));
+        let res = svc.oneshot(request(Some("10S"))).await.unwrap();
+        let ctx = stashed(&slot);
+        assert!(!ctx.is_done(), "alive after the head");
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"part"))))
+            .unwrap();
+        let mut body = res.into_body();
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.into_data().unwrap(), "part");
+        assert!(!ctx.is_done(), "alive while streaming");
+        if read_to_end {
+            drop(tx);
+            assert!(body.frame().await.is_none());
+            assert_eq!(ctx.err(), Some(Error::Canceled));
+            let cause = ctx.cause().unwrap();
+            assert!(cause.downcast_ref::<RequestAborted>().is_none());
+        } else {
+            drop(body); // the client went away mid-stream
+            let cause = ctx.cause().unwrap();
+            assert!(cause.downcast_ref::<RequestAborted>().is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_handler_s_outgoing_calls_carry_its_budget_without_passing_it() {
+    use ctxtree::tower::{BudgetLayer, ConnectTimeout};
+
+    // The downstream service: reports the budget it was sent.
+    let downstream = service_fn(|req: Request<()>| async move {
+        let sent = req
+            .headers()
+            .get("connect-timeout-ms")
+            .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        Ok::<_, Infallible>(Response::new(sent))
+    });
+    let client = BudgetLayer::new().codec(ConnectTimeout).layer(downstream);
+    let svc =
+        ContextLayer::new(Context::background()).layer(service_fn(move |_req: Request<String>| {
+            let client = client.clone();
+            async move {
+                // Deep inside the handler: no context in sight.
+                let res = client.oneshot(Request::new(())).await.unwrap();
+                Ok::<_, Infallible>(Response::new(format!("{:?}", res.into_body())))
+            }
+        }));
+    let res = svc.oneshot(request(Some("250m"))).await.unwrap();
+    let sent: u64 = res
+        .body()
+        .trim_start_matches("Some(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap();
+    assert!(sent <= 250 && sent > 150, "{sent} ms of 250");
 }

@@ -105,7 +105,12 @@ struct AppState {
 
 /// The app: routes plus the context layer rooted at `root`.
 pub fn router(root: Context, stats: Arc<Stats>, config: Config) -> Router {
-    let layer = ContextLayer::new(root).default_timeout(config.default_timeout);
+    // The handler answers for itself once its context ends (it reports how
+    // many subtasks finished), so it gets a grace before the layer would
+    // answer 504/503 in its place.
+    let layer = ContextLayer::new(root)
+        .default_timeout(config.default_timeout)
+        .handler_grace(Some(Duration::from_secs(1)));
     Router::new()
         .route("/fanout", get(fanout))
         .route("/stats", get(stats_json))

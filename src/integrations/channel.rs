@@ -64,6 +64,7 @@ impl Context {
     /// cancel.cancel();
     /// assert_eq!(worker.join().unwrap(), Some(ctxtree::Error::Canceled));
     /// ```
+    #[must_use = "dropping the DoneChannel unlinks its receiver: keep it while you select on it"]
     pub fn done_channel(&self) -> DoneChannel {
         if self.node().is_none() {
             // Never canceled: crossbeam's never-ready receiver (D1).
@@ -116,7 +117,15 @@ pub struct DoneChannel {
 }
 
 impl DoneChannel {
-    /// The receiver to select on.
+    /// The receiver to select on, borrowed: it is linked to the context only
+    /// while this `DoneChannel` lives.
+    ///
+    /// Do not clone it out of a temporary: in
+    /// `let rx = ctx.done_channel().receiver().clone();` the `DoneChannel` is
+    /// dropped at the end of the statement, which unregisters it (D2), and
+    /// `rx` reads as disconnected (done) at once although the context is
+    /// not. Keep the `DoneChannel` in a variable, or take an owned receiver
+    /// that stays linked with [`into_receiver`](DoneChannel::into_receiver).
     ///
     /// ```
     /// use std::time::Duration;

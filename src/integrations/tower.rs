@@ -1,12 +1,20 @@
 //! A tower [`Layer`] that gives each HTTP request its own [`Context`], with
-//! the deadline its client sent in a `grpc-timeout` header.
+//! the deadline its client sent in a budget header (`grpc-timeout` by
+//! default; any [`BudgetCodec`]).
 //!
-//! [`ContextLayer`] wraps a service; for every request it derives a child of
-//! its root context, bounded by the request's `grpc-timeout` header (capped
-//! by [`ContextLayer::max_timeout`]) or by [`ContextLayer::default_timeout`],
-//! and puts it in the request's extensions, where handlers read it with
-//! [`request_context`]. On the client side, [`set_grpc_timeout`] writes a
-//! context's remaining time into an outgoing request's headers.
+//! [`ContextLayer`] wraps a service (axum, hyper, tonic: any body type with
+//! `Default`); for every request it derives a child of its root context,
+//! bounded by the request's budget (capped by [`ContextLayer::max_timeout`])
+//! or by [`ContextLayer::default_timeout`], and puts it in the request's
+//! extensions, where handlers read it with [`request_context`]. The replies
+//! it makes itself are in the request's protocol: a trailers-only gRPC
+//! status for `content-type: application/grpc*`, an HTTP status otherwise.
+//! On the client side, [`set_grpc_timeout`] (or any codec's `encode` with
+//! [`Context::remaining`]) writes a context's remaining time into an
+//! outgoing request's headers.
+//!
+//! With tonic: `Server::builder().layer(ContextLayer::new(root))`, and the
+//! handler reads `request.extensions().get::<Context>()`.
 //!
 //! ```
 //! use std::time::Duration;
@@ -44,19 +52,29 @@
 //! - A request's deadline is never later than `now + max_timeout`.
 //! - [`encode_grpc_timeout`] rounds up: a deadline sent on the wire is never
 //!   earlier than the sender's.
-//! - Parsing is strict (1 to 8 ASCII digits, then one unit) and never panics.
-//!   A malformed `grpc-timeout` gets a 400 with a text body and the inner
-//!   service is not called (with [`InvalidTimeoutPolicy::Ignore`], the
-//!   header is treated as absent).
+//! - Parsing is strict (B1-B3 of the codecs) and never panics. A malformed
+//!   budget header gets INVALID_ARGUMENT / 400 and the inner service is not
+//!   called (with [`InvalidTimeoutPolicy::Ignore`], the header is treated
+//!   as absent). A budget below [`ContextLayer::min_timeout`], or a request
+//!   context born done, gets DEADLINE_EXCEEDED / 504 (UNAVAILABLE / 503 if
+//!   the root is canceled) without calling the inner service.
+//! - Once the request context ends and the
+//!   [handler's grace](ContextLayer::handler_grace) passes, the inner future
+//!   is dropped and the layer answers DEADLINE_EXCEEDED / 504 (deadline) or
+//!   UNAVAILABLE / 503 (root canceled). A gRPC reply is trailers-only: HTTP
+//!   200, `content-type: application/grpc`, `grpc-status` and a
+//!   percent-encoded `grpc-message`, empty body; an HTTP reply has an empty
+//!   (`Default`) body.
 //!
-//! This module has no locks and one `unsafe` block (the pin projection of
-//! [`ResponseFuture`]).
+//! This module has no locks; its `unsafe` is the pin projection of
+//! [`ResponseFuture`].
 
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -65,7 +83,14 @@ use ::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use ::tower_layer::Layer;
 use ::tower_service::Service;
 
-use crate::{CancelHandle, Context, Error};
+use crate::{CancelHandle, Context, DoneOwned, Error, Scoped};
+
+pub use super::body::{BodyContextLayer, BodyContextService, BodyResponseFuture, ContextBody};
+pub use super::budget::{
+    BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
+    InvalidBudget,
+};
+pub use super::client::{BoxError, BudgetFuture, BudgetLayer, BudgetService};
 
 /// The `grpc-timeout` header name.
 ///
@@ -79,14 +104,25 @@ pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// The largest `TimeoutValue` the wire format allows: at most 8 digits.
 const MAX_VALUE: u64 = 99_999_999;
 
-/// The message of [`InvalidGrpcTimeout`]; the 400 body is this plus `\n`.
-macro_rules! malformed_message {
+/// The format of `grpc-timeout`, as the messages of [`InvalidGrpcTimeout`]
+/// and [`InvalidBudget`] state it.
+macro_rules! grpc_timeout_format {
     () => {
-        "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n"
+        "1 to 8 digits followed by one of H, M, S, m, u, n"
     };
 }
 
-const REJECT_BODY: &str = concat!(malformed_message!(), "\n");
+pub(crate) const GRPC_TIMEOUT_FORMAT: &str = grpc_timeout_format!();
+
+/// The message of [`InvalidGrpcTimeout`] (and of the layer's gRPC reply).
+macro_rules! malformed_message {
+    () => {
+        concat!(
+            "malformed grpc-timeout header: expected ",
+            grpc_timeout_format!()
+        )
+    };
+}
 
 /// A `grpc-timeout` value that does not follow the gRPC wire format: 1 to 8
 /// ASCII digits followed by exactly one unit, `H`, `M`, `S`, `m`, `u` or `n`.
@@ -274,10 +310,20 @@ impl StdError for RequestAborted {}
 ///     |_req: http::Request<String>| async { Ok::<_, Error>(http::Response::new(String::from("handled"))) },
 /// ));
 /// let bad = http::Request::builder().header("grpc-timeout", "1.5S").body(String::new()).unwrap();
-/// let res = svc.oneshot(bad).await.unwrap(); // the handler was not called
+/// let res = svc.clone().oneshot(bad).await.unwrap(); // the handler was not called
 /// assert_eq!(res.status(), http::StatusCode::BAD_REQUEST);
-/// assert_eq!(res.headers()["content-type"], "text/plain");
-/// assert!(res.body().starts_with("malformed grpc-timeout header"));
+/// assert_eq!(res.body(), ""); // a `Default` body: the layer works with any body type
+///
+/// // A gRPC client gets a gRPC status it can decode instead.
+/// let bad = http::Request::builder()
+///     .header("content-type", "application/grpc")
+///     .header("grpc-timeout", "1.5S")
+///     .body(String::new())
+///     .unwrap();
+/// let res = svc.oneshot(bad).await.unwrap();
+/// assert_eq!(res.status(), http::StatusCode::OK); // trailers-only
+/// assert_eq!(res.headers()["grpc-status"], "3"); // INVALID_ARGUMENT
+/// assert!(res.headers()["grpc-message"].to_str().unwrap().starts_with("malformed grpc-timeout"));
 /// # });
 /// ```
 ///
@@ -285,8 +331,9 @@ impl StdError for RequestAborted {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum InvalidTimeoutPolicy {
-    /// Answer `400 Bad Request` (`text/plain`, the [`InvalidGrpcTimeout`]
-    /// message) without calling the inner service. The default.
+    /// Answer INVALID_ARGUMENT (gRPC, with the [`InvalidBudget`] message in
+    /// `grpc-message`) or `400 Bad Request` (empty body) without calling the
+    /// inner service. The default.
     #[default]
     Reject,
     /// Treat the header as absent.
@@ -302,10 +349,21 @@ pub enum InvalidTimeoutPolicy {
 /// - The request context ends when the inner service's response future
 ///   completes, that is when the response *head* is ready, like Go's
 ///   `net/http` ending a request's context when its handler returns. A
-///   streaming body outlives it: work that produces the body after that must
-///   not rely on the request context (derive its own context, and bound it).
-/// - A malformed header is answered with `400 Bad Request` unless the policy
-///   is [`InvalidTimeoutPolicy::Ignore`].
+///   streaming body (a server-streaming RPC) outlives it: work that produces
+///   the body after that must not rely on the request context (derive its
+///   own context, and bound it).
+/// - A malformed header is answered with INVALID_ARGUMENT / `400 Bad
+///   Request` unless the policy is [`InvalidTimeoutPolicy::Ignore`]; a
+///   request whose context ended before its handler answered gets
+///   DEADLINE_EXCEEDED / 504 or UNAVAILABLE / 503 (see
+///   [`handler_grace`](Self::handler_grace)).
+/// - The handler runs with its request context as [`Context::current`]
+///   (its `call` and every poll of its future), so outgoing calls made deep
+///   inside it find the budget ([`BudgetLayer`]); tasks it spawns do not
+///   inherit it (wrap them in [`Context::scope`]).
+/// - Budgets: the smallest of the configured headers' ([`budget_codec`](Self::budget_codec)),
+///   else the default, capped by the maximum; below the
+///   [minimum](Self::min_timeout), rejected.
 ///
 /// ```
 /// use std::time::Duration;
@@ -332,12 +390,33 @@ pub enum InvalidTimeoutPolicy {
 /// assert_eq!(res.body(), "ok");
 /// # });
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ContextLayer {
     root: Context,
     default_timeout: Option<Duration>,
     max_timeout: Option<Duration>,
+    min_timeout: Option<Duration>,
+    /// How long a handler may still answer after its request context ended;
+    /// `None`: the layer never answers in its place.
+    handler_grace: Option<Duration>,
     on_invalid: InvalidTimeoutPolicy,
+    /// The headers read for the caller's budget, in order; the smallest wins.
+    codecs: Arc<[Arc<dyn BudgetCodec>]>,
+}
+
+impl fmt::Debug for ContextLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let headers: Vec<HeaderName> = self.codecs.iter().map(|c| c.header_name()).collect();
+        f.debug_struct("ContextLayer")
+            .field("root", &self.root)
+            .field("default_timeout", &self.default_timeout)
+            .field("max_timeout", &self.max_timeout)
+            .field("min_timeout", &self.min_timeout)
+            .field("handler_grace", &self.handler_grace)
+            .field("on_invalid", &self.on_invalid)
+            .field("budget_headers", &headers)
+            .finish()
+    }
 }
 
 impl ContextLayer {
@@ -367,8 +446,178 @@ impl ContextLayer {
             root,
             default_timeout: None,
             max_timeout: None,
+            min_timeout: None,
+            handler_grace: Some(Duration::ZERO),
             on_invalid: InvalidTimeoutPolicy::Reject,
+            codecs: Arc::new([Arc::new(GrpcTimeout) as Arc<dyn BudgetCodec>]),
         }
+    }
+
+    /// Also reads the caller's budget from `codec`'s header. A new layer
+    /// reads `grpc-timeout` ([`GrpcTimeout`]) only; with several headers
+    /// present, the smallest budget wins, and a malformed one is handled by
+    /// the [policy](Self::on_invalid_timeout) like a malformed
+    /// `grpc-timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{tower::{request_context, ContextLayer, EnvoyExpectedTimeout}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .budget_codec(EnvoyExpectedTimeout) // behind Envoy
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         let left = request_context(&req).unwrap().remaining().unwrap();
+    ///         assert!(left <= Duration::from_millis(200)); // the smaller of the two
+    ///         Ok::<_, Error>(http::Response::new(String::new()))
+    ///     }));
+    /// let req = http::Request::builder()
+    ///     .header("x-envoy-expected-rq-timeout-ms", "200")
+    ///     .header("grpc-timeout", "5S")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// svc.oneshot(req).await.unwrap();
+    /// # });
+    /// ```
+    pub fn budget_codec(mut self, codec: impl BudgetCodec) -> ContextLayer {
+        let mut codecs = self.codecs.to_vec();
+        codecs.push(Arc::new(codec));
+        self.codecs = codecs.into();
+        self
+    }
+
+    /// Reads no budget header at all (not even `grpc-timeout`): only the
+    /// [default](Self::default_timeout) and [maximum](Self::max_timeout)
+    /// bound a request. Add headers back with
+    /// [`budget_codec`](Self::budget_codec).
+    ///
+    /// ```
+    /// use ctxtree::{tower::{request_context, ConnectTimeout, ContextLayer}, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .without_budget_codecs()
+    ///     .budget_codec(ConnectTimeout) // a Connect server: connect-timeout-ms only
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         assert_eq!(request_context(&req).unwrap().deadline(), None);
+    ///         Ok::<_, Error>(http::Response::new(String::new()))
+    ///     }));
+    /// let req = http::Request::builder().header("grpc-timeout", "1S").body(String::new()).unwrap();
+    /// svc.oneshot(req).await.unwrap(); // grpc-timeout is not read
+    /// # });
+    /// ```
+    pub fn without_budget_codecs(mut self) -> ContextLayer {
+        self.codecs = Arc::new([]);
+        self
+    }
+
+    /// Rejects, before the handler runs, a request whose budget (after the
+    /// [maximum](Self::max_timeout)) is below `timeout`: it could not be
+    /// served in time anyway. The reply is DEADLINE_EXCEEDED for gRPC and
+    /// `504 Gateway Timeout` otherwise. A request without a budget is never
+    /// rejected by this.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{tower::ContextLayer, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let svc = ContextLayer::new(Context::background())
+    ///     .min_timeout(Duration::from_millis(10))
+    ///     .layer(service_fn(|_req: http::Request<String>| async {
+    ///         Ok::<_, Error>(http::Response::new(String::from("served")))
+    ///     }));
+    /// let hopeless = http::Request::builder().header("grpc-timeout", "2m").body(String::new()).unwrap();
+    /// let res = svc.oneshot(hopeless).await.unwrap();
+    /// assert_eq!(res.status(), http::StatusCode::GATEWAY_TIMEOUT);
+    /// assert_eq!(res.body(), ""); // the handler did not run
+    /// # });
+    /// ```
+    pub fn min_timeout(mut self, timeout: Duration) -> ContextLayer {
+        self.min_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a handler may still answer after its request context ended
+    /// (its deadline passed, or the root was canceled), before the layer
+    /// drops the handler's future and answers in its place:
+    /// DEADLINE_EXCEEDED / `504 Gateway Timeout` for a deadline,
+    /// UNAVAILABLE / `503 Service Unavailable` for a canceled root. `None`:
+    /// never; the handler always makes the response, as in Go's `net/http`
+    /// (then a handler that ignores its context runs on).
+    ///
+    /// The default is `Some(Duration::ZERO)`: a handler that answers as soon
+    /// as it sees its context end still wins (it is polled first), one that
+    /// needs to wait for its subtasks to report needs a grace. The grace
+    /// timer is the crate's own (any executor).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ctxtree::{tower::ContextLayer, Context, Error};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let stuck = service_fn(|_req: http::Request<String>| {
+    ///     std::future::pending::<Result<http::Response<String>, Error>>() // ignores its context
+    /// });
+    /// let svc = ContextLayer::new(Context::background()).layer(stuck);
+    /// let req = http::Request::builder().header("grpc-timeout", "20m").body(String::new()).unwrap();
+    /// let res = svc.oneshot(req).await.unwrap(); // answered at the deadline
+    /// assert_eq!(res.status(), http::StatusCode::GATEWAY_TIMEOUT);
+    ///
+    /// let patient = ContextLayer::new(Context::background())
+    ///     .handler_grace(Some(Duration::from_millis(500)))
+    ///     .layer(service_fn(|req: http::Request<String>| async move {
+    ///         let ctx = ctxtree::tower::request_context(&req).unwrap().clone();
+    ///         ctx.done().await;
+    ///         // Wait for subtasks to report (after the deadline), then answer.
+    ///         std::thread::sleep(Duration::from_millis(5));
+    ///         Ok::<_, Error>(http::Response::new(String::from("partial results")))
+    ///     }));
+    /// let req = http::Request::builder().header("grpc-timeout", "20m").body(String::new()).unwrap();
+    /// assert_eq!(patient.oneshot(req).await.unwrap().body(), "partial results");
+    /// # });
+    /// ```
+    pub fn handler_grace(mut self, grace: Option<Duration>) -> ContextLayer {
+        self.handler_grace = grace;
+        self
+    }
+
+    /// A layer whose request contexts live until the response *body* ends
+    /// (or is dropped), not only until the response head is ready: for
+    /// streaming responses (server-streaming RPCs, server-sent events,
+    /// large downloads) whose producer works under the request context. The
+    /// response body becomes a [`ContextBody`] holding the context's
+    /// [`CancelHandle`]: the context is canceled with [`Error::Canceled`]
+    /// when the body ends or fails, and with cause [`RequestAborted`] when
+    /// it is dropped before that (the client went away).
+    ///
+    /// ```
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let svc = ContextLayer::new(Context::background()).until_body_end().layer(service_fn(
+    ///     move |req: http::Request<String>| {
+    ///         tx.send(request_context(&req).unwrap().clone()).unwrap();
+    ///         async { Ok::<_, Error>(http::Response::new(String::from("streamed"))) }
+    ///     },
+    /// ));
+    /// let res = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let ctx = rx.recv().unwrap();
+    /// assert!(!ctx.is_done()); // the head is ready, the body still to come
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"streamed");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ended with the body
+    /// # });
+    /// ```
+    pub fn until_body_end(self) -> BodyContextLayer {
+        BodyContextLayer::new(self)
     }
 
     /// The timeout of requests without a (valid) `grpc-timeout` header.
@@ -449,12 +698,21 @@ impl ContextLayer {
     }
 
     /// The timeout for a request with these headers; `Err` to reject it.
-    fn timeout_for(&self, headers: &HeaderMap) -> Result<Option<Duration>, InvalidGrpcTimeout> {
-        let from_header = match headers.get(GRPC_TIMEOUT).map(parse_grpc_timeout) {
-            Some(Ok(timeout)) => Some(timeout),
-            Some(Err(err)) if self.on_invalid == InvalidTimeoutPolicy::Reject => return Err(err),
-            Some(Err(_)) | None => None,
-        };
+    fn timeout_for(&self, headers: &HeaderMap) -> Result<Option<Duration>, InvalidBudget> {
+        let mut from_header: Option<Duration> = None;
+        for codec in self.codecs.iter() {
+            let Some(value) = headers.get(codec.header_name()) else {
+                continue;
+            };
+            match codec.decode(value) {
+                Ok(Some(budget)) => {
+                    from_header = Some(from_header.map_or(budget, |b| b.min(budget)));
+                }
+                Ok(None) => {}
+                Err(err) if self.on_invalid == InvalidTimeoutPolicy::Reject => return Err(err),
+                Err(_) => {}
+            }
+        }
         let timeout = from_header.or(self.default_timeout);
         Ok(match (timeout, self.max_timeout) {
             (Some(t), Some(max)) => Some(t.min(max)),
@@ -497,14 +755,14 @@ impl<S> Layer<S> for ContextLayer {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ContextService<S> {
-    inner: S,
-    layer: ContextLayer,
+    pub(crate) inner: S,
+    pub(crate) layer: ContextLayer,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ContextService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: From<&'static str>,
+    ResBody: Default,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -515,33 +773,134 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
+        let reject = |reply: Reply| ResponseFuture {
+            state: State::Reply(reply),
+            handle: None,
+            done: None,
+            grace: Grace::default(),
+            grpc,
+            _body: PhantomData,
+        };
         let timeout = match self.layer.timeout_for(req.headers()) {
             Ok(timeout) => timeout,
-            Err(_) => {
-                return ResponseFuture {
-                    kind: Kind::Reject,
-                    handle: None,
-                    _body: PhantomData,
-                }
-            }
+            Err(err) => return reject(Reply::InvalidArgument(err.to_string())),
         };
+        if let (Some(timeout), Some(min)) = (timeout, self.layer.min_timeout) {
+            if timeout < min {
+                return reject(Reply::DeadlineExceeded);
+            }
+        }
         let (ctx, handle) = match timeout {
             Some(timeout) => self.layer.root.with_timeout(timeout),
             None => self.layer.root.with_cancel(),
         };
-        req.extensions_mut().insert(ctx);
+        match ctx.err() {
+            // Shutting down (or the root's own deadline passed): don't start.
+            Some(Error::Canceled) => return reject(Reply::Unavailable),
+            Some(Error::DeadlineExceeded) => return reject(Reply::DeadlineExceeded),
+            None => {}
+        }
+        // Without a grace, nothing to watch: the handler always answers.
+        let done = self.layer.handler_grace.map(|_| ctx.done_owned());
+        req.extensions_mut().insert(ctx.clone());
+        // The handler runs with its request context as `Context::current`.
+        let inner = &mut self.inner;
+        let future = ctx.in_scope(|| inner.call(req));
         ResponseFuture {
-            kind: Kind::Inner(self.inner.call(req)),
+            state: State::Inner(ctx.scope(future)),
             handle: Some(handle),
+            done,
+            grace: Grace {
+                period: self.layer.handler_grace.unwrap_or_default(),
+                ..Grace::default()
+            },
+            grpc,
             _body: PhantomData,
         }
     }
 }
 
+/// True for gRPC requests (`content-type: application/grpc`, with any
+/// `+format` or `-web` suffix), which get their replies as gRPC statuses.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A reply the layer makes itself, instead of the inner service's.
+#[derive(Debug)]
+enum Reply {
+    /// A malformed budget header: INVALID_ARGUMENT / 400.
+    InvalidArgument(String),
+    /// The budget ran out (or is below the minimum): DEADLINE_EXCEEDED / 504.
+    DeadlineExceeded,
+    /// The root was canceled (shutdown): UNAVAILABLE / 503.
+    Unavailable,
+}
+
+impl Reply {
+    fn for_err(err: Error) -> Reply {
+        match err {
+            Error::DeadlineExceeded => Reply::DeadlineExceeded,
+            Error::Canceled => Reply::Unavailable,
+        }
+    }
+
+    /// The response: for gRPC, a trailers-only response (HTTP 200, the
+    /// status in `grpc-status` and `grpc-message` headers, an empty body);
+    /// otherwise the HTTP status with an empty body.
+    fn into_response<B: Default>(self, grpc: bool) -> Response<B> {
+        let (code, status, message) = match self {
+            Reply::InvalidArgument(message) => (3u8, StatusCode::BAD_REQUEST, message),
+            Reply::DeadlineExceeded => (
+                4,
+                StatusCode::GATEWAY_TIMEOUT,
+                String::from("request deadline exceeded"),
+            ),
+            Reply::Unavailable => (
+                14,
+                StatusCode::SERVICE_UNAVAILABLE,
+                String::from("server shutting down"),
+            ),
+        };
+        let mut res = Response::new(B::default());
+        if grpc {
+            let headers = res.headers_mut();
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code)));
+            headers.insert(GRPC_MESSAGE, percent_encode(&message));
+        } else {
+            *res.status_mut() = status;
+        }
+        res
+    }
+}
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+
+/// `grpc-message` encoding: bytes outside printable ASCII, and `%`, as
+/// `%XX` (gRPC over HTTP/2, "Percent-Encoded").
+fn percent_encode(message: &str) -> HeaderValue {
+    let mut out = String::with_capacity(message.len());
+    for &b in message.as_bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    HeaderValue::try_from(out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
 /// The response future of [`ContextService`]. It owns the request context's
 /// [`CancelHandle`]: completing cancels the context with
 /// [`Error::Canceled`]; dropping it before completion cancels it with cause
-/// [`RequestAborted`].
+/// [`RequestAborted`]. If the request context ends before the inner service
+/// answers (its deadline passed, or the root was canceled), it drops the
+/// inner future and answers itself (see [`ContextService`]).
 ///
 /// ```
 /// use ctxtree::{tower::{request_context, ContextLayer, RequestAborted}, Context, Error};
@@ -567,45 +926,132 @@ where
 /// # });
 /// ```
 pub struct ResponseFuture<F, B> {
-    /// Structurally pinned (in `Kind::Inner`); never moved out or replaced.
-    kind: Kind<F>,
+    /// Structurally pinned (the future in `State::Inner`): never moved out;
+    /// replaced only through `Pin::set`, which drops it in place.
+    state: State<Scoped<F>>,
     /// Not pinned. `None` once the future has completed (or was rejected).
     handle: Option<CancelHandle>,
+    /// Not pinned (`DoneOwned` is `Unpin`): wakes this task when the request
+    /// context ends before the inner service answers.
+    done: Option<DoneOwned>,
+    /// Not pinned: the handler's grace once the request context ended.
+    grace: Grace,
+    /// Answer in gRPC's form.
+    grpc: bool,
     _body: PhantomData<fn() -> B>,
 }
 
-enum Kind<F> {
+enum State<F> {
     Inner(F),
-    Reject,
+    Reply(Reply),
+    Finished,
 }
 
 impl<F, B, E> Future for ResponseFuture<F, B>
 where
     F: Future<Output = Result<Response<B>, E>>,
-    B: From<&'static str>,
+    B: Default,
 {
     type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        // SAFETY: pin projection. `kind` is structurally pinned: the inner
-        // future is only ever reached through the `Pin` made below, never
-        // moved out or replaced (not in `Drop` either), and `ResponseFuture`
-        // is `Unpin` only when `F` is (auto trait, no manual impl).
-        // `handle` and `_body` are not pinned and may be moved freely.
-        let this = unsafe { self.get_unchecked_mut() };
-        let output = match &mut this.kind {
-            // SAFETY: `future` lives in `*this`, which is pinned, and is not
-            // moved until it is dropped in place (see above).
-            Kind::Inner(future) => match unsafe { Pin::new_unchecked(future) }.poll(cx) {
-                Poll::Ready(output) => output,
-                Poll::Pending => return Poll::Pending,
-            },
-            Kind::Reject => Ok(bad_request()),
-        };
-        if let Some(handle) = this.handle.take() {
+        let (output, handle) = std::task::ready!(self.poll_parts(cx));
+        if let Some(handle) = handle {
             handle.cancel();
         }
         Poll::Ready(output)
+    }
+}
+
+/// What [`ResponseFuture::poll_parts`] hands over: the response and the
+/// request context's handle, if it still has one.
+pub(crate) type Parts<B, E> = (Result<Response<B>, E>, Option<CancelHandle>);
+
+impl<F, B, E> ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Default,
+{
+    /// Polls for the response, and hands over the request context's handle
+    /// (`None` for the layer's own replies) instead of canceling it: the
+    /// caller decides when the context ends.
+    pub(crate) fn poll_parts(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Parts<B, E>> {
+        // SAFETY: pin projection. `state` is structurally pinned: the inner
+        // future is only ever reached through the `Pin` made below, never
+        // moved out, and replaced only by `Pin::set` (drop in place), not in
+        // `Drop` either; `ResponseFuture` is `Unpin` only when `F` is (auto
+        // trait, no manual impl). The other fields are not pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `state` lives in `*this`, which is pinned (see above).
+        let mut state = unsafe { Pin::new_unchecked(&mut this.state) };
+        let output = match state.as_mut().inner().map(|future| future.poll(cx)) {
+            Some(Poll::Ready(output)) => output,
+            Some(Poll::Pending) => match this.grace.poll(this.done.as_mut(), cx) {
+                // The request context ended and the grace is over: the
+                // handler's future is dropped below (its work is canceled),
+                // and the layer answers.
+                Poll::Ready(err) => Ok(Reply::for_err(err).into_response(this.grpc)),
+                Poll::Pending => return Poll::Pending,
+            },
+            None => {
+                // SAFETY: not `State::Inner` (checked above), so nothing
+                // pinned is moved by the replace.
+                let old = std::mem::replace(
+                    unsafe { state.as_mut().get_unchecked_mut() },
+                    State::Finished,
+                );
+                match old {
+                    State::Reply(reply) => Ok(reply.into_response(this.grpc)),
+                    _ => panic!("ResponseFuture polled after completion"),
+                }
+            }
+        };
+        state.set(State::Finished);
+        this.done = None;
+        this.grace = Grace::default();
+        Poll::Ready((output, this.handle.take()))
+    }
+}
+
+/// The handler's grace after its request context ended (see
+/// [`ContextLayer::handler_grace`]).
+#[derive(Default)]
+struct Grace {
+    period: Duration,
+    /// The request context's err, once it ended.
+    ended: Option<Error>,
+    /// The grace timer: a context of its own that ends `period` after
+    /// `ended` was set (its handle disarms it when dropped).
+    timer: Option<(DoneOwned, CancelHandle)>,
+}
+
+impl Grace {
+    /// Ready with the request context's err once the context ended and the
+    /// grace passed; `done` is `None` when the layer never answers.
+    fn poll(&mut self, done: Option<&mut DoneOwned>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let err = match self.ended {
+            Some(err) => err,
+            None => match done.map(|done| Pin::new(done).poll(cx)) {
+                Some(Poll::Ready(err)) => {
+                    self.ended = Some(err);
+                    if self.period.is_zero() {
+                        return Poll::Ready(err);
+                    }
+                    let (timer, handle) = Context::background().with_timeout(self.period);
+                    self.timer = Some((timer.done_owned(), handle));
+                    err
+                }
+                _ => return Poll::Pending,
+            },
+        };
+        match self
+            .timer
+            .as_mut()
+            .map(|(timer, _)| Pin::new(timer).poll(cx))
+        {
+            Some(Poll::Pending) => Poll::Pending,
+            _ => Poll::Ready(err),
+        }
     }
 }
 
@@ -620,20 +1066,25 @@ impl<F, B> Drop for ResponseFuture<F, B> {
 impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("rejected", &matches!(self.kind, Kind::Reject))
+            .field("replying", &matches!(self.state, State::Reply(_)))
+            .field("grpc", &self.grpc)
             .field("handle", &self.handle)
             .finish_non_exhaustive()
     }
 }
 
-fn bad_request<B: From<&'static str>>() -> Response<B> {
-    let mut res = Response::new(B::from(REJECT_BODY));
-    *res.status_mut() = StatusCode::BAD_REQUEST;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    res
+impl<F> State<F> {
+    /// The pinned inner future, if the handler is still running.
+    fn inner(self: Pin<&mut Self>) -> Option<Pin<&mut F>> {
+        // SAFETY: the future is structurally pinned in `State::Inner`; it
+        // is only handed out pinned.
+        match unsafe { self.get_unchecked_mut() } {
+            // SAFETY: see above.
+            State::Inner(future) => Some(unsafe { Pin::new_unchecked(future) }),
+            _ => None,
+        }
+    }
 }
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -702,16 +1153,40 @@ mod tests {
     }
 
     #[test]
-    fn error_message_and_reject_body() {
+    fn error_message_and_replies() {
         let err = parse("1s").unwrap_err();
         assert_eq!(
             err.to_string(),
             "malformed grpc-timeout header: expected 1 to 8 digits followed by one of H, M, S, m, u, n"
         );
-        assert_eq!(REJECT_BODY, format!("{err}\n"));
-        let res: Response<String> = bad_request();
+        let budget_err = GrpcTimeout
+            .decode(&HeaderValue::from_static("1s"))
+            .unwrap_err();
+        assert_eq!(budget_err.to_string(), err.to_string());
+
+        let res: Response<String> = Reply::InvalidArgument(err.to_string()).into_response(false);
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-        assert_eq!(res.headers()[CONTENT_TYPE], "text/plain");
+        assert_eq!(res.body(), "");
+        let res: Response<String> = Reply::DeadlineExceeded.into_response(false);
+        assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+        let res: Response<String> = Reply::Unavailable.into_response(false);
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let res: Response<String> = Reply::InvalidArgument(err.to_string()).into_response(true);
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()[CONTENT_TYPE], "application/grpc");
+        assert_eq!(res.headers()["grpc-status"], "3");
+        assert_eq!(res.headers()["grpc-message"], err.to_string().as_str());
+        let res: Response<String> = Reply::DeadlineExceeded.into_response(true);
+        assert_eq!(res.headers()["grpc-status"], "4");
+        let res: Response<String> = Reply::Unavailable.into_response(true);
+        assert_eq!(res.headers()["grpc-status"], "14");
+    }
+
+    #[test]
+    fn grpc_message_is_percent_encoded() {
+        assert_eq!(percent_encode("plain text: ok"), "plain text: ok");
+        assert_eq!(percent_encode("100% ü\n"), "100%25 %C3%BC%0A");
     }
 
     #[test]

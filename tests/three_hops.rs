@@ -1,0 +1,251 @@
+//! Three services over 127.0.0.1: A (this test, a tonic client) calls B (a
+//! tonic server) with a 300 ms budget; B's handler calls C (an axum HTTP
+//! server) without passing any context by hand. The budget reaches C,
+//! shrunk by the time spent, in `connect-timeout-ms`; C's work ends at A's
+//! deadline.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use axum::{routing::get, Extension, Router};
+use bytes::{Buf, BufMut, Bytes};
+use ctxtree::tower::{BudgetLayer, ConnectTimeout, ContextLayer};
+use ctxtree::{CancelHandle, Context, Error};
+use futures::future::BoxFuture;
+use http::uri::PathAndQuery;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic::Status;
+use tower::{service_fn, Layer, Service, ServiceExt};
+
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+type BoxError = ctxtree::tower::BoxError;
+
+/// B's HTTP client toward C: one HTTP/1 connection per request (hyper),
+/// behind `BudgetLayer`.
+async fn http_get(
+    addr: SocketAddr,
+    req: http::Request<Empty<Bytes>>,
+) -> Result<(u16, String), BoxError> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let res = sender.send_request(req).await?;
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok((status, String::from_utf8(body.to_vec())?))
+}
+
+/// C: `/remaining` answers its request context's remaining milliseconds;
+/// `/stuck` records its context and never answers.
+async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandle) {
+    let (root, shutdown) = Context::background().with_cancel();
+    let app = Router::new()
+        .route(
+            "/remaining",
+            get(|Extension(ctx): Extension<Context>| async move {
+                ctx.remaining()
+                    .map_or(u128::MAX, |d| d.as_millis())
+                    .to_string()
+            }),
+        )
+        .route(
+            "/stuck",
+            get(move |Extension(ctx): Extension<Context>| {
+                seen.lock().unwrap().push(ctx);
+                std::future::pending::<String>()
+            }),
+        )
+        .layer(
+            ContextLayer::new(root.clone())
+                .without_budget_codecs()
+                .budget_codec(ConnectTimeout),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(root.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    (addr, shutdown)
+}
+
+/// B: one unary method; the request names C's path to call.
+#[derive(Clone)]
+struct B {
+    c: SocketAddr,
+}
+
+impl NamedService for B {
+    const NAME: &'static str = "test.B";
+}
+
+impl Service<http::Request<tonic::body::Body>> for B {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let c = self.c;
+        Box::pin(async move {
+            let method = service_fn(move |req: tonic::Request<Bytes>| async move {
+                let path = String::from_utf8(req.into_inner().to_vec()).unwrap();
+                // No context in sight: BudgetLayer finds the request's.
+                let client = BudgetLayer::new()
+                    .codec(ConnectTimeout)
+                    .layer(service_fn(move |req| http_get(c, req)));
+                let req = http::Request::get(path)
+                    .header("host", c.to_string())
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                match client.oneshot(req).await {
+                    Ok((200, body)) => Ok(tonic::Response::new(Bytes::from(body))),
+                    Ok((504, _)) => Err(Status::deadline_exceeded("C timed out")),
+                    Ok((status, body)) => Err(Status::internal(format!("C: {status} {body}"))),
+                    Err(err) => match err.downcast_ref::<Error>() {
+                        Some(Error::DeadlineExceeded) => {
+                            Err(Status::deadline_exceeded(err.to_string()))
+                        }
+                        _ => Err(Status::unavailable(err.to_string())),
+                    },
+                }
+            });
+            Ok(tonic::server::Grpc::new(RawCodec).unary(method, req).await)
+        })
+    }
+}
+
+async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
+    let (root, shutdown) = Context::background().with_cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(root.clone()))
+            .add_service(B { c })
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
+    );
+    (addr, shutdown)
+}
+
+/// A: calls B through `BudgetLayer` within `ctx`'s scope.
+async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(BudgetLayer::new().layer(channel));
+    client.ready().await.map_err(Status::from_error)?;
+    let req = tonic::Request::new(Bytes::from_static(path.as_bytes()));
+    let res = client
+        .unary(req, PathAndQuery::from_static("/test.B/Call"), RawCodec)
+        .await?;
+    Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_crosses_two_hops_and_ends_the_last_ones_work() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, _stop_c) = start_c(seen.clone()).await;
+    let (b, _stop_b) = start_b(c).await;
+
+    // The budget reaches C, shrunk by the time spent on the way.
+    let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+    let left: u64 = a
+        .scope(call_b(b, "/remaining"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left < 300 && left > 150, "C had {left} ms of A's 300");
+
+    // C's work ends at A's deadline, within a few milliseconds.
+    let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+    let a_deadline = a.deadline().unwrap();
+    let status = a.scope(call_b(b, "/stuck")).await.unwrap_err();
+    let late = Instant::now().saturating_duration_since(a_deadline);
+    assert!(
+        late < Duration::from_millis(200),
+        "A's call ended {late:?} after its deadline"
+    );
+    eprintln!("A saw {status:?}");
+    let c_ctx = seen.lock().unwrap()[0].clone();
+    let c_deadline = c_ctx.deadline().unwrap();
+    // Rounded up to a millisecond per hop, never earlier than A's.
+    assert!(c_deadline >= a_deadline, "C's deadline is earlier than A's");
+    assert!(
+        c_deadline - a_deadline < Duration::from_millis(10),
+        "C's deadline is {:?} after A's",
+        c_deadline - a_deadline
+    );
+    // C's context ends at A's deadline: by its own copy of the deadline, or
+    // canceled (`RequestAborted`) when B abandons the HTTP call at B's.
+    let ended_at = Arc::new(Mutex::new(None));
+    let stamp = ended_at.clone();
+    let _registration = c_ctx.after_func(move || *stamp.lock().unwrap() = Some(Instant::now()));
+    let until = Instant::now() + Duration::from_secs(5);
+    while ended_at.lock().unwrap().is_none() {
+        assert!(Instant::now() < until, "C's work was never canceled");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let ended_at = ended_at.lock().unwrap().unwrap();
+    let c_late = ended_at.saturating_duration_since(a_deadline);
+    eprintln!(
+        "C's context ended {c_late:?} after A's deadline: {:?}",
+        c_ctx.err()
+    );
+    assert!(c_ctx.err().is_some());
+    assert!(
+        c_late < Duration::from_millis(200),
+        "C's work ended {c_late:?} after A's deadline"
+    );
+}

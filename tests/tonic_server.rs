@@ -1,0 +1,394 @@
+//! `ContextLayer` on a real tonic server over 127.0.0.1, called by tonic's
+//! client: `Server::builder().layer(ContextLayer::new(root))` compiles as is,
+//! the caller's `grpc-timeout` reaches the handler, and the layer's own
+//! replies are gRPC statuses the client decodes (INVALID_ARGUMENT,
+//! DEADLINE_EXCEEDED, UNAVAILABLE). No protobuf: a bytes-in, bytes-out codec.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes};
+use ctxtree::tower::ContextLayer;
+use ctxtree::{CancelHandle, Context, Error};
+use futures::future::BoxFuture;
+use http::uri::PathAndQuery;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::NamedService;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Status};
+use tower::Service;
+
+/// Messages are raw bytes.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// One unary method, `/test.Raw/Call`. The request says what to do:
+/// `remaining` answers the request context's remaining milliseconds,
+/// `stuck` never answers (it ignores its context).
+#[derive(Clone, Default)]
+struct Raw {
+    seen: Arc<Mutex<Vec<Context>>>,
+}
+
+impl NamedService for Raw {
+    const NAME: &'static str = "test.Raw";
+}
+
+impl Service<http::Request<tonic::body::Body>> for Raw {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let seen = self.seen.clone();
+        Box::pin(async move {
+            let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
+                let seen = seen.clone();
+                async move {
+                    let ctx = req
+                        .extensions()
+                        .get::<Context>()
+                        .cloned()
+                        .ok_or_else(|| Status::internal("no request context"))?;
+                    seen.lock().unwrap().push(ctx.clone());
+                    match &req.get_ref()[..] {
+                        b"remaining" => {
+                            let ms = ctx.remaining().map_or(u128::MAX, |d| d.as_millis());
+                            Ok(tonic::Response::new(Bytes::from(ms.to_string())))
+                        }
+                        b"stuck" => std::future::pending().await,
+                        b"current" => {
+                            // Set by the layer for the handler's whole run.
+                            let current = Context::current().is_some_and(|c| c.same(&ctx));
+                            Ok(tonic::Response::new(Bytes::from(current.to_string())))
+                        }
+                        _ => Err(Status::unimplemented("unknown request")),
+                    }
+                }
+            });
+            Ok(tonic::server::Grpc::new(RawCodec).unary(method, req).await)
+        })
+    }
+}
+
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Context>>>,
+    shutdown: CancelHandle,
+    served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+async fn start() -> Server {
+    start_with(|layer| layer).await
+}
+
+/// A server whose layer `configure` sets up.
+async fn start_with(configure: impl FnOnce(ContextLayer) -> ContextLayer) -> Server {
+    let (root, shutdown) = Context::background().with_cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = Raw::default();
+    let seen = raw.seen.clone();
+    let served = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(configure(ContextLayer::new(root.clone()))) // as a user writes it
+            .add_service(raw)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
+    );
+    Server {
+        addr,
+        seen,
+        shutdown,
+        served,
+    }
+}
+
+async fn call(
+    addr: SocketAddr,
+    body: &'static str,
+    timeout: Option<&'static str>,
+) -> Result<String, Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.unwrap();
+    let mut req = tonic::Request::new(Bytes::from_static(body.as_bytes()));
+    if let Some(timeout) = timeout {
+        req.metadata_mut()
+            .insert("grpc-timeout", timeout.parse().unwrap());
+    }
+    let res = client
+        .unary(req, PathAndQuery::from_static("/test.Raw/Call"), RawCodec)
+        .await?;
+    Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_budget_reaches_the_handler() {
+    let server = start().await;
+    let left: u64 = call(server.addr, "remaining", Some("300m"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left <= 300 && left > 200, "{left} ms left of 300");
+    // No budget: no deadline.
+    let left = call(server.addr, "remaining", None).await.unwrap();
+    assert_eq!(left, u128::MAX.to_string());
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_budget_is_an_invalid_argument_the_client_decodes() {
+    let server = start().await;
+    let status = call(server.addr, "remaining", Some("1.5S"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("malformed grpc-timeout header"),
+        "{status:?}"
+    );
+    assert!(server.seen.lock().unwrap().is_empty(), "handler not called");
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_past_its_deadline_is_answered_deadline_exceeded() {
+    // The deadline is the server's cap: a `grpc-timeout` sent by tonic's
+    // client is also enforced by the client itself, which reports CANCELLED
+    // ("Timeout expired") when it fires first.
+    let server = start_with(|layer| layer.max_timeout(Duration::from_millis(100))).await;
+    let sent = Instant::now();
+    let status = call(server.addr, "stuck", Some("10S")).await.unwrap_err();
+    let elapsed = sent.elapsed();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(status.message(), "request deadline exceeded");
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    let ctx = server.seen.lock().unwrap()[0].clone();
+    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+
+    // Below a minimum budget: refused before the handler.
+    let server = start_with(|layer| layer.min_timeout(Duration::from_millis(500))).await;
+    let status = call(server.addr, "remaining", Some("400m"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(server.seen.lock().unwrap().is_empty());
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_in_flight_calls_unavailable_and_stops_the_server() {
+    let server = start().await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move { call(addr, "stuck", None).await });
+    let seen = server.seen.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the call never reached the handler"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.shutdown.cancel(); // root.cancelled_owned() is the server's signal
+    let status = in_flight.await.unwrap().unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    tokio::time::timeout(Duration::from_secs(10), server.served)
+        .await
+        .expect("the server drained")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
+    let server = start_with(|layer| layer).await; // the plain layer, above
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+
+    let (root, shutdown) = Context::background().with_cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = Raw::default();
+    let seen = raw.seen.clone();
+    let served = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(root.clone()).until_body_end())
+            .add_service(raw)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
+    );
+    let left: u64 = call(addr, "remaining", Some("5S"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 4000, "{left}");
+    let ctx = seen.lock().unwrap()[0].clone();
+    // The body (message and trailers) was sent in full: ended, not aborted.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ctx.is_done() {
+        assert!(Instant::now() < deadline, "the context outlived the body");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert!(ctx
+        .cause()
+        .unwrap()
+        .downcast_ref::<ctxtree::tower::RequestAborted>()
+        .is_none());
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+}
+
+/// A tonic client whose channel goes through `BudgetLayer`.
+async fn budget_client(
+    addr: SocketAddr,
+) -> tonic::client::Grpc<ctxtree::tower::BudgetService<tonic::transport::Channel>> {
+    use tower::Layer;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    tonic::client::Grpc::new(ctxtree::tower::BudgetLayer::new().layer(channel))
+}
+
+async fn call_with_budget(addr: SocketAddr, body: &'static str) -> Result<String, Status> {
+    let mut client = budget_client(addr).await;
+    client.ready().await.map_err(Status::from_error)?;
+    let req = tonic::Request::new(Bytes::from_static(body.as_bytes()));
+    let res = client
+        .unary(req, PathAndQuery::from_static("/test.Raw/Call"), RawCodec)
+        .await?;
+    Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handler_runs_with_its_request_context_as_current() {
+    let server = start().await;
+    assert_eq!(call(server.addr, "current", None).await.unwrap(), "true");
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_sends_the_current_contexts_remaining_time() {
+    let server = start().await;
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+    // No context passed by hand: the scope makes it current.
+    let left: u64 = ctx
+        .scope(call_with_budget(server.addr, "remaining"))
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left <= 300 && left > 200, "{left} ms left of 300");
+    // Outside any scope: no budget sent.
+    let left = call_with_budget(server.addr, "remaining").await.unwrap();
+    assert_eq!(left, u128::MAX.to_string());
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_fails_fast_on_a_done_context_without_sending() {
+    let server = start().await;
+    let (ctx, cancel) = Context::background().with_cancel();
+    cancel.cancel();
+    let status = ctx
+        .scope(call_with_budget(server.addr, "remaining"))
+        .await
+        .unwrap_err();
+    assert!(status.message().contains("context canceled"), "{status:?}");
+    assert!(server.seen.lock().unwrap().is_empty(), "nothing was sent");
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_layer_abandons_the_call_when_the_context_ends_and_the_server_sees_it() {
+    // The server's layer never answers in the handler's place, so the
+    // client's deadline (sent as grpc-timeout, watched by BudgetLayer) is
+    // what ends the call.
+    let server = start_with(|layer| layer.handler_grace(None)).await;
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(100));
+    let sent = Instant::now();
+    let status = ctx
+        .scope(call_with_budget(server.addr, "stuck"))
+        .await
+        .unwrap_err();
+    let elapsed = sent.elapsed();
+    assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
+    // Whichever fired first (the layer or tonic's own grpc-timeout), the
+    // call ended at the deadline.
+    assert!(
+        status.message().contains("deadline exceeded") || status.code() == Code::Cancelled,
+        "{status:?}"
+    );
+    // The server's request context ended too (its copy of the deadline, or
+    // the stream reset when the client dropped the call).
+    let server_ctx = server.seen.lock().unwrap()[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server_ctx.is_done() {
+        assert!(
+            Instant::now() < deadline,
+            "the server's work was not canceled"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
