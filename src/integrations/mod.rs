@@ -5,14 +5,8 @@
 //! [`tower`] (a request context per request, from a root and
 //! the caller's `grpc-timeout`).
 
-#[cfg(feature = "tower")]
-mod body;
-#[cfg(feature = "tower")]
-mod budget;
 #[cfg(feature = "crossbeam-channel")]
 pub mod channel;
-#[cfg(feature = "tower")]
-mod client;
 pub(crate) mod current;
 #[cfg(feature = "tokio")]
 mod task_group;

@@ -30,7 +30,7 @@ use ::http::Request;
 use ::tower_layer::Layer;
 use ::tower_service::Service;
 
-use crate::tower::{BudgetCodec, GrpcTimeout};
+use super::budget::{BudgetCodec, GrpcTimeout};
 use crate::{Context, DoneOwned, Error};
 
 /// The error type of [`BudgetService`]: the inner service's error, or the

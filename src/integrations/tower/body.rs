@@ -25,7 +25,9 @@ use ::http_body::{Body, Frame, SizeHint};
 use ::tower_layer::Layer;
 use ::tower_service::Service;
 
-use crate::tower::{ContextLayer, ContextService, RequestAborted, ResponseFuture};
+use super::layer::{ContextLayer, RequestAborted};
+use super::response::ResponseFuture;
+use super::service::ContextService;
 use crate::CancelHandle;
 
 /// A [`ContextLayer`] whose request contexts live until the response body
@@ -39,7 +41,7 @@ use crate::CancelHandle;
 /// ```
 #[derive(Clone, Debug)]
 pub struct BodyContextLayer {
-    layer: ContextLayer,
+    pub(super) layer: ContextLayer,
 }
 
 impl BodyContextLayer {
@@ -80,7 +82,7 @@ impl<S> Layer<S> for BodyContextLayer {
 /// ```
 #[derive(Clone, Debug)]
 pub struct BodyContextService<S> {
-    inner: ContextService<S>,
+    pub(super) inner: ContextService<S>,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BodyContextService<S>
@@ -126,7 +128,7 @@ where
 /// ```
 pub struct BodyResponseFuture<F, B> {
     /// Structurally pinned.
-    inner: ResponseFuture<F, B>,
+    pub(super) inner: ResponseFuture<F, B>,
 }
 
 impl<F, B, E> Future for BodyResponseFuture<F, B>
@@ -177,11 +179,11 @@ impl<F, B> fmt::Debug for BodyResponseFuture<F, B> {
 /// ```
 pub struct ContextBody<B> {
     /// Structurally pinned.
-    body: B,
+    pub(super) body: B,
     /// Not pinned. Taken when the body ends or fails (R1).
-    handle: Option<CancelHandle>,
+    pub(super) handle: Option<CancelHandle>,
     /// `B::is_end_stream`, for `Drop` (which cannot require `B: Body`).
-    ended: fn(&B) -> bool,
+    pub(super) ended: fn(&B) -> bool,
 }
 
 impl<B> ContextBody<B> {
@@ -270,5 +272,41 @@ impl<B> fmt::Debug for ContextBody<B> {
         f.debug_struct("ContextBody")
             .field("holds_context", &self.handle.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl ContextLayer {
+    /// A layer whose request contexts live until the response *body* ends
+    /// (or is dropped), not only until the response head is ready: for
+    /// streaming responses (server-streaming RPCs, server-sent events,
+    /// large downloads) whose producer works under the request context. The
+    /// response body becomes a [`ContextBody`] holding the context's
+    /// [`CancelHandle`]: the context is canceled with [`Error::Canceled`]
+    /// when the body ends or fails, and with cause [`RequestAborted`] when
+    /// it is dropped before that (the client went away).
+    ///
+    /// ```
+    /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
+    /// use http_body_util::BodyExt;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let svc = ContextLayer::new(Context::background()).until_body_end().layer(service_fn(
+    ///     move |req: http::Request<String>| {
+    ///         tx.send(request_context(&req).unwrap().clone()).unwrap();
+    ///         async { Ok::<_, Error>(http::Response::new(String::from("streamed"))) }
+    ///     },
+    /// ));
+    /// let res = svc.oneshot(http::Request::new(String::new())).await.unwrap();
+    /// let ctx = rx.recv().unwrap();
+    /// assert!(!ctx.is_done()); // the head is ready, the body still to come
+    /// let body = res.into_body().collect().await.unwrap().to_bytes();
+    /// assert_eq!(&body[..], b"streamed");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ended with the body
+    /// # });
+    /// ```
+    pub fn until_body_end(self) -> BodyContextLayer {
+        BodyContextLayer::new(self)
     }
 }

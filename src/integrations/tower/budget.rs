@@ -152,17 +152,19 @@ pub struct GrpcTimeout;
 
 impl BudgetCodec for GrpcTimeout {
     fn header_name(&self) -> HeaderName {
-        crate::tower::GRPC_TIMEOUT
+        super::grpc_timeout::GRPC_TIMEOUT
     }
 
     fn decode(&self, value: &HeaderValue) -> Result<Option<Duration>, InvalidBudget> {
-        crate::tower::parse_grpc_timeout(value)
+        super::grpc_timeout::parse_grpc_timeout(value)
             .map(Some)
-            .map_err(|_| InvalidBudget::new(self.header_name(), crate::tower::GRPC_TIMEOUT_FORMAT))
+            .map_err(|_| {
+                InvalidBudget::new(self.header_name(), super::grpc_timeout::GRPC_TIMEOUT_FORMAT)
+            })
     }
 
     fn encode(&self, budget: Duration) -> HeaderValue {
-        crate::tower::encode_grpc_timeout(budget)
+        super::grpc_timeout::encode_grpc_timeout(budget)
     }
 }
 
