@@ -90,7 +90,7 @@ fi
 step_loom() {
   CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
     RUSTFLAGS="--cfg loom --cfg crossbeam_loom" \
-    cargo test --release -p loom-tests --test after_func --test core -- --test-threads="$(nproc)"
+    cargo test --release -p loom-tests --test after_func --test core --test timer -- --test-threads="$(nproc)"
 }
 
 step_plants() { scripts/loom-plant-check.sh; }
@@ -107,24 +107,44 @@ step_miri() {
 # the Go conformance suite and the 10^6-deep chains are left to test.sh.
 if [ "$mode" = ci ]; then
   SAN_TESTS=(--features tokio,crossbeam-channel --lib --test semantics --test concurrency
-    --test values --test after_func --test memory --test deadline_memory --test fuzz_replay
+    --test values --test after_func --test deadline_memory --test fuzz_replay
     --test stress --test tokio_bridge --test channel --test runtimes)
+  # tests/memory.rs runs its tests one at a time (they count a process-wide
+  # heap), about half of the step under a sanitizer on one core: it runs in
+  # a second process beside the others (same build, same tests).
+  SAN_BESIDE=(--features tokio,crossbeam-channel --test memory)
 else
   # Every test but the HTTP end-to-end ones (feature tower), whose latency
   # bounds are not meant for a sanitizer's slowdown.
   SAN_TESTS=(--features tokio,crossbeam-channel --lib --tests)
+  SAN_BESIDE=()
 fi
+# Runs the sanitizer tests with the given cargo command: one build, then
+# SAN_BESIDE (if any) in a background process whose output follows the
+# others'. Fails if either fails.
+san_test() { # name, then the cargo command without its test selection
+  local name=$1; shift
+  [ ${#SAN_BESIDE[@]} -eq 0 ] && { "$@" "${SAN_TESTS[@]}"; return; }
+  "$@" "${SAN_TESTS[@]}" "${SAN_BESIDE[@]}" --no-run || return 1
+  local log=target/verify-$name-beside.log pid status=0
+  "$@" "${SAN_BESIDE[@]}" >"$log" 2>&1 &
+  pid=$!
+  "$@" "${SAN_TESTS[@]}" || status=1
+  wait "$pid" || status=1
+  cat "$log"
+  return $status
+}
 step_tsan() {
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan \
     TSAN_OPTIONS="halt_on_error=1" CTXTREE_STRESS_SECS=2 \
-    cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree "${SAN_TESTS[@]}"
+    san_test tsan cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
 }
 # Without the node cache (src/node_cache.rs): a cached block is still
 # allocated memory, so a use after free of a node would pass unseen.
 step_asan() {
   RUSTFLAGS="-Zsanitizer=address --cfg ctxtree_no_node_cache" CARGO_TARGET_DIR=target/asan \
     ASAN_OPTIONS="detect_leaks=1" CTXTREE_STRESS_SECS=2 \
-    cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree "${SAN_TESTS[@]}"
+    san_test asan cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
 }
 
 # Without the node cache, as the asan step and for the same reason (the fuzz
