@@ -95,12 +95,37 @@ step_loom() {
 
 step_plants() { scripts/loom-plant-check.sh; }
 
+# Runs one cargo test command for two selections of tests, from one build,
+# as two processes side by side: the first's output as it comes, the
+# second's (kept in a log) after it. Fails if either fails. For a selection
+# that keeps one core busy for minutes (tests that run one at a time, or
+# miri's interpreter, which runs on one core), so the rest of the step runs
+# on the other core meanwhile. With an empty second selection, just runs the
+# first.
+side_by_side() { # name, names of the two selection arrays, then the cargo command
+  local name=$1
+  local -n first=$2 second=$3
+  shift 3
+  [ ${#second[@]} -eq 0 ] && { "$@" "${first[@]}"; return; }
+  "$@" "${first[@]}" "${second[@]}" --no-run || return 1
+  local log=target/verify-$name-beside.log pid status=0
+  "$@" "${second[@]}" >"$log" 2>&1 &
+  pid=$!
+  "$@" "${first[@]}" || status=1
+  wait "$pid" || status=1
+  cat "$log"
+  return $status
+}
+
 MIRIFLAGS_BRIEF="-Zmiri-tree-borrows -Zmiri-permissive-provenance -Zmiri-ignore-leaks"
+# The library's unit tests and a reduced integration suite (the tests scale
+# themselves down under cfg(miri)); tests/deep.rs, about half of the
+# interpreting, beside the others.
+MIRI_TESTS=(--features tower --lib --test semantics --test values)
+MIRI_BESIDE=(--features tower --test deep)
 step_miri() {
-  # The library's unit tests and a reduced integration suite (the tests scale
-  # themselves down under cfg(miri)).
   MIRIFLAGS="$MIRIFLAGS_BRIEF" CARGO_TARGET_DIR=target/miri \
-    cargo +nightly miri test -p ctxtree --features tower --lib --test semantics --test values --test deep
+    side_by_side miri MIRI_TESTS MIRI_BESIDE cargo +nightly miri test -p ctxtree
 }
 
 # The whole suite in a full run; in CI the timing-sensitive deadline tests,
@@ -110,8 +135,8 @@ if [ "$mode" = ci ]; then
     --test values --test after_func --test deadline_memory --test fuzz_replay
     --test stress --test tokio_bridge --test channel --test runtimes)
   # tests/memory.rs runs its tests one at a time (they count a process-wide
-  # heap), about half of the step under a sanitizer on one core: it runs in
-  # a second process beside the others (same build, same tests).
+  # heap): about half of each sanitizer step, on one core, so it runs
+  # beside the others (side_by_side).
   SAN_BESIDE=(--features tokio,crossbeam-channel --test memory)
 else
   # Every test but the HTTP end-to-end ones (feature tower), whose latency
@@ -119,32 +144,17 @@ else
   SAN_TESTS=(--features tokio,crossbeam-channel --lib --tests)
   SAN_BESIDE=()
 fi
-# Runs the sanitizer tests with the given cargo command: one build, then
-# SAN_BESIDE (if any) in a background process whose output follows the
-# others'. Fails if either fails.
-san_test() { # name, then the cargo command without its test selection
-  local name=$1; shift
-  [ ${#SAN_BESIDE[@]} -eq 0 ] && { "$@" "${SAN_TESTS[@]}"; return; }
-  "$@" "${SAN_TESTS[@]}" "${SAN_BESIDE[@]}" --no-run || return 1
-  local log=target/verify-$name-beside.log pid status=0
-  "$@" "${SAN_BESIDE[@]}" >"$log" 2>&1 &
-  pid=$!
-  "$@" "${SAN_TESTS[@]}" || status=1
-  wait "$pid" || status=1
-  cat "$log"
-  return $status
-}
 step_tsan() {
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan \
     TSAN_OPTIONS="halt_on_error=1" CTXTREE_STRESS_SECS=2 \
-    san_test tsan cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
+    side_by_side tsan SAN_TESTS SAN_BESIDE cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
 }
 # Without the node cache (src/node_cache.rs): a cached block is still
 # allocated memory, so a use after free of a node would pass unseen.
 step_asan() {
   RUSTFLAGS="-Zsanitizer=address --cfg ctxtree_no_node_cache" CARGO_TARGET_DIR=target/asan \
     ASAN_OPTIONS="detect_leaks=1" CTXTREE_STRESS_SECS=2 \
-    san_test asan cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
+    side_by_side asan SAN_TESTS SAN_BESIDE cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
 }
 
 # Without the node cache, as the asan step and for the same reason (the fuzz
