@@ -8,6 +8,7 @@
 # The map below is cross-checked against src/plant.rs's `PLANTS` and the
 # `planted!` uses in src/: a plant without a model, a model entry without a
 # plant, or a listed plant that no code plants fails the check.
+# The checks run one per core at a time; their results print in order.
 # Results are recorded in docs/design.md ("loom models").
 set -u
 cd "$(dirname "$0")/.."
@@ -69,9 +70,13 @@ export RUSTFLAGS="--cfg loom --cfg crossbeam_loom"
 cargo build --release -p loom-tests --tests >/dev/null 2>&1 \
   || { echo "the loom build failed"; exit 1; }
 for plant in "${plants[@]}"; do
-  model=${MODEL[$plant]:?unknown plant $plant}
+  [ -n "${MODEL[$plant]:-}" ] || { echo "unknown plant $plant"; exit 1; }
+done
+
+# Checks one plant: prints CAUGHT or MISSED (with the log's tail).
+check() { # plant
+  local plant=$1 model=${MODEL[$1]} test=core log code why
   # "file:model" names a model outside tests/core.rs.
-  test=core
   if [[ $model == *:* ]]; then test=${model%%:*}; model=${model#*:}; fi
   log=$(mktemp)
   CTXTREE_PLANT=$plant cargo test --release -p loom-tests --test "$test" -- --exact "$model" \
@@ -83,8 +88,21 @@ for plant in "${plants[@]}"; do
   else
     echo "MISSED  $plant: $model passed with the bug planted (or did not build)"
     tail -20 "$log"
-    status=1
   fi
   rm -f "$log"
+}
+
+# Each check runs one model on one core: one check per core at a time, each
+# into its own file, printed in the plants' order.
+results=$(mktemp -d)
+for plant in "${plants[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
+  check "$plant" >"$results/$plant" 2>&1 &
 done
+wait
+for plant in "${plants[@]}"; do
+  cat "$results/$plant"
+  grep -q '^CAUGHT ' "$results/$plant" || status=1
+done
+rm -rf "$results"
 exit $status

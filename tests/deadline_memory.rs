@@ -182,7 +182,10 @@ fn assert_bounded(what: &str, (worst, end): (isize, isize), elapsed: Duration) {
     );
 }
 
-const CYCLES: usize = 1_000_000;
+/// The churn tests' cycles: a million (`common::churn_cycles`).
+fn cycles() -> usize {
+    common::churn_cycles(1_000_000)
+}
 const WARMUP: usize = 10_000;
 
 // ---------------------------------------------------------------- armed, then disarmed
@@ -192,7 +195,7 @@ fn armed_then_canceled_timeouts_keep_the_heap_bounded() {
     let _serial = serial();
     let (parent, _parent_h) = Context::background().with_cancel();
     let start = Instant::now();
-    let growth = growth_over(WARMUP, CYCLES, |_| {
+    let growth = growth_over(WARMUP, cycles(), |_| {
         let (child, handle) = parent.with_timeout(LONG);
         handle.cancel();
         debug_assert_eq!(child.err(), Some(Error::Canceled));
@@ -209,7 +212,7 @@ fn armed_then_dropped_timeouts_keep_the_heap_bounded() {
     let _serial = serial();
     let (parent, _parent_h) = Context::background().with_cancel();
     let start = Instant::now();
-    let growth = growth_over(WARMUP, CYCLES, |i| {
+    let growth = growth_over(WARMUP, cycles(), |i| {
         let (child, handle) = parent.with_timeout(LONG);
         // Both drop orders; the handle's drop cancels.
         if i % 2 == 0 {
@@ -234,7 +237,7 @@ fn canceled_timeouts_next_to_live_ones_keep_the_heap_bounded() {
     let (parent, _parent_h) = Context::background().with_cancel();
     let live_timers: Vec<_> = (0..1_000).map(|_| parent.with_timeout(LONG)).collect();
     let start = Instant::now();
-    let growth = growth_over(WARMUP, CYCLES, |i| {
+    let growth = growth_over(WARMUP, cycles(), |i| {
         let (child, handle) = parent.with_timeout(LONG + Duration::from_millis(i as u64 % 1000));
         drop(handle);
         drop(child);
@@ -269,7 +272,7 @@ fn two_threads_arm_and_cancel_timeouts() {
     catch_up(live());
     let baseline = live();
     let start = Instant::now();
-    run(CYCLES / 2);
+    run(cycles() / 2);
     let worst = live() - baseline;
     let end = catch_up(baseline);
     assert_bounded("two threads arm and cancel", (worst, end), start.elapsed());

@@ -92,7 +92,7 @@ fn settle() {
 }
 
 fn cycles() -> usize {
-    scaled(1_000_000, 2_000)
+    scaled(common::churn_cycles(1_000_000), 2_000)
 }
 
 fn warmup() -> usize {
