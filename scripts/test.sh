@@ -96,14 +96,15 @@ step "unit, integration and doc tests (all features: integrations, e2e server, R
 cargo test -p ctxtree --all-features
 
 step "deep-chain and churn tests in release mode (all features)"
-cargo test --release --all-features --test deep --test memory --test timer_memory --test waiter_memory
+cargo test --release --all-features --test deep --test memory --test timer_memory --test waiter_memory \
+  --test children_memory --test timer_latency --test merge
 
 step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3})"
 loom() {
   CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
     RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo "$@"
 }
-LOOM_TESTS=(--release -p loom-tests --test after_func --test core --test timer)
+LOOM_TESTS=(--release -p loom-tests --test after_func --test core --test timer --test drop_sweep --test merge)
 loom test "${LOOM_TESTS[@]}" --no-run
 # One model, three_inserts_vs_cancel, takes about 60 % of the models' time.
 # libtest starts tests in name order, so it would start last and run alone
