@@ -27,7 +27,7 @@ FEATURES=(tokio crossbeam-channel tower)
 declare -A FEATURE_TESTS=(
   [tokio]="--test tokio_bridge --test runtimes --test task_group"
   [crossbeam-channel]="--test channel"
-  [tower]="--test tower_layer --test fanout_server"
+  [tower]="--test tower_layer"
 )
 
 step "cargo clippy --all-targets -D warnings (no features, each feature, all)"
