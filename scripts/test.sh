@@ -76,6 +76,11 @@ for program in docs/floor/*.rs; do
   rustc -O "$program" -o "target/floor/$(basename "$program" .rs)"
 done
 
+# Broken intra-doc links (a moved item, a renamed path) fail here, not on
+# docs.rs.
+step "cargo doc --all-features -D warnings (rustdoc links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p ctxtree
+
 step "unit, integration and doc tests (no features)"
 cargo test --workspace
 

@@ -1,7 +1,7 @@
 //! Request contexts that live until the response body ends:
 //! [`ContextLayer::until_body_end`](crate::tower::ContextLayer::until_body_end).
 //!
-//! [`BodyContextService`] runs [`ContextService`]'s request path unchanged
+//! [`BodyContextService`] runs [`ContextService`](crate::tower::ContextService)'s request path unchanged
 //! and, instead of canceling the request context when the response head is
 //! ready, moves its [`CancelHandle`] into the response body, a
 //! [`ContextBody`]. Invariants:
@@ -63,7 +63,7 @@ impl<S> Layer<S> for BodyContextLayer {
     }
 }
 
-/// The [`Service`] made by [`BodyContextLayer`]: [`ContextService`] with a
+/// The [`Service`] made by [`BodyContextLayer`]: [`ContextService`](crate::tower::ContextService) with a
 /// [`ContextBody`] around each response body.
 ///
 /// ```
@@ -281,7 +281,7 @@ impl ContextLayer {
     /// streaming responses (server-streaming RPCs, server-sent events,
     /// large downloads) whose producer works under the request context. The
     /// response body becomes a [`ContextBody`] holding the context's
-    /// [`CancelHandle`]: the context is canceled with [`Error::Canceled`]
+    /// [`CancelHandle`]: the context is canceled with [`Error::Canceled`](crate::Error::Canceled)
     /// when the body ends or fails, and with cause [`RequestAborted`] when
     /// it is dropped before that (the client went away).
     ///

@@ -89,7 +89,7 @@ pub enum InvalidTimeoutPolicy {
     Ignore,
 }
 
-/// A [`Layer`] that gives each HTTP request a [`Context`]: a child of `root`,
+/// A [`Layer`](::tower_layer::Layer) that gives each HTTP request a [`Context`](crate::Context): a child of `root`,
 /// bounded by the request's `grpc-timeout` header or a default timeout, in
 /// the request's extensions (read it with [`request_context`]).
 ///
@@ -108,7 +108,7 @@ pub enum InvalidTimeoutPolicy {
 ///   [`handler_grace`](Self::handler_grace)).
 /// - The handler runs with its request context as [`Context::current`]
 ///   (its `call` and every poll of its future), so outgoing calls made deep
-///   inside it find the budget ([`BudgetLayer`]); tasks it spawns do not
+///   inside it find the budget ([`BudgetLayer`](crate::tower::BudgetLayer)); tasks it spawns do not
 ///   inherit it (wrap them in [`Context::scope`]).
 /// - Budgets: the smallest of the configured headers' ([`budget_codec`](Self::budget_codec)),
 ///   else the default, capped by the maximum; below the

@@ -1,4 +1,4 @@
-//! A tower [`Layer`] that gives each HTTP request its own [`Context`], with
+//! A tower [`Layer`](::tower_layer::Layer) that gives each HTTP request its own [`Context`](crate::Context), with
 //! the deadline its client sent in a budget header (`grpc-timeout` by
 //! default; any [`BudgetCodec`]).
 //!
@@ -10,7 +10,7 @@
 //! it makes itself are in the request's protocol: a trailers-only gRPC
 //! status for `content-type: application/grpc*`, an HTTP status otherwise.
 //! On the client side, [`set_grpc_timeout`] (or any codec's `encode` with
-//! [`Context::remaining`]) writes a context's remaining time into an
+//! [`Context::remaining`](crate::Context::remaining)) writes a context's remaining time into an
 //! outgoing request's headers.
 //!
 //! With tonic: `Server::builder().layer(ContextLayer::new(root))`, and the
@@ -45,7 +45,7 @@
 //!   the layer's root context; canceling the root cancels every in-flight
 //!   request context (graceful shutdown).
 //! - A request context never outlives its [`ResponseFuture`]: it is canceled
-//!   with [`Error::Canceled`] when the future completes (`Ok` or `Err`), and
+//!   with [`Error::Canceled`](crate::Error::Canceled) when the future completes (`Ok` or `Err`), and
 //!   with cause [`RequestAborted`] when the future is dropped before that
 //!   (hyper drops it when the client goes away). A streaming response body
 //!   outlives it.

@@ -14,12 +14,12 @@ use super::layer::RequestAborted;
 use super::reply::Reply;
 use crate::{CancelHandle, Context, DoneOwned, Error, Scoped};
 
-/// The response future of [`ContextService`]. It owns the request context's
+/// The response future of [`ContextService`](crate::tower::ContextService). It owns the request context's
 /// [`CancelHandle`]: completing cancels the context with
-/// [`Error::Canceled`]; dropping it before completion cancels it with cause
+/// [`Error::Canceled`](crate::Error::Canceled); dropping it before completion cancels it with cause
 /// [`RequestAborted`]. If the request context ends before the inner service
 /// answers (its deadline passed, or the root was canceled), it drops the
-/// inner future and answers itself (see [`ContextService`]).
+/// inner future and answers itself (see [`ContextService`](crate::tower::ContextService)).
 ///
 /// ```
 /// use ctxtree::{tower::{request_context, ContextLayer, RequestAborted}, Context, Error};

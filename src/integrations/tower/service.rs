@@ -14,7 +14,7 @@ use super::response::{Grace, ResponseFuture, State};
 use crate::Error;
 
 /// The [`Service`] made by [`ContextLayer`]: gives each request a
-/// [`Context`] in its extensions, then calls the inner service.
+/// [`Context`](crate::Context) in its extensions, then calls the inner service.
 ///
 /// ```
 /// use ctxtree::{tower::{request_context, ContextLayer}, Context, Error};
