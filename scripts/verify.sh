@@ -4,7 +4,7 @@
 #   AddressSanitizer + LeakSanitizer · fuzzing · valgrind leak check · stress
 #
 #   scripts/verify.sh          full run (long fuzz and stress; hours)
-#   scripts/verify.sh --ci     the bounded version .ci/run calls (~15 min on 2 cores)
+#   scripts/verify.sh --ci     the bounded version .ci/run calls (~10 min on 2 cores)
 #   scripts/verify.sh --ci STEP...   only the named steps (names below)
 #
 # Knobs: FUZZ_SECS (per target), STRESS_SECS, LOOM_MAX_PREEMPTIONS.
