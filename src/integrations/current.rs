@@ -141,9 +141,9 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
-        // SAFETY: pin projection: `future` is structurally pinned (never
-        // moved out; no `Drop` impl; `Scoped` is `Unpin` only when `F` is);
-        // `ctx` is not pinned and only read.
+        // `future` is structurally pinned: never moved out, no `Drop` impl,
+        // `Scoped` is `Unpin` only when `F` is; `ctx` is not pinned.
+        // SAFETY: a pin projection, sound as just said.
         let this = unsafe { self.get_unchecked_mut() };
         let _restore = enter(&this.ctx);
         // SAFETY: see above.
