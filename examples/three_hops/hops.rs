@@ -1,23 +1,10 @@
-//! Deadlines across three services, all on 127.0.0.1 in one process:
-//! A (a tonic client) calls B (a tonic server) with a 300 ms budget; B's
-//! handler calls C (an axum HTTP server) without passing any context by
-//! hand. Copy the three parts you need:
-//! - servers: `.layer(ContextLayer::new(root))` (B: `grpc-timeout`; C:
-//!   `connect-timeout-ms`), and `root.cancelled_owned()` as the shutdown
-//!   signal;
-//! - clients: `BudgetLayer::new().layer(channel)` (A, B), which sends the
-//!   remaining budget of `Context::current()` (inside a handler: the
-//!   request's context) and drops the call when it ends.
-//!
-//! ```sh
-//! cargo run --example three_hops --features tower
-//! ```
+//! The three services of the example (and of `tests/three_hops.rs`): C
+//! (axum over HTTP), B (tonic, calling C), and A's call into B.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::Duration;
 
 use axum::{routing::get, Extension, Router};
 use bytes::{Buf, BufMut, Bytes};
@@ -34,7 +21,7 @@ use tonic::Status;
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 #[derive(Clone, Copy, Default)]
-struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;
@@ -74,7 +61,7 @@ type BoxError = ctxtree::tower::BoxError;
 
 /// B's HTTP client toward C: one HTTP/1 connection per request (hyper),
 /// behind `BudgetLayer`.
-async fn http_get(
+pub async fn http_get(
     addr: SocketAddr,
     req: http::Request<Empty<Bytes>>,
 ) -> Result<(u16, String), BoxError> {
@@ -89,7 +76,7 @@ async fn http_get(
 
 /// C: `/remaining` answers its request context's remaining milliseconds;
 /// `/stuck` records its context and never answers.
-async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandle) {
+pub async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandle) {
     let (root, shutdown) = Context::background().with_cancel();
     let app = Router::new()
         .route(
@@ -125,7 +112,7 @@ async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandle) {
 
 /// B: one unary method; the request names C's path to call.
 #[derive(Clone)]
-struct B {
+pub struct B {
     c: SocketAddr,
 }
 
@@ -172,7 +159,7 @@ impl Service<http::Request<tonic::body::Body>> for B {
     }
 }
 
-async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
+pub async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
     let (root, shutdown) = Context::background().with_cancel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -186,7 +173,7 @@ async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
 }
 
 /// A: calls B through `BudgetLayer` within `ctx`'s scope.
-async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
+pub async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
         .unwrap()
         .connect()
@@ -199,35 +186,4 @@ async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
         .unary(req, PathAndQuery::from_static("/test.B/Call"), RawCodec)
         .await?;
     Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
-}
-
-#[tokio::main]
-async fn main() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (c, stop_c) = start_c(seen.clone()).await;
-    let (b, stop_b) = start_b(c).await;
-    println!("B (gRPC) on {b}, C (HTTP) on {c}");
-
-    // A: a 300 ms budget for the whole chain.
-    let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let left = a.scope(call_b(b, "/remaining")).await.expect("C answered");
-    println!("A -> B -> C /remaining: C had {left} ms of A's 300");
-
-    let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let result = a.scope(call_b(b, "/stuck")).await;
-    // Whichever gives up first answers A: its own BudgetLayer (UNKNOWN,
-    // source `DeadlineExceeded`), tonic's grpc-timeout (CANCELLED) or B
-    // (DEADLINE_EXCEEDED).
-    let status = result.expect_err("C never answers /stuck");
-    println!(
-        "A -> B -> C /stuck: A got {:?}: {}",
-        status.code(),
-        status.message()
-    );
-    let c_ctx = seen.lock().unwrap().pop();
-    if let Some(c_ctx) = c_ctx {
-        c_ctx.done().await;
-        println!("C's request context ended: {:?}", c_ctx.err());
-    }
-    drop((stop_b, stop_c)); // graceful shutdown of B and C
 }
