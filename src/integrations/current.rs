@@ -146,8 +146,9 @@ impl<F: Future> Future for Scoped<F> {
         // SAFETY: a pin projection, sound as just said.
         let this = unsafe { self.get_unchecked_mut() };
         let _restore = enter(&this.ctx);
-        // SAFETY: see above.
-        unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
+        // SAFETY: the same projection, for the pinned field.
+        let future = unsafe { Pin::new_unchecked(&mut this.future) };
+        future.poll(cx)
     }
 }
 
