@@ -47,6 +47,7 @@ declare -A MODEL=(
   [take_waker_unclaimed]=waiter_abandon_vs_cancel
   [drop_sweep_unheld]=drop_sweep:drop_sweep_vs_parent_cancel_and_drop
   [merge_unheld_child]=merge:other_cancel_vs_merged_drop
+  [inherit_keeps_how]=origin:origin_of_parent_cancel_vs_child_cancel
 )
 
 status=0

@@ -46,6 +46,7 @@ use crate::sync::{Arc, AtomicUsize, Ordering};
 use crate::tree::dispatch;
 use crate::tree::node::{self, NodeRef};
 use crate::tree::panics;
+use crate::tree::state::How;
 use crate::tree::waiters::{self, Waiter};
 
 /// The handle returned by [`Context::after_func`]: stops the registration
@@ -156,7 +157,7 @@ impl Context {
                 // thread owns it (F1). The cancel may still be walking the
                 // subtree: help it finish (N4), so the function runs after
                 // the whole subtree is canceled (F2), then run it here (F5).
-                node::cancel(node, Error::Canceled, None);
+                node::cancel(node, Error::Canceled, None, How::Cancel);
                 dispatch::run_unpublished(waiter.clone());
                 panics::resume();
                 AfterFunc {

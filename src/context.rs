@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Cause, Error};
 use crate::time::{self, Deadline};
 use crate::tree::node::{self, Kind, NodeRef, Root};
+use crate::tree::state::How;
 use crate::values::ValuesRef;
 
 /// A context: a cancellation signal, an err and a cause that flow from a
@@ -342,7 +343,7 @@ impl Context {
         if expired {
             let (ctx, handle) = self.derive(Kind::Deadline, deadline, None);
             if let Some(node) = ctx.node() {
-                node::cancel(node, Error::DeadlineExceeded, cause);
+                node::cancel(node, Error::DeadlineExceeded, cause, How::Deadline);
             }
             return (ctx, handle);
         }
@@ -548,7 +549,7 @@ impl CancelHandle {
     /// assert_eq!(step.cause().unwrap().as_context_error(), Some(Error::Canceled));
     /// ```
     pub fn cancel(&self) {
-        node::cancel(&self.node, Error::Canceled, None);
+        node::cancel(&self.node, Error::Canceled, None, How::Cancel);
     }
 
     /// Like [`cancel`](CancelHandle::cancel), recording `cause` as the
@@ -564,7 +565,14 @@ impl CancelHandle {
     /// assert_eq!(request.cause().unwrap().to_string(), "SIGTERM"); // the why
     /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
-        node::cancel(&self.node, Error::Canceled, Some(cause.into()));
+        node::cancel(&self.node, Error::Canceled, Some(cause.into()), How::Cancel);
+    }
+
+    /// Cancels like [`cancel_with_cause`](CancelHandle::cancel_with_cause),
+    /// recording `how` as the origin's kind (S4): for the integrations that
+    /// cancel on someone else's behalf (a task group, the tower layer).
+    pub(crate) fn cancel_as(&self, how: How, cause: Option<Cause>) {
+        node::cancel(&self.node, Error::Canceled, cause, how);
     }
 
     /// True once the context is canceled (by this handle or an ancestor).
@@ -584,6 +592,6 @@ impl CancelHandle {
 
 impl Drop for CancelHandle {
     fn drop(&mut self) {
-        self.cancel();
+        node::cancel(&self.node, Error::Canceled, None, How::HandleDropped);
     }
 }

@@ -93,16 +93,7 @@ fn write_segment(
     };
     print_layers_at(0, f)?;
     for node in nodes {
-        match node.kind() {
-            Kind::Cancel => f.write_str(".WithCancel")?,
-            Kind::Deadline => {
-                // Go prints the wall-clock deadline and the time left;
-                // an `Instant` has no wall clock, so only the time left.
-                let (past, left) = node.deadline().remaining(now);
-                let sign = if past { "-" } else { "" };
-                write!(f, ".WithDeadline([{sign}{left:.3?}])")?;
-            }
-        }
+        write_node(f, node, now)?;
         print_layers_at(node as *const Node as usize, f)?;
     }
     // Unreachable unless an anchor was missed: print, do not drop.
@@ -112,11 +103,44 @@ fn write_segment(
     Ok(())
 }
 
+/// One cancel node's step of the path.
+fn write_node(f: &mut fmt::Formatter<'_>, node: &Node, now: Deadline) -> fmt::Result {
+    match node.kind() {
+        Kind::Cancel => f.write_str(".WithCancel"),
+        Kind::Deadline => {
+            // Go prints the wall-clock deadline and the time left;
+            // an `Instant` has no wall clock, so only the time left.
+            let (past, left) = node.deadline().remaining(now);
+            let sign = if past { "-" } else { "" };
+            write!(f, ".WithDeadline([{sign}{left:.3?}])")
+        }
+    }
+}
+
+/// The path of `node`'s cancel chain alone, root first (value layers are
+/// not reachable from a node): for [`crate::Origin`].
+pub(crate) fn write_node_path(
+    f: &mut fmt::Formatter<'_>,
+    node: &Node,
+    now: Deadline,
+) -> fmt::Result {
+    let mut nodes = vec![node];
+    while let Some(parent) = nodes[nodes.len() - 1].parent() {
+        nodes.push(parent);
+    }
+    f.write_str(node.root().name())?;
+    for node in nodes.into_iter().rev() {
+        write_node(f, node, now)?;
+    }
+    Ok(())
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("path", &format_args!("{self}"))
             .field("err", &self.err())
+            .field("origin", &self.origin().map(|o| o.to_string()))
             .finish()
     }
 }

@@ -98,10 +98,10 @@ enum CauseRepr {
     Custom(Arc<BoxedError>),
 }
 
-/// The sized, thin-pointer home of a custom cause. 8-aligned on every
-/// target: a node's state word tags a pointer to it with three bits
-/// (`state.rs`), and on 32-bit targets a `Box` alone is 4-aligned.
-#[repr(align(8))]
+/// The sized, thin-pointer home of a custom cause. 64-aligned on every
+/// target: a node's state word tags a pointer to it with six bits
+/// (`state.rs`: err, inline cause, and how the cancel came, S4).
+#[repr(align(64))]
 pub(crate) struct BoxedError(Box<dyn StdError + Send + Sync + 'static>);
 
 impl Cause {

@@ -77,6 +77,7 @@ mod error;
 pub mod group;
 mod integrations;
 mod merge;
+mod origin;
 mod plant;
 mod run;
 mod sync;
@@ -89,6 +90,7 @@ pub use context::{CancelHandle, Context};
 pub use done::{Cancelled, CancelledOwned, Done, DoneOwned};
 pub use error::{Cause, Error};
 pub use integrations::current::Scoped;
+pub use origin::{Origin, OriginKind};
 pub use run::{FutureExt, Run, RunOwned};
 
 #[cfg(feature = "crossbeam-channel")]

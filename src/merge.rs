@@ -24,6 +24,7 @@ use crate::context::{CancelHandle, Context};
 use crate::plant::planted;
 use crate::time::Deadline;
 use crate::tree::node;
+use crate::tree::state::How;
 
 impl Context {
     /// A child of `self` that is also canceled when `other` is: Go's
@@ -105,6 +106,7 @@ impl Context {
                             unsafe { &*(child as *const node::Node) },
                             err,
                             watched.cause(),
+                            How::Merged,
                         );
                     }
                 }));
@@ -116,7 +118,7 @@ impl Context {
             // Runs at once, on this thread, if `other` is already done.
             registrations.push(other.after_func(move || {
                 if let Some(err) = watched.err() {
-                    node::cancel(&child, err, watched.cause());
+                    node::cancel(&child, err, watched.cause(), How::Merged);
                 }
             }));
         }

@@ -48,6 +48,7 @@ pub(crate) const PLANTS: &[&str] = &[
     "take_waker_unclaimed",
     "drop_sweep_unheld",
     "merge_unheld_child",
+    "inherit_keeps_how",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

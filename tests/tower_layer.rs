@@ -269,6 +269,10 @@ async fn dropping_the_response_future_aborts_the_request() {
 
     drop(fut); // the client went away
     assert_eq!(ctx.err(), Some(Error::Canceled));
+    assert_eq!(
+        ctx.origin().map(|o| o.kind()),
+        Some(ctxtree::OriginKind::RequestAborted)
+    );
     let cause = ctx.cause().unwrap();
     assert_eq!(
         cause.downcast_ref::<RequestAborted>(),

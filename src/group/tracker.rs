@@ -15,6 +15,7 @@ use std::time::Instant;
 use super::{TaskId, TaskPanicked};
 use crate::context::{CancelHandle, Context};
 use crate::error::Cause;
+use crate::tree::state::How;
 
 /// A caught panic's payload.
 pub(crate) type Payload = Box<dyn Any + Send + 'static>;
@@ -174,9 +175,8 @@ impl Tracker {
     /// cancel wins. A panic from an `after_func` function that the cancel
     /// runs is held like a task's panic (G3).
     pub(crate) fn cancel(&self, cause: Option<Cause>) {
-        let result = catch_unwind(AssertUnwindSafe(|| match cause {
-            Some(cause) => self.cancel.cancel_with_cause(cause),
-            None => self.cancel.cancel(),
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.cancel.cancel_as(How::TaskGroup, cause)
         }));
         if let Err(payload) = result {
             self.hold_panic(payload);

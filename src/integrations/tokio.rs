@@ -73,6 +73,7 @@ use crate::after_func::AfterFunc;
 use crate::context::{CancelHandle, Context};
 use crate::error::Error;
 use crate::tree::node;
+use crate::tree::state::How;
 
 pub use super::task_group::TaskGroup;
 
@@ -315,8 +316,14 @@ impl TokenWatch {
                     // from the child's after_func functions or wakers, which
                     // `cancel` resumes once the subtree is canceled (P1), is
                     // caught and dropped here (B3).
-                    let cancel =
-                        || node::cancel(node, Error::Canceled, Some(TokenCancelled.into()));
+                    let cancel = || {
+                        node::cancel(
+                            node,
+                            Error::Canceled,
+                            Some(TokenCancelled.into()),
+                            How::TokenBridge,
+                        )
+                    };
                     drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
                         cancel,
                     )));

@@ -14,6 +14,7 @@ use crate::plant::planted;
 use crate::time::deadline::Deadline;
 use crate::time::hold::TimerHold;
 use crate::tree::node;
+use crate::tree::state::How;
 
 /// One armed deadline: the node's own (effective) deadline and the timer's
 /// hold on it (T6).
@@ -40,7 +41,7 @@ pub(crate) fn fire(entry: Entry) {
         if planted!("fire_no_propagate") {
             node::cancel_without_propagation(&node, Error::DeadlineExceeded, cause);
         } else {
-            node::cancel(&node, Error::DeadlineExceeded, cause);
+            node::cancel(&node, Error::DeadlineExceeded, cause, How::Deadline);
         }
     }));
 }

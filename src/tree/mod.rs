@@ -3,7 +3,7 @@
 //! Each invariant is stated once, in the header of the file that keeps it.
 //! Bottom up (each layer uses only those before it):
 //!
-//! 1. [`state`] (S1–S3: the state word), [`panics`] (P1: held panics of
+//! 1. [`state`] (S1–S4: the state word), [`panics`] (P1: held panics of
 //!    foreign code) and [`inline_stack`] (the walk's worklists) use nothing
 //!    else in the tree.
 //! 2. [`waiters`] (W1–W5: the waiter stack in the state word).

@@ -3,15 +3,19 @@
 //!
 //! ```text
 //!   active:    [ waiter-stack head pointer ............ | 0 0 0 ]
-//!   canceled:  [ cause pointer (or 0) ................. | C E 1 ]
+//!   canceled:  [ cause pointer (or 0) ........ | H H H C E 1 ]
 //!               bit 0  CANCELED
 //!               bit 1  E: err is DeadlineExceeded (else Canceled)
 //!               bit 2  C: with a 0 pointer, the cause is DeadlineExceeded
 //!                         (else Canceled); ignored with a custom pointer
+//!               bits 3–5  H: how the cancel reached this node ([`How`]):
+//!                         0 = inherited from the parent, else how the
+//!                         claim that started it was made
 //! ```
 //!
-//! Both pointers are to 8-aligned `Arc` payloads, so the low three bits are
-//! free. The word owns one strong count of whatever its pointer names.
+//! The waiter-stack pointer is to an 8-aligned entry (three tag bits); the
+//! cause pointer is to a 64-aligned `Arc` payload (six). The word owns one
+//! strong count of whatever its pointer names.
 //!
 //! Invariants:
 //! - **S1** The word goes from active to canceled exactly once, by one
@@ -30,6 +34,13 @@
 //! on the heap for it. A child inheriting a custom cause shares its
 //! allocation (one more strong count, [`retain`]).
 //!
+//! - **S4** How a word's cancel came (`H`) is written by the same claim as
+//!   its err and cause: a claim of the node itself records how it was made,
+//!   a copy of the parent's word (the walk's inherit, a child born canceled)
+//!   records 0. So a node's origin is the nearest node, itself or an
+//!   ancestor along `parent`, whose `H` is not 0; ancestors' words never
+//!   change after their claims (S1), so that answer never changes either.
+//!
 //! Linearization: a cancel takes effect at its claim CAS (S1); `is_done`,
 //! `err` and `cause` at their one Acquire load of the node's own word —
 //! cancellation is pushed down eagerly (N3, N4), so no read walks ancestors.
@@ -39,10 +50,63 @@ use crate::error::{BoxedError, Cause, Error};
 pub(crate) const CANCELED: usize = 0b001;
 const ERR_DEADLINE: usize = 0b010;
 const CAUSE_DEADLINE: usize = 0b100;
+/// The tag bits of an active word (below the waiter-stack pointer).
 pub(crate) const TAG_MASK: usize = 0b111;
-pub(crate) const PTR_MASK: usize = !TAG_MASK;
+const WAITER_PTR_MASK: usize = !TAG_MASK;
+const HOW_SHIFT: u32 = 3;
+const HOW_MASK: usize = 0b111 << HOW_SHIFT;
+/// The tag bits of a canceled word (below the cause pointer).
+const CANCELED_TAG_MASK: usize = TAG_MASK | HOW_MASK;
+const CAUSE_PTR_MASK: usize = !CANCELED_TAG_MASK;
 
-const _: () = assert!(std::mem::align_of::<BoxedError>() > TAG_MASK);
+const _: () = assert!(std::mem::align_of::<BoxedError>() > CANCELED_TAG_MASK);
+
+/// How a cancel reached a node (S4): copied from the parent, or the kind of
+/// claim that started it. The public face is [`crate::OriginKind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum How {
+    /// A copy of the parent's word: the cancel started above.
+    Inherited = 0,
+    /// `CancelHandle::cancel`/`cancel_with_cause`, or a handle's `Canceler`.
+    Cancel = 1,
+    /// The `CancelHandle` was dropped.
+    HandleDropped = 2,
+    /// The node's own deadline passed.
+    Deadline = 3,
+    /// A merged parent other than the primary ended (`merge.rs`).
+    Merged = 4,
+    /// A bridged tokio `CancellationToken` was cancelled.
+    TokenBridge = 5,
+    /// The tower layer's request was dropped before it finished.
+    RequestAborted = 6,
+    /// A task group canceled its context (a task failed, or shutdown).
+    TaskGroup = 7,
+}
+
+/// How the cancel recorded in a canceled `word` reached its node (S4).
+#[inline]
+pub(crate) fn how_of(word: usize) -> How {
+    debug_assert!(is_canceled(word));
+    match (word & HOW_MASK) >> HOW_SHIFT {
+        0 => How::Inherited,
+        1 => How::Cancel,
+        2 => How::HandleDropped,
+        3 => How::Deadline,
+        4 => How::Merged,
+        5 => How::TokenBridge,
+        6 => How::RequestAborted,
+        _ => How::TaskGroup,
+    }
+}
+
+/// The word a child stores when it takes its parent's canceled `word` (S4):
+/// the same err and cause, `H` = inherited. Owns a count only if the caller
+/// [`retain`]ed one for it.
+#[inline]
+pub(crate) fn inherited(parent_word: usize) -> usize {
+    debug_assert!(is_canceled(parent_word));
+    parent_word & !HOW_MASK
+}
 
 /// The state word of a fresh, active node with no waiters.
 pub(crate) const ACTIVE: usize = 0;
@@ -67,11 +131,12 @@ pub(crate) fn err_of(word: usize) -> Option<Error> {
 /// The waiter-stack head of an active word.
 pub(crate) fn waiter_head(word: usize) -> usize {
     debug_assert!(!is_canceled(word));
-    word & PTR_MASK
+    word & WAITER_PTR_MASK
 }
 
-/// Encodes a canceled word that owns the cause's strong count.
-pub(crate) fn canceled(err: Error, cause: Option<Cause>) -> usize {
+/// Encodes a canceled word that owns the cause's strong count, made by a
+/// claim of kind `how`.
+pub(crate) fn canceled(err: Error, cause: Option<Cause>, how: How) -> usize {
     let err_bits = match err {
         Error::Canceled => CANCELED,
         Error::DeadlineExceeded => CANCELED | ERR_DEADLINE,
@@ -84,7 +149,7 @@ pub(crate) fn canceled(err: Error, cause: Option<Cause>) -> usize {
         Some(Error::DeadlineExceeded) => CAUSE_DEADLINE,
         _ => 0,
     };
-    ptr | err_bits | cause_bits
+    ptr | err_bits | cause_bits | (how as usize) << HOW_SHIFT
 }
 
 /// The cause recorded in a canceled `word`.
@@ -96,7 +161,7 @@ pub(crate) unsafe fn cause_of(word: usize) -> Option<Cause> {
     if !is_canceled(word) {
         return None;
     }
-    let ptr = word & PTR_MASK;
+    let ptr = word & CAUSE_PTR_MASK;
     if ptr == 0 {
         let inline = if word & CAUSE_DEADLINE != 0 {
             Error::DeadlineExceeded
@@ -118,7 +183,7 @@ pub(crate) unsafe fn cause_of(word: usize) -> Option<Cause> {
 /// As for [`cause_of`].
 pub(crate) unsafe fn retain(word: usize) {
     debug_assert!(is_canceled(word));
-    let ptr = word & PTR_MASK;
+    let ptr = word & CAUSE_PTR_MASK;
     if ptr != 0 {
         // SAFETY: forwarded from the caller.
         unsafe { Cause::retain_raw(ptr) }
@@ -131,7 +196,7 @@ pub(crate) unsafe fn retain(word: usize) {
 /// `word` owns its count (came from [`canceled`] or [`retain`]) and is dropped.
 pub(crate) unsafe fn release(word: usize) {
     debug_assert!(is_canceled(word));
-    let ptr = word & PTR_MASK;
+    let ptr = word & CAUSE_PTR_MASK;
     if ptr != 0 {
         // SAFETY: forwarded from the caller.
         unsafe { Cause::release_raw(ptr) }
@@ -150,18 +215,21 @@ mod tests {
         unsafe {
             for err in [Error::Canceled, Error::DeadlineExceeded] {
                 for cause in [Error::Canceled, Error::DeadlineExceeded] {
-                    let w = canceled(err, Some(Cause::from(cause)));
+                    let w = canceled(err, Some(Cause::from(cause)), How::Cancel);
                     assert_eq!(err_of(w), Some(err));
                     let got = cause_of(w).unwrap();
                     assert_eq!(got.as_context_error(), Some(cause));
                     release(w);
                 }
-                let w = canceled(err, None); // an inline cause owns no count
+                let w = canceled(err, None, How::Deadline); // an inline cause owns no count
                 assert_eq!(cause_of(w).unwrap().as_context_error(), Some(err));
             }
             let custom = Cause::msg("boom");
-            let w = canceled(Error::Canceled, Some(custom.clone()));
+            let w = canceled(Error::Canceled, Some(custom.clone()), How::TaskGroup);
+            assert_eq!(how_of(w), How::TaskGroup);
             retain(w);
+            assert_eq!(how_of(inherited(w)), How::Inherited);
+            assert_eq!(cause_of(inherited(w)), Some(custom.clone()));
             assert_eq!(cause_of(w), Some(custom.clone()));
             release(w); // the count from `canceled`
             release(w); // the count from `retain`

@@ -28,6 +28,7 @@ use ::tower_service::Service;
 use super::layer::{ContextLayer, RequestAborted};
 use super::response::ResponseFuture;
 use super::service::ContextService;
+use crate::tree::state::How;
 use crate::CancelHandle;
 
 /// A [`ContextLayer`] whose request contexts live until the response body
@@ -261,7 +262,8 @@ impl<B> Drop for ContextBody<B> {
             if (self.ended)(&self.body) {
                 handle.cancel(); // finished, not polled to `None` (R1)
             } else {
-                handle.cancel_with_cause(RequestAborted); // dropped early (R1)
+                handle.cancel_as(How::RequestAborted, Some(RequestAborted.into()));
+                // dropped early (R1)
             }
         }
     }

@@ -12,6 +12,7 @@ use ::http::Response;
 
 use super::layer::RequestAborted;
 use super::reply::Reply;
+use crate::tree::state::How;
 use crate::{CancelHandle, Context, DoneOwned, Error, Scoped};
 
 /// The response future of [`ContextService`](crate::tower::ContextService). It owns the request context's
@@ -181,7 +182,7 @@ impl Grace {
 impl<F, B> Drop for ResponseFuture<F, B> {
     fn drop(&mut self) {
         if let Some(handle) = self.handle.take() {
-            handle.cancel_with_cause(RequestAborted);
+            handle.cancel_as(How::RequestAborted, Some(RequestAborted.into()));
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Canceling a node: the claim of its state word (S1–S3), the timer's
+//! Canceling a node: the claim of its state word (S1–S4), the timer's
 //! disarm (T6), closing its children list (N2) and walking what is below
 //! (N4), the mark in its parent's list (L1), the callbacks (F2).
 
@@ -10,7 +10,7 @@ use crate::plant::planted;
 use crate::sync::Ordering;
 use crate::tree::children::Close;
 use crate::tree::panics;
-use crate::tree::state;
+use crate::tree::state::{self, How};
 use crate::tree::waiters::{self, Callbacks};
 
 impl Node {
@@ -67,11 +67,11 @@ impl Node {
     }
 }
 
-/// Cancels `node` with `err` and `cause` (first writer wins, S1) and returns
-/// once its whole subtree is canceled (N4) and the `after_func` callbacks this
-/// cancel found have run (F2).
+/// Cancels `node` with `err` and `cause` (first writer wins, S1), recording
+/// `how` (S4), and returns once its whole subtree is canceled (N4) and the
+/// `after_func` callbacks this cancel found have run (F2).
 #[inline]
-pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
+pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>, how: How) {
     let cur = node.state_word();
     if state::is_canceled(cur) {
         // Canceled and its walk finished (`CLOSED | 0`, L3): the subtree is
@@ -88,7 +88,7 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
             .state
             .compare_exchange(
                 state::ACTIVE,
-                state::canceled(err, None),
+                state::canceled(err, None, how),
                 Ordering::AcqRel,
                 Ordering::Acquire,
             )
@@ -103,15 +103,15 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>) {
             return finish_cancel(node, true, Callbacks::default());
         }
     }
-    cancel_slow(node, err, cause)
+    cancel_slow(node, err, cause, how)
 }
 
 #[inline(never)]
-pub(super) fn cancel_slow(node: &Node, err: Error, cause: Option<Cause>) {
+pub(super) fn cancel_slow(node: &Node, err: Error, cause: Option<Cause>, how: How) {
     let mut callbacks = Callbacks::default();
     let cur = node.state_word();
     let won = !state::is_canceled(cur)
-        && node.claim_from(cur, state::canceled(err, cause), &mut callbacks);
+        && node.claim_from(cur, state::canceled(err, cause, how), &mut callbacks);
     finish_cancel(node, won, callbacks)
 }
 
@@ -165,11 +165,12 @@ pub(crate) fn note_abandoned(node: &Node) {
 
 /// Planted bug for the timer's loom models: claims without propagating.
 pub(crate) fn cancel_without_propagation(node: &Node, err: Error, cause: Option<Cause>) {
+    let how = How::Deadline;
     let mut callbacks = Callbacks::default();
     if !state::is_canceled(node.state_word())
         && node.claim_from(
             node.state_word(),
-            state::canceled(err, cause),
+            state::canceled(err, cause, how),
             &mut callbacks,
         )
     {

@@ -8,6 +8,7 @@ use super::alloc::alloc_node;
 use super::layout::{Kind, Node, PackedShape, Root, Shape};
 use super::refs::{NodeRef, LISTED, USER};
 use crate::error::Cause;
+use crate::plant::planted;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::deadline::Deadline;
 use crate::tree::children::{ChildLink, ChildList, SweepBudget};
@@ -118,7 +119,7 @@ pub(super) fn born_canceled(
     let ptr = alloc_node(shape.kind(), deadline_cause, || {
         Node::new(
             2 * USER,
-            parent_word,
+            state::inherited(parent_word),
             ChildList::new_closed(),
             Some(parent.0),
             shape,
@@ -141,7 +142,12 @@ pub(super) fn inherit(child: &Node, parent_word: usize, callbacks: &mut Callback
     // SAFETY: the parent is alive for the duration of the walk (the caller is
     // pinned or holds it), so its cause count can be shared.
     unsafe { state::retain(parent_word) };
-    let won = child.claim_from(cur, parent_word, callbacks);
+    let word = if planted!("inherit_keeps_how") {
+        parent_word // planted: the child claims to have started the cancel
+    } else {
+        state::inherited(parent_word)
+    };
+    let won = child.claim_from(cur, word, callbacks);
     if won {
         child.disarm_timer();
     }

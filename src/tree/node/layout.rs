@@ -49,7 +49,7 @@ pub(crate) struct Node {
     pub(super) refs: AtomicU32,
     /// Inserts until the next sweep of `children` (L5).
     pub(super) sweep_budget: SweepBudget,
-    /// The state word (S1–S3): waiter stack while active, err+cause after.
+    /// The state word (S1–S4): waiter stack while active, err+cause+how after.
     pub(crate) state: AtomicUsize,
     /// Children of this node (L1–L7). Closed by the first walk after the claim.
     pub(super) children: ChildList,

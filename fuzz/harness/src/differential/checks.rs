@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::task::Poll;
 
-use ctxtree::{Cause, Error};
+use ctxtree::{Cause, Error, OriginKind};
 
 use super::super::common::poll_with;
 use super::causes::CANCELED_ID;
@@ -166,6 +166,14 @@ impl World<'_> {
             (Some(got), Some((_, id))) => self.check_cause(i, &got, id),
             (got, want) => fail!(self, "context #{i}: cause {got:?}, model {want:?}"),
         }
+        let origin = self.ctxs[i].ctx.origin().map(|o| (o.kind(), o.depth()));
+        let want_origin = self.model.origin(at);
+        if origin != want_origin {
+            fail!(
+                self,
+                "context #{i}: origin {origin:?}, model {want_origin:?}"
+            );
+        }
         if !fmt {
             return;
         }
@@ -176,7 +184,11 @@ impl World<'_> {
             fail!(self, "context #{i}: Display {shown:?}, model {path:?}");
         }
         let dbg = format!("{ctx:?}");
-        let want_dbg = format!("Context {{ path: {path}, err: {:?} }}", want.map(|s| s.0));
+        let want_dbg = format!(
+            "Context {{ path: {path}, err: {:?}, origin: {:?} }}",
+            want.map(|s| s.0),
+            ctx.origin().map(|o| normalize(&o.to_string()))
+        );
         if normalize(&dbg) != want_dbg {
             fail!(self, "context #{i}: Debug {dbg:?}, want {want_dbg:?}");
         }
@@ -393,7 +405,9 @@ impl World<'_> {
         while let Some(e) = self.handles.pop() {
             self.refresh_probe(false);
             drop(e.handle);
-            self.model.cancel(e.node, Error::Canceled, CANCELED_ID);
+            let dropped = OriginKind::HandleDropped;
+            self.model
+                .cancel(e.node, Error::Canceled, CANCELED_ID, dropped);
             self.check_regs(false);
         }
         self.check(true);

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use ctxtree::Error;
+use ctxtree::{Error, OriginKind};
 
 use super::values::{key_name, KEYS};
 
@@ -53,6 +53,9 @@ pub(super) struct MNode {
     parent: Option<usize>,
     /// `(err, cause id)` once canceled.
     pub(super) canceled: Option<(Error, usize)>,
+    /// Once canceled: the node its cancel started at, and how
+    /// (`Context::origin`); a child taking its parent's cancel copies it.
+    origin: Option<(usize, OriginKind)>,
     children: Vec<usize>,
     /// Merged nodes that this node's cancel also cancels (with its err
     /// and cause), after its subtree, as `Context::merge`'s registration.
@@ -96,11 +99,12 @@ impl Model {
     pub(super) fn derive(&mut self, at: At, kind: NodeKind) -> usize {
         let id = self.nodes.len();
         let mut path = self.path(at);
-        let (parent, canceled, inherited) = match at.cancel {
-            CancelPart::Root(_) => (None, None, None),
+        let (parent, canceled, origin, inherited) = match at.cancel {
+            CancelPart::Root(_) => (None, None, None, None),
             CancelPart::Node(p) => {
                 self.nodes[p].children.push(id);
-                (Some(p), self.nodes[p].canceled, self.nodes[p].deadline)
+                let node = &self.nodes[p];
+                (Some(p), node.canceled, node.origin, node.deadline)
             }
         };
         let deadline = match kind {
@@ -117,6 +121,7 @@ impl Model {
         self.nodes.push(MNode {
             parent,
             canceled,
+            origin,
             children: Vec::new(),
             mergers: Vec::new(),
             via_merge: false,
@@ -168,7 +173,7 @@ impl Model {
     /// Then (as the merge registrations run after the cancel's walk) each
     /// merged node registered on a node this cancel reached is canceled
     /// with that node's err and cause, and so on, in FIFO order.
-    pub(super) fn cancel(&mut self, n: usize, err: Error, cause: usize) {
+    pub(super) fn cancel(&mut self, n: usize, err: Error, cause: usize, how: OriginKind) {
         let mut merges = std::collections::VecDeque::from([(n, (err, cause))]);
         let mut direct = true;
         while let Some((n, state)) = merges.pop_front() {
@@ -178,12 +183,15 @@ impl Model {
             }
             self.nodes[n].canceled = Some(state);
             self.nodes[n].via_merge = via_merge;
+            let how = if via_merge { OriginKind::Merged } else { how };
+            self.nodes[n].origin = Some((n, how));
             let mut reached = vec![n];
             let mut todo = self.nodes[n].children.clone();
             while let Some(c) = todo.pop() {
                 if self.nodes[c].canceled.is_none() {
                     let p = self.nodes[c].parent.expect("a child has a parent");
                     self.nodes[c].canceled = self.nodes[p].canceled;
+                    self.nodes[c].origin = self.nodes[p].origin;
                     self.nodes[c].via_merge = via_merge;
                     reached.push(c);
                 }
@@ -194,6 +202,21 @@ impl Model {
                 merges.extend(self.nodes[r].mergers.iter().map(|&m| (m, state)));
             }
         }
+    }
+
+    /// `Context::origin` of `at`: how its cancel started and how many
+    /// cancel nodes up.
+    pub(super) fn origin(&self, at: At) -> Option<(OriginKind, usize)> {
+        let CancelPart::Node(mut n) = at.cancel else {
+            return None;
+        };
+        let (start, how) = self.nodes[n].origin?;
+        let mut depth = 0;
+        while n != start {
+            n = self.nodes[n].parent.expect("the origin is an ancestor");
+            depth += 1;
+        }
+        Some((how, depth))
     }
 
     /// `primary.merge(&other)`: a child of `primary` with the earlier
@@ -209,7 +232,12 @@ impl Model {
             Some(d) => {
                 let n = self.derive(primary, NodeKind::Deadline(d));
                 if d <= now {
-                    self.cancel(n, Error::DeadlineExceeded, super::causes::DEADLINE_ID);
+                    self.cancel(
+                        n,
+                        Error::DeadlineExceeded,
+                        super::causes::DEADLINE_ID,
+                        OriginKind::Deadline,
+                    );
                 }
                 n
             }
@@ -217,7 +245,7 @@ impl Model {
         };
         if let CancelPart::Node(o) = other.cancel {
             match self.nodes[o].canceled {
-                Some((err, cause)) => self.cancel(n, err, cause),
+                Some((err, cause)) => self.cancel(n, err, cause, OriginKind::Merged),
                 None => self.nodes[o].mergers.push(n),
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use ctxtree::{CancelHandle, Cause, Context, Error};
+use ctxtree::{CancelHandle, Cause, Context, Error, OriginKind};
 
 use super::super::common::CustomError;
 use super::causes::{CauseArg, CauseRec, Matcher, CANCELED_ID, DEADLINE_ID};
@@ -32,7 +32,9 @@ impl World<'_> {
         if let Some(i) = Self::pick(self.handles.len(), handle) {
             let e = self.handles.swap_remove(i);
             drop(e.handle);
-            self.model.cancel(e.node, Error::Canceled, CANCELED_ID);
+            let dropped = OriginKind::HandleDropped;
+            self.model
+                .cancel(e.node, Error::Canceled, CANCELED_ID, dropped);
         }
     }
 
@@ -41,7 +43,8 @@ impl World<'_> {
         if let Some(i) = Self::pick(self.handles.len(), handle) {
             self.handles[i].handle.cancel();
             let n = self.handles[i].node;
-            self.model.cancel(n, Error::Canceled, CANCELED_ID);
+            self.model
+                .cancel(n, Error::Canceled, CANCELED_ID, OriginKind::Cancel);
         }
     }
 
@@ -139,7 +142,8 @@ impl World<'_> {
             self.handles.push(HandleEntry { handle, node: n });
         } else {
             drop(handle);
-            self.model.cancel(n, Error::Canceled, CANCELED_ID);
+            let dropped = OriginKind::HandleDropped;
+            self.model.cancel(n, Error::Canceled, CANCELED_ID, dropped);
         }
     }
 
@@ -170,7 +174,8 @@ impl World<'_> {
         } else {
             let n = self.model.derive(at, NodeKind::Deadline(d));
             if when == 0 {
-                self.model.cancel(n, Error::DeadlineExceeded, id);
+                self.model
+                    .cancel(n, Error::DeadlineExceeded, id, OriginKind::Deadline);
             }
             n
         };
@@ -241,6 +246,7 @@ impl World<'_> {
             CauseArg::Custom(c) => h.cancel_with_cause(c),
         }
         let node = self.handles[i].node;
-        self.model.cancel(node, Error::Canceled, id);
+        self.model
+            .cancel(node, Error::Canceled, id, OriginKind::Cancel);
     }
 }

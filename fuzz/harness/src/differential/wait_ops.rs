@@ -4,7 +4,7 @@
 use std::task::Poll;
 use std::time::Duration;
 
-use ctxtree::Error;
+use ctxtree::{Error, OriginKind};
 
 use super::super::common::{counting_waker, poll_with};
 use super::causes::CANCELED_ID;
@@ -114,7 +114,8 @@ impl World<'_> {
             if kind == 7 {
                 self.handles[h].handle.cancel();
                 let n = self.handles[h].node;
-                self.model.cancel(n, Error::Canceled, CANCELED_ID);
+                self.model
+                    .cancel(n, Error::Canceled, CANCELED_ID, OriginKind::Cancel);
             } else {
                 self.cancel_with(h, kind);
             }
