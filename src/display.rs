@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::context::{CancelHandle, Context, Repr};
+use crate::context::{Context, Repr};
+use crate::handle::{CancelHandle, Canceler};
 use crate::time::Deadline;
 use crate::tree::node::{Kind, Node};
 use crate::values::ValuesRef;
@@ -148,6 +149,14 @@ impl fmt::Debug for Context {
 impl fmt::Debug for CancelHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CancelHandle")
+            .field("canceled", &self.is_canceled())
+            .finish()
+    }
+}
+
+impl fmt::Debug for Canceler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Canceler")
             .field("canceled", &self.is_canceled())
             .finish()
     }

@@ -20,7 +20,8 @@
 //! context's deadline is earlier than the primary's).
 
 use crate::after_func::AfterFunc;
-use crate::context::{CancelHandle, Context};
+use crate::context::Context;
+use crate::handle::CancelHandle;
 use crate::plant::planted;
 use crate::time::Deadline;
 use crate::tree::node;

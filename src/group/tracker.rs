@@ -13,8 +13,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::{TaskId, TaskPanicked};
-use crate::context::{CancelHandle, Context};
+use crate::context::Context;
 use crate::error::Cause;
+use crate::handle::CancelHandle;
 use crate::tree::state::How;
 
 /// A caught panic's payload.

@@ -33,10 +33,11 @@ use ::tokio::runtime::Handle;
 use ::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ::tokio::task::{JoinError, JoinSet};
 
-use crate::context::{CancelHandle, Context};
+use crate::context::Context;
 use crate::error::Cause;
 use crate::group::tracker::{Outcome, Tracker};
 use crate::group::{GroupShutdown, ShutdownReport, TaskId};
+use crate::handle::CancelHandle;
 
 /// A group of tokio tasks under one context: the first error cancels the
 /// siblings, [`wait`](TaskGroup::wait) waits for all of them, a limit

@@ -70,8 +70,9 @@ use std::task::{Context as TaskContext, Wake, Waker};
 use ::tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::after_func::AfterFunc;
-use crate::context::{CancelHandle, Context};
+use crate::context::Context;
 use crate::error::Error;
+use crate::handle::CancelHandle;
 use crate::tree::node;
 use crate::tree::state::How;
 
