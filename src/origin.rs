@@ -124,7 +124,7 @@ impl Origin {
     ///
     /// ```
     /// let (parent, h) = ctxtree::Context::background().with_cancel();
-    /// let child = parent.with_value(7u8).with_cancel().0;
+    /// let (child, _child_handle) = parent.with_value(7u8).with_cancel();
     /// h.cancel();
     /// assert_eq!(child.origin().unwrap().depth(), 1);
     /// ```
