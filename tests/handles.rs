@@ -94,7 +94,10 @@ fn cancelers_outlive_their_contexts_and_disarmed_children_go_with_the_parent() {
         drop(child);
     }
     let held = thread_live() - before;
-    assert!(held >= 10_000 * 56, "live until the parent ends: {held} bytes");
+    assert!(
+        held >= 10_000 * 56,
+        "live until the parent ends: {held} bytes"
+    );
     cancel_parent.cancel(); // walks and releases the 10,000 live children
     assert!(parent.is_done());
     let after = thread_live() - before;

@@ -101,6 +101,7 @@ pub(super) fn check_after_join(sh: &Shared, locals: &[Local], plan: &Plan) {
              its parent's cause {from_parent:?} (plan: {plan:?})",
             own[k]
         );
+        check_origin(sh, &own, k, &cause, plan);
     }
     for l in locals {
         for (j, d) in l.derived.iter().enumerate() {
@@ -108,7 +109,9 @@ pub(super) fn check_after_join(sh: &Shared, locals: &[Local], plan: &Plan) {
                 Up::Shared(k) => &sh.ctxs[k],
                 Up::Local(p) => &l.derived[p].ctx,
             };
-            let expected = parent.is_done() || !d.applied.is_empty();
+            let other = d.also.map(|b| &sh.ctxs[b]);
+            let expected =
+                parent.is_done() || !d.applied.is_empty() || other.is_some_and(|o| o.is_done());
             assert_eq!(
                 d.ctx.is_done(),
                 expected,
@@ -118,8 +121,11 @@ pub(super) fn check_after_join(sh: &Shared, locals: &[Local], plan: &Plan) {
             if expected {
                 let cause = d.ctx.cause().expect("a canceled child has a cause");
                 let from_parent = parent.cause();
+                let from_other = other.and_then(|o| o.cause());
                 assert!(
-                    d.applied.contains(&cause) || from_parent.as_ref() == Some(&cause),
+                    d.applied.contains(&cause)
+                        || from_parent.as_ref() == Some(&cause)
+                        || from_other.as_ref() == Some(&cause),
                     "derived child #{j}: cause {cause:?} is neither its own {:?} nor its \
                      parent's {from_parent:?} (plan: {plan:?})",
                     d.applied
@@ -157,4 +163,24 @@ pub(super) fn check_locals_at_end(locals: &mut [Local], plan: &Plan) {
             );
         }
     }
+}
+
+/// S4: a canceled shared node's origin is itself, with one of its own
+/// cancels' causes, or the ancestor it names, whose cause it carries and
+/// which some thread canceled.
+fn check_origin(sh: &Shared, own: &[Vec<Cause>], k: usize, cause: &Cause, plan: &Plan) {
+    let origin = sh.ctxs[k].origin().expect("a canceled node has an origin");
+    let mut at = k;
+    for _ in 0..origin.depth() {
+        at = sh.parents[at].expect("the origin is an ancestor");
+    }
+    assert!(
+        origin.is(&sh.ctxs[at]),
+        "node {k}: origin.is() of its origin"
+    );
+    assert!(
+        own[at].contains(cause) && sh.ctxs[at].cause().as_ref() == Some(cause),
+        "node {k}: origin {origin:?} (node {at}) did not cancel it with its cause \
+         {cause:?} (plan: {plan:?})"
+    );
 }

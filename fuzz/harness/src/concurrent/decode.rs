@@ -54,6 +54,9 @@ pub enum Op {
     /// `stop()` (bit 0 of the second byte clear) or `stop_wait()` of one
     /// of this thread's registrations.
     Stop(u8, u8),
+    /// `merge` of two shared nodes (the first the primary); the merged
+    /// child stays with the thread.
+    Merge(u8, u8),
 }
 
 /// A decoded input.
@@ -79,7 +82,7 @@ pub enum Parent {
 /// shared nodes (1–8), one byte per node its parent, one byte the number
 /// of blocking waiters (0–2) and one byte each their node; then
 /// operations of three bytes `[thread/op, a, b]` (thread `t % threads`,
-/// operation `(t >> 2) % 20`: codes 0–15 are the original table, so older
+/// operation `(t >> 2) % 21`: codes 0–15 are the original table, so older
 /// inputs, whose `t` bytes are all below 64, decode as they always did).
 pub fn decode(data: &[u8]) -> Plan {
     let mut r = Reader::new(data);
@@ -104,7 +107,7 @@ pub fn decode(data: &[u8]) -> Plan {
     while total < MAX_OPS {
         let Some(t) = r.next() else { break };
         let (a, b) = (r.byte(), r.byte());
-        let op = match (t >> 2) % 20 {
+        let op = match (t >> 2) % 21 {
             0 => Op::Cancel(a),
             1 => Op::CancelWithCause(a, b),
             2 => Op::DropHandle(a),
@@ -121,7 +124,8 @@ pub fn decode(data: &[u8]) -> Plan {
             14 => Op::DoneChurn(a, b),
             15 => Op::Yield,
             16 | 17 => Op::AfterFunc(a, b),
-            _ => Op::Stop(a, b),
+            18 | 19 => Op::Stop(a, b),
+            _ => Op::Merge(a, b),
         };
         plan.threads[t as usize % threads].push(op);
         total += 1;

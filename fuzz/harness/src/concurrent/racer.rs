@@ -7,7 +7,7 @@ use super::after_func_ops::{after_func, stop};
 use super::decode::Op;
 use super::state::{Local, Shared};
 use super::tree_ops::{
-    cancel, cancel_local, cancel_with_cause, derive, derive_churn, derive_local, drop_handle,
+    cancel, cancel_local, cancel_with_cause, derive, derive_churn, derive_local, drop_handle, merge,
 };
 use super::wait_ops::{done_churn, drop_future, new_future, poll_futures, read, repoll, wait};
 
@@ -37,6 +37,7 @@ pub(super) fn thread_main(sh: &Arc<Shared>, t: usize, ops: &[Op]) -> Local {
             Op::Yield => thread::yield_now(),
             Op::AfterFunc(a, b) => after_func(sh, &mut local, n, a, b),
             Op::Stop(j, b) => stop(&mut local, j, b),
+            Op::Merge(a, b) => merge(sh, &mut local, n, a, b),
         }
     }
     local

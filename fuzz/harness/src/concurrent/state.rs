@@ -42,6 +42,8 @@ pub(super) struct Derived {
     pub(super) ctx: Context,
     pub(super) handle: Option<CancelHandle>,
     pub(super) up: Up,
+    /// For a merged child: the other shared node it was merged with.
+    pub(super) also: Option<usize>,
     /// Causes this thread canceled it with (`Canceled` for a drop).
     pub(super) applied: Vec<Cause>,
 }

@@ -28,11 +28,16 @@ fn check_birth(parent: &Context, parent_was_done: bool, child: &Context) {
 }
 
 fn keep_derived(local: &mut Local, ctx: Context, handle: CancelHandle, up: Up) {
+    keep(local, ctx, handle, up, None);
+}
+
+fn keep(local: &mut Local, ctx: Context, handle: CancelHandle, up: Up, also: Option<usize>) {
     if local.derived.len() < MAX_DERIVED {
         local.derived.push(Derived {
             ctx,
             handle: Some(handle),
             up,
+            also,
             applied: Vec::new(),
         });
     } else {
@@ -160,4 +165,26 @@ pub(super) fn derive_churn(sh: &Shared, local: &mut Local, n: usize, k: u8, c: u
             assert!(ctx.is_done(), "child live after its handle was dropped");
         }
     }
+}
+
+/// `Op::Merge`: `merge` of shared nodes `a` (the primary) and `b`. Born
+/// done if either input was done before, with the cause of one of them;
+/// done by the time a cancel of `a` returns (it is `a`'s child), and by
+/// the end of the race if `b` is canceled (a registration on `b`).
+pub(super) fn merge(sh: &Shared, local: &mut Local, n: usize, a: u8, b: u8) {
+    let (a, b) = (a as usize % n, b as usize % n);
+    let (primary, other) = (&sh.ctxs[a], &sh.ctxs[b]);
+    let was_done = primary.is_done() || other.is_done();
+    let (ctx, handle) = primary.merge(other);
+    if was_done {
+        assert!(ctx.is_done(), "a merge of a done context is born live");
+    }
+    if ctx.is_done() {
+        let cause = ctx.cause();
+        assert!(
+            cause == primary.cause() || cause == other.cause(),
+            "a merged child born done with the cause of neither input"
+        );
+    }
+    keep(local, ctx, handle, Up::Shared(a), Some(b));
 }
