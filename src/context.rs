@@ -128,7 +128,7 @@ impl Context {
     #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
         let deadline = Deadline::from_instant(deadline);
-        self.with_deadline_at(deadline, deadline <= Deadline::now(), None)
+        self.with_deadline_at(deadline, deadline <= self.now(), None)
     }
 
     /// Like [`with_deadline`](Context::with_deadline), recording `cause` as
@@ -157,7 +157,7 @@ impl Context {
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
         let deadline = Deadline::from_instant(deadline);
-        self.with_deadline_at(deadline, deadline <= Deadline::now(), Some(cause.into()))
+        self.with_deadline_at(deadline, deadline <= self.now(), Some(cause.into()))
     }
 
     /// [`with_deadline`](Context::with_deadline) at `now + timeout` (Go's
@@ -174,7 +174,7 @@ impl Context {
     #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelHandle) {
         // `now + timeout` is in the past only for a zero timeout: one clock read.
-        let deadline = Deadline::after(Deadline::now(), timeout);
+        let deadline = Deadline::after(self.now(), timeout);
         self.with_deadline_at(deadline, timeout.is_zero(), None)
     }
 
@@ -196,7 +196,7 @@ impl Context {
         timeout: Duration,
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
-        let deadline = Deadline::after(Deadline::now(), timeout);
+        let deadline = Deadline::after(self.now(), timeout);
         self.with_deadline_at(deadline, timeout.is_zero(), Some(cause.into()))
     }
 
@@ -319,8 +319,22 @@ impl Context {
     /// assert_eq!(past.remaining(), Some(Duration::ZERO));
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        self.deadline()
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()))
+        let deadline = self.deadline_raw();
+        if deadline.is_never() {
+            return None;
+        }
+        let (past, left) = deadline.remaining(self.now());
+        Some(if past { Duration::ZERO } else { left })
+    }
+
+    /// The time this context's deadlines count on: real time, or the
+    /// virtual clock's for a context of a [`crate::VirtualClock`]'s tree.
+    #[inline]
+    pub(crate) fn now(&self) -> Deadline {
+        match &self.repr {
+            Repr::Node(node) if node.virtual_time() => crate::virtual_clock::now_for(node),
+            _ => Deadline::now(),
+        }
     }
 
     pub(crate) fn deadline_raw(&self) -> Deadline {
@@ -351,7 +365,11 @@ impl Context {
         let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause);
         if let Some(node) = ctx.node() {
             if node.err().is_none() {
-                time::arm(node.clone());
+                if node.virtual_time() {
+                    crate::virtual_clock::arm(node.clone());
+                } else {
+                    time::arm(node.clone());
+                }
             }
         }
         (ctx, handle)

@@ -23,7 +23,7 @@ type Segment<'a> = (&'a Repr, Vec<&'a ValuesRef>);
 /// derived under. Iterative throughout (chains can be a million deep).
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let now = Deadline::now();
+        let now = self.now();
         for (i, (repr, layers)) in segments(self).iter().rev().enumerate() {
             if i == 0 {
                 let root = match repr {

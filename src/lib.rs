@@ -85,6 +85,7 @@ mod sync;
 mod time;
 mod tree;
 mod values;
+mod virtual_clock;
 
 pub use after_func::AfterFunc;
 pub use context::Context;
@@ -94,6 +95,7 @@ pub use handle::{CancelHandle, Canceler};
 pub use integrations::current::Scoped;
 pub use origin::{Origin, OriginKind};
 pub use run::{FutureExt, Run, RunOwned};
+pub use virtual_clock::VirtualClock;
 
 #[cfg(feature = "crossbeam-channel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "crossbeam-channel")))]

@@ -81,7 +81,7 @@ impl Context {
             .iter()
             .map(|other| other.deadline_raw())
             .fold(self.deadline_raw(), Deadline::min);
-        let (merged, handle) = self.with_deadline_at(deadline, deadline <= Deadline::now(), None);
+        let (merged, handle) = self.with_deadline_at(deadline, deadline <= self.now(), None);
         let Some(child) = merged.node() else {
             unreachable!("a derived context has a node");
         };

@@ -6,7 +6,6 @@
 use std::fmt;
 
 use crate::context::Context;
-use crate::time::Deadline;
 use crate::tree::node::Node;
 use crate::tree::state::{self, How};
 
@@ -195,7 +194,7 @@ fn kind_of(how: How) -> OriginKind {
 /// `context.Background.WithDeadline([-1.000ms]) passed its deadline`.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::display::write_node_path(f, self.node(), Deadline::now())?;
+        crate::display::write_node_path(f, self.node(), self.asked.now())?;
         f.write_str(match self.kind {
             OriginKind::Cancel => " was canceled by its handle",
             OriginKind::HandleDropped => " was canceled when its handle was dropped",

@@ -720,3 +720,29 @@ async fn a_handler_s_outgoing_calls_carry_its_budget_without_passing_it() {
         .unwrap();
     assert!(sent <= 250 && sent > 150, "{sent} ms of 250");
 }
+
+/// Under a `VirtualClock`'s context the layer's budgets are virtual: a
+/// 5-second `grpc-timeout` passes when the clock moves, not in real time.
+#[tokio::test]
+async fn the_layer_on_a_virtual_clock_ends_requests_when_the_clock_moves() {
+    let clock = ctxtree::VirtualClock::new();
+    let (slot, calls) = fresh();
+    let svc = ContextLayer::new(clock.context().clone()).layer(handler(&slot, &calls, wait_done));
+    let mut fut = Box::pin(svc.oneshot(request(Some("5S"))));
+    assert!(futures::poll!(&mut fut).is_pending());
+    let ctx = stashed(&slot);
+    assert_eq!(ctx.remaining(), Some(Duration::from_secs(5)));
+    clock.advance(Duration::from_secs(4));
+    assert!(futures::poll!(&mut fut).is_pending());
+    clock.advance(Duration::from_secs(1));
+    let response = fut.await.unwrap();
+    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    assert_eq!(
+        ctx.origin().map(|o| o.kind()),
+        Some(ctxtree::OriginKind::Deadline)
+    );
+    // The handler answered first, with the deadline it saw (the layer
+    // polls the handler before its own deadline check).
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.into_body(), "context deadline exceeded");
+}

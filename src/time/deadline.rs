@@ -12,8 +12,8 @@ pub(crate) struct Deadline(u64);
 /// The instant all deadlines count from: 20 years before their first use (or
 /// as far back as the clock allows), so deadlines in the past are reported as
 /// given; only instants before the base saturate (to the base, already past).
-/// Deadlines keep 62 bits of nanoseconds ([`DEADLINE_BITS`]), which reach
-/// about 146 years past the base, 126 years ahead.
+/// Deadlines keep 61 bits of nanoseconds ([`DEADLINE_BITS`]), which reach
+/// about 73 years past the base, 53 years ahead.
 fn base() -> Instant {
     static BASE: OnceLock<Instant> = OnceLock::new();
     *BASE.get_or_init(|| {
@@ -25,10 +25,10 @@ fn base() -> Instant {
     })
 }
 
-/// Bits of a deadline: two fewer than a `u64`, so a node packs its root and
-/// kind beside its deadline in one word (`node::PackedShape`) and stays at 56
-/// bytes, one 64-byte chunk of glibc's allocator.
-pub(crate) const DEADLINE_BITS: u32 = 62;
+/// Bits of a deadline: three fewer than a `u64`, so a node packs its root,
+/// kind and clock beside its deadline in one word (`node::PackedShape`) and
+/// stays at 56 bytes, one 64-byte chunk of glibc's allocator.
+pub(crate) const DEADLINE_BITS: u32 = 61;
 /// The largest deadline value, which is `NEVER`.
 const MAX_NANOS: u64 = (1 << DEADLINE_BITS) - 1;
 
@@ -40,7 +40,7 @@ impl Deadline {
     }
 
     /// The deadline at `instant`; `NEVER` if too far to represent (more than
-    /// ≈146 years past the base).
+    /// ≈73 years past the base).
     pub(crate) fn from_instant(instant: Instant) -> Deadline {
         let since = instant.saturating_duration_since(base());
         // Seconds and nanoseconds separately: cheaper than `as_nanos` (u128).

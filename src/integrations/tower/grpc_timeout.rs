@@ -3,7 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -169,9 +169,8 @@ pub fn set_grpc_timeout(ctx: &Context, headers: &mut HeaderMap) -> Result<(), Er
     if let Some(err) = ctx.err() {
         return Err(err);
     }
-    if let Some(deadline) = ctx.deadline() {
-        let remaining = deadline
-            .checked_duration_since(Instant::now())
+    if let Some(remaining) = ctx.remaining() {
+        let remaining = Some(remaining)
             .filter(|d| !d.is_zero())
             .ok_or(Error::DeadlineExceeded)?;
         headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(remaining));

@@ -24,8 +24,11 @@ impl Node {
         if self.kind() == Kind::Deadline && self.timer_slot().disarm() {
             // SAFETY: the timer's user, handed to us by `disarm` (T6).
             unsafe { release_users(self, 1) };
+            // The timer thread counts its own entries only (T3).
             #[cfg(not(loom))]
-            crate::time::registry::note_disarmed();
+            if !self.virtual_time() {
+                crate::time::registry::note_disarmed();
+            }
         }
     }
 

@@ -31,6 +31,7 @@ pub(crate) fn derive(
         root,
         kind,
         deadline,
+        virtual_time: parent.is_some_and(|p| p.virtual_time()),
     });
     match parent {
         Some(parent) => derive_under(parent, shape, deadline_cause),
@@ -42,6 +43,23 @@ pub(crate) fn derive(
             unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
         }
     }
+}
+
+/// The root node of a virtual clock's tree (`virtual_clock.rs`): a
+/// `with_cancel` of `context.Background` whose subtree counts time on the
+/// clock (the shape bit is copied to every descendant).
+pub(crate) fn derive_virtual_root() -> (NodeRef, NodeRef) {
+    let shape = PackedShape::new(Shape {
+        root: Root::Background,
+        kind: Kind::Cancel,
+        deadline: Deadline::NEVER,
+        virtual_time: true,
+    });
+    let ptr = alloc_node(shape.kind(), None, || {
+        Node::new(2 * USER, state::ACTIVE, ChildList::new(), None, shape)
+    });
+    // SAFETY: two counts, handed to the two refs.
+    unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
 }
 
 /// `with_cancel` under a node: the child inherits the parent's effective

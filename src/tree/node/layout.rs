@@ -132,6 +132,12 @@ impl Node {
         self.shape.deadline()
     }
 
+    /// In a virtual clock's tree (`virtual_clock.rs`).
+    #[inline]
+    pub(crate) fn virtual_time(&self) -> bool {
+        self.shape.virtual_time()
+    }
+
     /// The timer slot of a `Kind::Deadline` node.
     pub(crate) fn timer_slot(&self) -> &TimerSlot {
         assert!(
@@ -228,15 +234,20 @@ pub(super) struct Shape {
     pub(super) kind: Kind,
     /// Already the earlier of the node's own and its parent's deadline.
     pub(super) deadline: Deadline,
+    /// The node is in a virtual clock's tree (`virtual_clock.rs`): its
+    /// deadlines count on that clock, not on the timer thread.
+    pub(super) virtual_time: bool,
 }
 
 /// A [`Shape`] in one word: the deadline in the low [`DEADLINE_BITS`] bits,
-/// `TODO_ROOT` and `DEADLINE_KIND` above it.
+/// `TODO_ROOT`, `DEADLINE_KIND` and `VIRTUAL_TIME` above it.
 #[derive(Clone, Copy)]
 pub(super) struct PackedShape(u64);
 
 pub(super) const TODO_ROOT: u64 = 1 << DEADLINE_BITS;
 pub(super) const DEADLINE_KIND: u64 = 1 << (DEADLINE_BITS + 1);
+pub(super) const VIRTUAL_TIME: u64 = 1 << (DEADLINE_BITS + 2);
+const _: () = assert!(DEADLINE_BITS + 3 == u64::BITS);
 
 impl PackedShape {
     pub(super) fn new(shape: Shape) -> PackedShape {
@@ -248,7 +259,12 @@ impl PackedShape {
             Kind::Cancel => 0,
             Kind::Deadline => DEADLINE_KIND,
         };
-        PackedShape(shape.deadline.raw() | root | kind)
+        let clock = if shape.virtual_time { VIRTUAL_TIME } else { 0 };
+        PackedShape(shape.deadline.raw() | root | kind | clock)
+    }
+
+    pub(super) fn virtual_time(self) -> bool {
+        self.0 & VIRTUAL_TIME != 0
     }
 
     pub(super) fn deadline(self) -> Deadline {

@@ -78,7 +78,7 @@ mod tests;
 mod walk;
 
 pub(crate) use cancel::{cancel, cancel_without_propagation, note_abandoned};
-pub(crate) use derive::{derive, derive_cancel};
+pub(crate) use derive::{derive, derive_cancel, derive_virtual_root};
 #[cfg(loom)]
 pub use layout::live_nodes;
 pub(crate) use layout::{deadline_of, timer_slot_of, Kind, Node, Root};

@@ -177,15 +177,21 @@ fn packed_shapes_round_trip() {
     ];
     for deadline in deadlines {
         for root in [Root::Background, Root::Todo] {
-            for kind in [Kind::Cancel, Kind::Deadline] {
+            for (kind, virtual_time) in [Kind::Cancel, Kind::Deadline]
+                .into_iter()
+                .flat_map(|k| [(k, false), (k, true)])
+            {
                 let packed = PackedShape::new(Shape {
                     root,
                     kind,
                     deadline,
+                    virtual_time,
                 });
                 assert_eq!(packed.deadline(), deadline);
                 assert_eq!(packed.root(), root);
                 assert_eq!(packed.kind(), kind);
+                assert_eq!(packed.virtual_time(), virtual_time);
+                assert_eq!(packed.cancel_child().virtual_time(), virtual_time);
             }
         }
     }
