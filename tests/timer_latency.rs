@@ -7,9 +7,30 @@
 //! thread, counted by the library), not on wall time; the ordering test
 //! relies only on the storm being much longer than one slice.
 
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use ctxtree::Context;
+
+/// A waker that, when the timer thread's fire wakes it, counts the storm's
+/// contexts already done.
+struct CountAtWake {
+    storm: Vec<Context>,
+    fired: OnceLock<usize>,
+}
+
+impl Wake for CountAtWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let fired = self.storm.iter().filter(|ctx| ctx.is_done()).count();
+        let _ = self.fired.set(fired);
+    }
+}
 
 /// Five slices of 1,024: ingest, fire arrivals, fire the rest, pour,
 /// merge (T9).
@@ -47,11 +68,33 @@ fn a_deadline_due_during_a_storm_fires_before_the_backlog_ends() {
         drop(storm);
         margin *= 2;
     };
-    // Armed once the storm is due, due 1 ms later.
+    // Armed once the storm is due, due 1 ms later. What had fired when it
+    // fired is counted by its waker, which the fire's cancel calls on the
+    // timer thread: exact whatever the scheduler does to this thread.
+    let counter = Arc::new(CountAtWake {
+        storm: storm.iter().map(|(ctx, _)| ctx.clone()).collect(),
+        fired: OnceLock::new(),
+    });
     std::thread::sleep(at.saturating_duration_since(Instant::now()));
     let (short, _short_handle) = root.with_timeout(Duration::from_millis(1));
+    let mut done = Box::pin(short.done());
+    let waker = Waker::from(counter.clone());
+    let first = done.as_mut().poll(&mut TaskContext::from_waker(&waker));
+    assert!(
+        first.is_pending(),
+        "the later deadline was due before it was polled"
+    );
     short.wait();
-    let fired = storm.iter().filter(|(ctx, _)| ctx.is_done()).count();
+    // The fire wakes the waiters in some order: the waker may come just
+    // after this thread.
+    let until = Instant::now() + Duration::from_secs(10);
+    let fired = loop {
+        match counter.fired.get() {
+            Some(&fired) => break fired,
+            None if Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+            None => panic!("the fire never woke the waker"),
+        }
+    };
     eprintln!("{fired} of {n} storm deadlines had fired when the later one did");
     assert!(
         fired < n,
