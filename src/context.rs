@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::time::{self, Deadline};
-use crate::tree::node::{self, Kind, NodeRef, Root};
+use crate::tree::node::{self, Kind, Name, NodeRef, Root};
 use crate::tree::state::How;
 use crate::values::ValuesRef;
 
@@ -102,7 +102,7 @@ impl Context {
                     CancelHandle { node: handle },
                 )
             }
-            Repr::Root(_) => self.derive(Kind::Cancel, Deadline::NEVER, None),
+            Repr::Root(_) => self.derive(Kind::Cancel, Deadline::NEVER, None, None),
         }
     }
 
@@ -351,18 +351,32 @@ impl Context {
         expired: bool,
         cause: Option<Cause>,
     ) -> (Context, CancelHandle) {
+        self.with_deadline_named(deadline, expired, cause, None)
+    }
+
+    /// [`with_deadline_at`](Context::with_deadline_at), naming the child.
+    pub(crate) fn with_deadline_named(
+        &self,
+        deadline: Deadline,
+        expired: bool,
+        cause: Option<Cause>,
+        name: Option<Name>,
+    ) -> (Context, CancelHandle) {
         if self.deadline_raw() <= deadline {
             // The parent ends first anyway: no timer (Go's rule).
-            return self.with_cancel();
+            return match name {
+                None => self.with_cancel(),
+                name => self.derive(Kind::Cancel, self.deadline_raw(), None, name),
+            };
         }
         if expired {
-            let (ctx, handle) = self.derive(Kind::Deadline, deadline, None);
+            let (ctx, handle) = self.derive(Kind::Deadline, deadline, None, name);
             if let Some(node) = ctx.node() {
                 node::cancel(node, Error::DeadlineExceeded, cause, How::Deadline);
             }
             return (ctx, handle);
         }
-        let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause);
+        let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause, name);
         if let Some(node) = ctx.node() {
             if node.err().is_none() {
                 if node.virtual_time() {
@@ -375,17 +389,18 @@ impl Context {
         (ctx, handle)
     }
 
-    fn derive(
+    pub(crate) fn derive(
         &self,
         kind: Kind,
         deadline: Deadline,
         deadline_cause: Option<Cause>,
+        name: Option<Name>,
     ) -> (Context, CancelHandle) {
         let (parent, root) = match &self.repr {
             Repr::Root(root) => (None, *root),
             Repr::Node(node) => (Some(node), node.root()),
         };
-        let (ctx, handle) = node::derive(parent, root, kind, deadline, deadline_cause);
+        let (ctx, handle) = node::derive(parent, root, kind, deadline, deadline_cause, name);
         (
             Context {
                 repr: Repr::Node(ctx),

@@ -104,16 +104,22 @@ fn write_segment(
     Ok(())
 }
 
-/// One cancel node's step of the path.
+/// One cancel node's step of the path: `.WithCancel`, `.WithDeadline([1.500s])`,
+/// with the node's name first inside the parentheses if it has one.
 fn write_node(f: &mut fmt::Formatter<'_>, node: &Node, now: Deadline) -> fmt::Result {
-    match node.kind() {
-        Kind::Cancel => f.write_str(".WithCancel"),
-        Kind::Deadline => {
+    let name = crate::tree::node::name_of(node);
+    match (node.kind(), name) {
+        (Kind::Cancel, None) => f.write_str(".WithCancel"),
+        (Kind::Cancel, Some(name)) => write!(f, ".WithCancel({name:?})"),
+        (Kind::Deadline, name) => {
             // Go prints the wall-clock deadline and the time left;
             // an `Instant` has no wall clock, so only the time left.
             let (past, left) = node.deadline().remaining(now);
             let sign = if past { "-" } else { "" };
-            write!(f, ".WithDeadline([{sign}{left:.3?}])")
+            match name {
+                None => write!(f, ".WithDeadline([{sign}{left:.3?}])"),
+                Some(name) => write!(f, ".WithDeadline({name:?}, [{sign}{left:.3?}])"),
+            }
         }
     }
 }

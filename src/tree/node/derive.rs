@@ -2,10 +2,9 @@
 //! parent's list (L2), and the child of an already canceled parent, born
 //! canceled (N2, N3).
 
-use std::ptr::NonNull;
-
 use super::alloc::alloc_node;
-use super::layout::{Kind, Node, PackedShape, Root, Shape};
+use super::layout::{Kind, Node, PackedShape, ParentLink, Root, Shape};
+use super::names::{self, Name};
 use super::refs::{NodeRef, LISTED, USER};
 use crate::error::Cause;
 use crate::plant::planted;
@@ -26,6 +25,7 @@ pub(crate) fn derive(
     kind: Kind,
     deadline: Deadline,
     deadline_cause: Option<Cause>,
+    name: Option<Name>,
 ) -> (NodeRef, NodeRef) {
     let shape = PackedShape::new(Shape {
         root,
@@ -33,16 +33,24 @@ pub(crate) fn derive(
         deadline,
         virtual_time: parent.is_some_and(|p| p.virtual_time()),
     });
-    match parent {
-        Some(parent) => derive_under(parent, shape, deadline_cause),
+    let named = name.is_some();
+    let pair = match parent {
+        Some(parent) => derive_under(parent, shape, deadline_cause, named),
         None => {
             let ptr = alloc_node(shape.kind(), deadline_cause, || {
-                Node::new(2 * USER, state::ACTIVE, ChildList::new(), None, shape)
+                let parent = ParentLink::new(None, named);
+                Node::new(2 * USER, state::ACTIVE, ChildList::new(), parent, shape)
             });
             // SAFETY: two counts, handed to the two refs.
             unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
         }
+    };
+    if let Some(name) = name {
+        // We hold both users: the node cannot be freed (and its entry
+        // removed) before the entry is in.
+        names::insert(&pair.0, name);
     }
+    pair
 }
 
 /// The root node of a virtual clock's tree (`virtual_clock.rs`): a
@@ -56,7 +64,8 @@ pub(crate) fn derive_virtual_root() -> (NodeRef, NodeRef) {
         virtual_time: true,
     });
     let ptr = alloc_node(shape.kind(), None, || {
-        Node::new(2 * USER, state::ACTIVE, ChildList::new(), None, shape)
+        let parent = ParentLink::new(None, false);
+        Node::new(2 * USER, state::ACTIVE, ChildList::new(), parent, shape)
     });
     // SAFETY: two counts, handed to the two refs.
     unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
@@ -67,7 +76,7 @@ pub(crate) fn derive_virtual_root() -> (NodeRef, NodeRef) {
 /// The hot path of the library, kept free of the general case's branches.
 #[inline]
 pub(crate) fn derive_cancel(parent: &NodeRef) -> (NodeRef, NodeRef) {
-    derive_under(parent, parent.shape.cancel_child(), None)
+    derive_under(parent, parent.shape.cancel_child(), None, false)
 }
 
 #[inline(always)]
@@ -75,10 +84,11 @@ pub(super) fn derive_under(
     parent: &NodeRef,
     shape: PackedShape,
     deadline_cause: Option<Cause>,
+    named: bool,
 ) -> (NodeRef, NodeRef) {
     let parent_word = parent.state_word();
     if state::is_canceled(parent_word) {
-        return born_canceled(parent, parent_word, shape, deadline_cause);
+        return born_canceled(parent, parent_word, shape, deadline_cause, named);
     }
     // Two users (the two handles) and the list's hold; no grant on the
     // parent while listed (N1): no write to the parent's count.
@@ -87,7 +97,7 @@ pub(super) fn derive_under(
             (2 * USER) | LISTED,
             state::ACTIVE,
             ChildList::new(),
-            Some(parent.0),
+            ParentLink::new(Some(parent.0), named),
             shape,
         )
     });
@@ -128,6 +138,7 @@ pub(super) fn born_canceled(
     parent_word: usize,
     shape: PackedShape,
     deadline_cause: Option<Cause>,
+    named: bool,
 ) -> (NodeRef, NodeRef) {
     // SAFETY: `parent` is alive, so its word's cause is too; the new word
     // needs its own count.
@@ -139,7 +150,7 @@ pub(super) fn born_canceled(
             2 * USER,
             state::inherited(parent_word),
             ChildList::new_closed(),
-            Some(parent.0),
+            ParentLink::new(Some(parent.0), named),
             shape,
         )
     });
@@ -177,7 +188,7 @@ impl Node {
         refs: u32,
         word: usize,
         children: ChildList,
-        parent: Option<NonNull<Node>>,
+        parent: ParentLink,
         shape: PackedShape,
     ) -> Node {
         Node {

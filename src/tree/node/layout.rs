@@ -59,8 +59,9 @@ pub(crate) struct Node {
     /// Abandoned-waiter accounting for the stack in `state` (W4).
     pub(crate) waiter_gc: WaiterGc,
     /// The nearest cancelable ancestor, or `None` below a root; a grant on
-    /// it while the node has users and is not listed (N1). Immutable.
-    pub(super) parent: Option<NonNull<Node>>,
+    /// it while the node has users and is not listed (N1). Immutable, and
+    /// tagged when the node has a name (`names.rs`).
+    pub(super) parent: ParentLink,
     /// The effective deadline — this node's own, or the nearest ancestor's,
     /// copied at derivation so `deadline()` is one read — with the root at
     /// the top of the chain and the kind of derivation (for `Display`), in
@@ -77,6 +78,30 @@ pub(crate) struct Node {
     /// explores, not only in those where the access runs after the free.
     #[cfg(loom)]
     pub(super) alive: crate::sync::UnsafeCell<()>,
+}
+
+/// A node's parent pointer and, in its low bit (nodes are 8-aligned), whether
+/// the node has an entry in the names table (`names.rs`).
+#[derive(Clone, Copy)]
+pub(crate) struct ParentLink(usize);
+
+const NAMED: usize = 1;
+
+impl ParentLink {
+    pub(super) fn new(parent: Option<NonNull<Node>>, named: bool) -> ParentLink {
+        let ptr = parent.map_or(0, |p| p.as_ptr() as usize);
+        ParentLink(ptr | if named { NAMED } else { 0 })
+    }
+
+    #[inline]
+    pub(super) fn get(self) -> Option<NonNull<Node>> {
+        NonNull::new((self.0 & !NAMED) as *mut Node)
+    }
+
+    #[inline]
+    pub(crate) fn named(self) -> bool {
+        self.0 & NAMED != 0
+    }
 }
 
 // Three tag bits in list heads and links (children/), on every target.
@@ -117,7 +142,7 @@ impl Node {
         // the node's grant, or because a node with a listed child is alive
         // (N1) — and so, link by link, is every ancestor: the caller
         // reached `self` through a user or through this same argument.
-        self.parent.map(|p| unsafe { &*p.as_ptr() })
+        self.parent.get().map(|p| unsafe { &*p.as_ptr() })
     }
 
     pub(crate) fn root(&self) -> Root {
@@ -181,6 +206,10 @@ impl Drop for Node {
 
 impl Node {
     pub(super) fn free_resources(&mut self) {
+        if self.parent.named() {
+            // Before the block can be reused by another node.
+            super::names::remove(self);
+        }
         // Relaxed suffices: `release` acquired the last count (an Acquire load).
         let word = self.state.load(Ordering::Relaxed);
         if state::is_canceled(word) {

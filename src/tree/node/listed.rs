@@ -27,7 +27,9 @@ unsafe impl Listed for Node {
     unsafe fn begin_pass(first: *const Node, prepaid: u32) -> GrantPass {
         GrantPass {
             // SAFETY: a listed node is alive and has a parent (its owner).
-            owner: unsafe { (*first).parent }.expect("a listed node has a parent"),
+            owner: unsafe { (*first).parent }
+                .get()
+                .expect("a listed node has a parent"),
             spare: prepaid,
             chunk: 1,
         }
@@ -48,7 +50,9 @@ unsafe impl Listed for Node {
 
     unsafe fn prepay(first: *const Node, n: u32) {
         // SAFETY: a listed node is alive and so is its parent (N1).
-        let owner = unsafe { (*first).parent }.expect("a listed node has a parent");
+        let owner = unsafe { (*first).parent }
+            .get()
+            .expect("a listed node has a parent");
         // Planted: the deferred pass finds nothing paid.
         let n = if planted!("no_prepay") { 0 } else { n };
         // SAFETY: as above.

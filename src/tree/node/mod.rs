@@ -63,7 +63,8 @@
 //! Files: [`layout`] (the fields and the shape word), [`refs`] (N1, L7,
 //! N5: counted references and the free), [`alloc`] and [`cache`] (the
 //! blocks, C1–C4), [`listed`] (the list's hold, N1/L4), [`derive`](mod@derive),
-//! [`cancel`](mod@cancel) and [`walk`] (N2–N5).
+//! [`cancel`](mod@cancel) and [`walk`] (N2–N5), [`names`] (the side table
+//! of named nodes, tagged in their parent link).
 
 mod alloc;
 #[cfg(not(loom))]
@@ -72,6 +73,7 @@ mod cancel;
 mod derive;
 mod layout;
 mod listed;
+mod names;
 mod refs;
 #[cfg(all(test, not(loom)))]
 mod tests;
@@ -82,4 +84,5 @@ pub(crate) use derive::{derive, derive_cancel, derive_virtual_root};
 #[cfg(loom)]
 pub use layout::live_nodes;
 pub(crate) use layout::{deadline_of, timer_slot_of, Kind, Node, Root};
+pub(crate) use names::{get as name_of, Name};
 pub(crate) use refs::{free_timed_block, NodeRef};

@@ -125,7 +125,7 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
         refs == USER | LISTED
     };
     if last_and_listed {
-        if let Some(parent) = node.parent {
+        if let Some(parent) = node.parent.get() {
             let link = node.link.word();
             // SAFETY: the node is listed, so its parent is alive (N1); it is
             // alive itself (our user), and its link was read after its
@@ -186,7 +186,7 @@ unsafe fn release_loop(mut ptr: *const Node, mut n: u32, count_drops: bool) {
         unsafe { (*ptr).refs.load(Ordering::Acquire) };
         // Not listed and it had users: it holds a grant on its parent.
         // SAFETY: as above.
-        let parent = unsafe { (*ptr).parent };
+        let parent = unsafe { (*ptr).parent }.get();
         // SAFETY: no user left and not listed: nobody else can reach it.
         unsafe { free(ptr) };
         match parent {
@@ -209,7 +209,7 @@ fn note_left_linked(node: &Node, n: u32) {
     if node.refs.load(Ordering::Relaxed) != (USER * n) | LISTED {
         return;
     }
-    let Some(parent) = node.parent else {
+    let Some(parent) = node.parent.get() else {
         return;
     };
     if !ChildLink::is_deleted(node.link.word()) {
