@@ -468,7 +468,7 @@ fn plural(n: usize) -> &'static str {
 pub fn pow10(n: usize) -> String {
     let mut e = 0;
     let mut m = n;
-    while m >= 10 && m.is_multiple_of(10) {
+    while m >= 10 && m % 10 == 0 {
         m /= 10;
         e += 1;
     }
