@@ -18,7 +18,7 @@ use ctxtree_bench::{ops, tree};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cli::{Action, Options};
+use cli::Options;
 use progress::Progress;
 use report::Report;
 
@@ -37,15 +37,9 @@ fn main() -> ExitCode {
         };
     }
     match cli::parse(&args) {
-        Ok(Action::Help) => {
-            print!("{}", cli::usage());
-            ExitCode::SUCCESS
-        }
-        Ok(Action::Run(opts)) => run(&opts, &args),
-        Err(e) => {
-            eprintln!("error: {e}\n\nRun `cargo run --release -p ctxtree-bench -- --help` for the options.");
-            ExitCode::from(2)
-        }
+        Ok(opts) => run(&opts, &args),
+        // Prints the help (status 0) or the error with a usage line (status 2).
+        Err(e) => e.exit(),
     }
 }
 
@@ -162,9 +156,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let Ok(Action::Run(opts)) = cli::parse(&args) else {
-            panic!("parse failed");
-        };
+        let opts = cli::parse(&args).expect("parse");
         let mut cfg = opts.config();
         cfg.sampling.samples = 3;
         cfg.sampling.target = Duration::from_micros(200);
