@@ -18,8 +18,9 @@ pub struct Sampling {
     pub target: Duration,
 }
 
-/// Order statistics of one cell's samples.
-#[derive(Clone, Debug, PartialEq)]
+/// Order statistics of one cell's samples (results.json writes them as they
+/// are, field for field).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub median: f64,
     pub min: f64,
