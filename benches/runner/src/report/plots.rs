@@ -257,7 +257,7 @@ fn time_groups(report: &Report) -> Vec<Group> {
 }
 
 const BAR_ROW_PX: u32 = 36;
-const BAR_LABELS_PX: u32 = 360;
+const BAR_LABELS_PX: u32 = 470;
 
 /// Horizontal bars (median, min–max whisker) grouped by scenario, on a log
 /// axis in ns, first row at the top.
@@ -369,7 +369,7 @@ pub fn plots(report: &Report) -> io::Result<Vec<(&'static str, String)>> {
         ),
         (
             PLOTS[2].0,
-            render((1200, bars_h), |a| bar_chart(a, bars_title, &groups))?,
+            render((1320, bars_h), |a| bar_chart(a, bars_title, &groups))?,
         ),
     ])
 }
