@@ -1,12 +1,17 @@
-//! Command-line options: hand-parsed, with clear errors instead of panics.
+//! Command-line options, on clap: `--help` is generated from the doc comments
+//! below, and a bad argument is an error message, never a panic.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::Parser;
 
 use crate::machine;
 use crate::report::Formats;
 use crate::scenarios::{Config, SCENARIOS};
 
+/// What the runner does, as the rest of the code sees it (clap's [`Cli`]
+/// with `--json`/`--csv` resolved and the scenario list defaulted).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options {
     pub quick: bool,
@@ -18,34 +23,52 @@ pub struct Options {
     pub progress: bool,
 }
 
-#[derive(Debug, PartialEq)]
-pub enum Action {
-    Help,
-    Run(Options),
+/// ctxtree-bench: ctxtree side by side with a Go-style mutex tree and
+/// tokio-util's CancellationToken, in one run, with ratios against ctxtree.
+// `::std::vec::Vec` (not `Vec`) keeps clap from reading a list as repeated
+// values: each list option takes one comma-separated value, as before.
+#[derive(Parser, Debug)]
+// `args_override_self`: a repeated option is not an error; the last one
+// counts, as with the earlier hand-written parser.
+#[command(
+    name = "ctxtree-bench",
+    override_usage = "cargo run --release -p ctxtree-bench -- [OPTIONS]",
+    after_help = after_help(),
+    args_override_self = true
+)]
+struct Cli {
+    /// Fewer and shorter samples (finishes in well under a minute)
+    #[arg(long)]
+    quick: bool,
+    /// Thread counts for the multi-thread scenarios, comma-separated, e.g.
+    /// --threads 1,2,4,8 (default: 1, 2, 4, the powers of two up to the core
+    /// count, the core count, and 2 x cores)
+    #[arg(long, value_name = "LIST", value_parser = parse_threads)]
+    threads: Option<::std::vec::Vec<usize>>,
+    /// Run only these scenarios, comma-separated (see SCENARIOS below)
+    #[arg(long, value_name = "LIST", value_parser = parse_only)]
+    only: Option<::std::vec::Vec<String>>,
+    /// Output folder (default: target/ctxtree-bench/<UTC timestamp>/)
+    #[arg(long, value_name = "DIR", value_parser = parse_out)]
+    out: Option<PathBuf>,
+    /// Write results.json (the default when --csv is not given)
+    #[arg(long)]
+    json: bool,
+    /// Write results.csv (instead of results.json, unless --json too)
+    #[arg(long)]
+    csv: bool,
+    /// Samples per cell (default 15; 5 with --quick)
+    #[arg(long, value_name = "N", value_parser = parse_samples)]
+    samples: Option<usize>,
+    /// No progress bar on stderr
+    #[arg(long)]
+    no_progress: bool,
 }
 
-pub fn usage() -> String {
+/// The OUTPUT and SCENARIOS sections after the options.
+fn after_help() -> String {
     let mut s = String::from(
-        "ctxtree-bench: ctxtree side by side with a Go-style mutex tree and tokio-util's
-CancellationToken, in one run, with ratios against ctxtree.
-
-USAGE:
-    cargo run --release -p ctxtree-bench -- [OPTIONS]
-
-OPTIONS:
-    --quick            fewer and shorter samples (finishes in well under a minute)
-    --threads LIST     thread counts for the multi-thread scenarios, comma-separated,
-                       e.g. --threads 1,2,4,8 (default: 1, 2, 4, the powers of two up
-                       to the core count, the core count, and 2 x cores)
-    --only LIST        run only these scenarios, comma-separated (see below)
-    --out DIR          output folder (default: target/ctxtree-bench/<UTC timestamp>/)
-    --json             write results.json (the default when --csv is not given)
-    --csv              write results.csv (instead of results.json, unless --json too)
-    --samples N        samples per cell (default 15; 5 with --quick)
-    --no-progress      no progress bar on stderr
-    -h, --help         this help
-
-OUTPUT:
+        "OUTPUT:
     A table on stdout (median (min-max) per implementation, ratios against ctxtree)
     and the targets of issue 6; in the output folder: report.md, results.json or
     results.csv, and SVG plots (throughput vs threads, is_done() vs threads,
@@ -60,84 +83,37 @@ SCENARIOS:
     s
 }
 
-pub fn parse(args: &[String]) -> Result<Action, String> {
-    let mut o = Options {
-        quick: false,
-        threads: None,
-        only: Vec::new(),
-        out: None,
+/// Parses the arguments (without the program name). `--help` comes back as
+/// an error of kind `DisplayHelp`, which `exit()` prints with status 0.
+pub fn parse<I, S>(args: I) -> Result<Options, clap::Error>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<std::ffi::OsString> + Clone,
+{
+    let program = std::iter::once(std::ffi::OsString::from("ctxtree-bench"));
+    let cli = Cli::try_parse_from(program.chain(args.into_iter().map(Into::into)))?;
+    Ok(Options {
+        quick: cli.quick,
+        threads: cli.threads,
+        only: cli.only.unwrap_or_default(),
+        out: cli.out,
         formats: Formats {
-            json: false,
-            csv: false,
+            json: cli.json || !cli.csv,
+            csv: cli.csv,
         },
-        samples: None,
-        progress: true,
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        let (name, inline) = match arg.split_once('=') {
-            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
-            _ => (arg, None),
-        };
-        let mut value = |what: &str| -> Result<String, String> {
-            if let Some(v) = inline.clone() {
-                return Ok(v);
-            }
-            i += 1;
-            args.get(i)
-                .filter(|v| !v.starts_with("--"))
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value ({what})"))
-        };
-        let takes_value = matches!(name, "--threads" | "--only" | "--out" | "--samples");
-        if !takes_value && inline.is_some() {
-            return Err(format!("{name} takes no value"));
-        }
-        match name {
-            "-h" | "--help" => return Ok(Action::Help),
-            "--quick" => o.quick = true,
-            "--json" => o.formats.json = true,
-            "--csv" => o.formats.csv = true,
-            "--no-progress" => o.progress = false,
-            "--threads" => o.threads = Some(parse_threads(&value("e.g. 1,2,4,8")?)?),
-            "--only" => o.only = parse_only(&value("scenario names, comma-separated")?)?,
-            "--out" => {
-                let v = value("a folder")?;
-                if v.is_empty() {
-                    return Err("--out needs a non-empty folder".into());
-                }
-                o.out = Some(PathBuf::from(v));
-            }
-            "--samples" => {
-                let v = value("a number")?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--samples: '{v}' is not a number"))?;
-                if !(1..=1000).contains(&n) {
-                    return Err(format!("--samples: {n} is out of range (1..=1000)"));
-                }
-                o.samples = Some(n);
-            }
-            other if other.starts_with('-') => return Err(format!("unknown option '{other}'")),
-            other => return Err(format!("unexpected argument '{other}'")),
-        }
-        i += 1;
-    }
-    if !o.formats.csv {
-        o.formats.json = true;
-    }
-    Ok(Action::Run(o))
+        samples: cli.samples,
+        progress: !cli.no_progress,
+    })
 }
 
 fn parse_threads(v: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
     for part in v.split(',').map(str::trim) {
-        let n: usize = part.parse().map_err(|_| {
-            format!("--threads: '{part}' is not a thread count (expected e.g. 1,2,4,8)")
-        })?;
+        let n: usize = part
+            .parse()
+            .map_err(|_| format!("'{part}' is not a thread count (expected e.g. 1,2,4,8)"))?;
         if !(1..=1024).contains(&n) {
-            return Err(format!("--threads: {n} is out of range (1..=1024)"));
+            return Err(format!("{n} is out of range (1..=1024)"));
         }
         if !out.contains(&n) {
             out.push(n);
@@ -153,7 +129,7 @@ fn parse_only(v: &str) -> Result<Vec<String>, String> {
         if !SCENARIOS.iter().any(|(id, _)| *id == part) {
             let known: Vec<&str> = SCENARIOS.iter().map(|(id, _)| *id).collect();
             return Err(format!(
-                "--only: unknown scenario '{part}' (known: {})",
+                "unknown scenario '{part}' (known: {})",
                 known.join(", ")
             ));
         }
@@ -162,9 +138,24 @@ fn parse_only(v: &str) -> Result<Vec<String>, String> {
         }
     }
     if out.is_empty() {
-        return Err("--only needs at least one scenario".into());
+        return Err("needs at least one scenario".into());
     }
     Ok(out)
+}
+
+fn parse_out(v: &str) -> Result<PathBuf, String> {
+    if v.is_empty() {
+        return Err("needs a non-empty folder".into());
+    }
+    Ok(PathBuf::from(v))
+}
+
+fn parse_samples(v: &str) -> Result<usize, String> {
+    let n: usize = v.parse().map_err(|_| format!("'{v}' is not a number"))?;
+    if !(1..=1000).contains(&n) {
+        return Err(format!("{n} is out of range (1..=1000)"));
+    }
+    Ok(n)
 }
 
 /// 1, 2, 4, the powers of two up to `cores`, `cores`, and `2 × cores`.
@@ -219,22 +210,24 @@ fn ms(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(args: &[&str]) -> Result<Action, String> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-    }
+    use clap::error::ErrorKind;
 
     fn opts(args: &[&str]) -> Options {
-        match p(args) {
-            Ok(Action::Run(o)) => o,
-            other => panic!("{other:?}"),
-        }
+        parse(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn defaults() {
         let o = opts(&[]);
-        assert!(!o.quick && o.only.is_empty() && o.out.is_none());
+        assert!(!o.quick && o.only.is_empty() && o.out.is_none() && o.progress);
+        assert_eq!(o.threads, None);
+        assert_eq!(o.samples, None);
         assert_eq!(
             o.formats,
             Formats {
@@ -258,8 +251,9 @@ mod tests {
             "--out",
             "x/y",
             "--csv",
+            "--no-progress",
         ]);
-        assert!(o.quick);
+        assert!(o.quick && !o.progress);
         assert_eq!(o.threads, Some(vec![1, 2, 8]));
         assert_eq!(o.only, vec!["derive", "shared"]);
         assert_eq!(o.out, Some(PathBuf::from("x/y")));
@@ -278,40 +272,64 @@ mod tests {
             }
         );
         assert_eq!(opts(&["--samples", "3"]).config().sampling.samples, 3);
-        assert_eq!(p(&["--help"]), Ok(Action::Help));
-        assert_eq!(p(&["--quick", "-h"]), Ok(Action::Help));
+        assert_eq!(opts(&["--threads=4"]).threads, Some(vec![4]));
+        let again = opts(&["--quick", "--quick", "--threads", "1", "--threads", "2"]);
+        assert!(again.quick);
+        assert_eq!(again.threads, Some(vec![2]));
+        for help in [&["--help"][..], &["--quick", "-h"]] {
+            assert_eq!(parse(help).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        }
     }
 
     #[test]
     fn bad_arguments_are_errors_not_panics() {
         for (args, msg) in [
-            (&["--threads"][..], "--threads needs a value"),
+            (
+                &["--threads"][..],
+                "a value is required for '--threads <LIST>'",
+            ),
             (&["--threads", "0"], "out of range"),
             (&["--threads", "a,2"], "'a' is not a thread count"),
-            (&["--threads", "--quick"], "--threads needs a value"),
+            (
+                &["--threads", "--quick"],
+                "a value is required for '--threads",
+            ),
             (&["--only", "nope"], "unknown scenario 'nope'"),
             (&["--only", ","], "at least one scenario"),
-            (&["--samples", "-1"], "not a number"),
+            (&["--samples", "-1"], "unexpected argument '-1'"),
             (&["--samples", "x"], "not a number"),
             (&["--samples", "0"], "out of range"),
             (&["--out="], "non-empty"),
-            (&["--quick=yes"], "takes no value"),
-            (&["--frobnicate"], "unknown option"),
-            (&["extra"], "unexpected argument"),
+            (&["--quick=yes"], "unexpected value 'yes' for '--quick'"),
+            (&["--frobnicate"], "unexpected argument '--frobnicate'"),
+            (&["extra"], "unexpected argument 'extra'"),
         ] {
-            let err = p(args).expect_err(&format!("{args:?} should fail"));
-            assert!(err.contains(msg), "{args:?}: {err}");
+            let err = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_ne!(err.kind(), ErrorKind::DisplayHelp);
+            let text = err.to_string();
+            assert!(text.contains(msg), "{args:?}: {text}");
         }
     }
 
     #[test]
-    fn help_lists_every_scenario() {
-        let u = usage();
+    fn help_lists_every_option_and_scenario() {
+        let help = parse(["--help"]).unwrap_err().to_string();
         for (id, _) in SCENARIOS {
-            assert!(u.contains(id));
+            assert!(help.contains(id), "{id}: {help}");
         }
-        for opt in ["--quick", "--threads", "--only", "--out", "--json", "--csv"] {
-            assert!(u.contains(opt));
+        for opt in [
+            "--quick",
+            "--threads <LIST>",
+            "--only <LIST>",
+            "--out <DIR>",
+            "--json",
+            "--csv",
+            "--samples <N>",
+            "--no-progress",
+            "-h, --help",
+            "OUTPUT:",
+        ] {
+            assert!(help.contains(opt), "{opt}: {help}");
         }
     }
 }

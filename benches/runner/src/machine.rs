@@ -4,14 +4,15 @@
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// What the report says about where it ran.
-#[derive(Clone, Debug, Default)]
+/// What the report says about where it ran (also results.json's `machine`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
     pub memory: String,
     pub rustc: String,
     /// The ctxtree commit measured (and whether src/ had local changes).
+    #[serde(rename = "ctxtree_revision")]
     pub revision: String,
     pub os: String,
     pub date: String,

@@ -18,7 +18,7 @@ use ctxtree_bench::{ops, tree};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use cli::{Action, Options};
+use cli::Options;
 use progress::Progress;
 use report::Report;
 
@@ -37,15 +37,9 @@ fn main() -> ExitCode {
         };
     }
     match cli::parse(&args) {
-        Ok(Action::Help) => {
-            print!("{}", cli::usage());
-            ExitCode::SUCCESS
-        }
-        Ok(Action::Run(opts)) => run(&opts, &args),
-        Err(e) => {
-            eprintln!("error: {e}\n\nRun `cargo run --release -p ctxtree-bench -- --help` for the options.");
-            ExitCode::from(2)
-        }
+        Ok(opts) => run(&opts, &args),
+        // Prints the help (status 0) or the error with a usage line (status 2).
+        Err(e) => e.exit(),
     }
 }
 
@@ -75,13 +69,27 @@ fn command_line(args: &[String]) -> String {
 /// `<workspace>/target/ctxtree-bench/<stamp>`, or relative to the current
 /// folder when the workspace is not where the binary was built.
 fn default_out(stamp: &str) -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let base = if workspace.join("Cargo.toml").is_file() {
-        workspace.join("target")
-    } else {
-        PathBuf::from("target")
+    // `parent()`, not `join("../..")`: the path is shown to the user.
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
+    let base = match workspace {
+        Some(w) if w.join("Cargo.toml").is_file() => w.join("target"),
+        _ => PathBuf::from("target"),
     };
     base.join("ctxtree-bench").join(stamp)
+}
+
+/// The output folder as the report names it: canonical (no `..`, `.` or
+/// symlinks), and relative when it is under the current folder.
+fn clean_path(dir: &Path) -> PathBuf {
+    let Ok(full) = dir.canonicalize() else {
+        return dir.to_path_buf();
+    };
+    std::env::current_dir()
+        .and_then(|cwd| cwd.canonicalize())
+        .ok()
+        .and_then(|cwd| full.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .filter(|rel| !rel.as_os_str().is_empty())
+        .unwrap_or(full)
 }
 
 fn run(opts: &Options, args: &[String]) -> ExitCode {
@@ -99,6 +107,7 @@ fn run(opts: &Options, args: &[String]) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let dir = clean_path(&dir);
     if cfg!(debug_assertions) {
         eprintln!("warning: this is a debug build; use `cargo run --release -p ctxtree-bench`");
     }
@@ -162,9 +171,7 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let Ok(Action::Run(opts)) = cli::parse(&args) else {
-            panic!("parse failed");
-        };
+        let opts = cli::parse(&args).expect("parse");
         let mut cfg = opts.config();
         cfg.sampling.samples = 3;
         cfg.sampling.target = Duration::from_micros(200);
@@ -198,5 +205,21 @@ mod tests {
     fn default_out_is_under_target() {
         let p = default_out("20260101-000000");
         assert!(p.ends_with("target/ctxtree-bench/20260101-000000"));
+        assert!(!p.components().any(|c| c == std::path::Component::ParentDir));
+    }
+
+    #[test]
+    fn output_folder_is_shown_clean() {
+        let base = std::env::temp_dir().join(format!("ctxtree-bench-path-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        let shown = clean_path(&base.join("a/./b/../b"));
+        assert_eq!(shown, base.canonicalize().unwrap().join("a/b"));
+        // Under the current folder: relative.
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(clean_path(&cwd.join("src/../src")), PathBuf::from("src"));
+        // Not created (yet): left as given.
+        let missing = base.join("missing/../x");
+        assert_eq!(clean_path(&missing), missing);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

@@ -1,5 +1,5 @@
 //! The operations every scenario times, written once over [`Tree`] so the
-//! comparison runner (`scenarios.rs`) and the criterion suite
+//! comparison runner (`scenarios/`) and the criterion suite
 //! (`benches/peers.rs`) measure the same code for each implementation.
 
 use std::hint::black_box;
