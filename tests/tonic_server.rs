@@ -11,7 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
-use ctxtree::tower::ContextLayer;
+use ctxtree::tower::{AsError, AsGrpcStatus, BudgetLayer, BudgetService, ContextLayer, OnEnded};
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
@@ -292,21 +292,36 @@ async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
     served.await.unwrap().unwrap();
 }
 
-/// A tonic client whose channel goes through `BudgetLayer`.
-async fn budget_client(
+/// A tonic client whose channel goes through `BudgetLayer`, answering
+/// calls whose context ended with `on_ended`.
+async fn budget_client<R: Clone>(
     addr: SocketAddr,
-) -> tonic::client::Grpc<ctxtree::tower::BudgetService<tonic::transport::Channel>> {
+    on_ended: R,
+) -> tonic::client::Grpc<BudgetService<tonic::transport::Channel, R>> {
     use tower::Layer;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    tonic::client::Grpc::new(ctxtree::tower::BudgetLayer::new().layer(channel))
+    tonic::client::Grpc::new(BudgetLayer::new().on_ended(on_ended).layer(channel))
 }
 
+/// A call through `BudgetLayer::new().on_ended(AsGrpcStatus)`, as a tonic
+/// user sets it up.
 async fn call_with_budget(addr: SocketAddr, body: &'static str) -> Result<String, Status> {
-    let mut client = budget_client(addr).await;
+    call_with_budget_ended(addr, body, AsGrpcStatus).await
+}
+
+async fn call_with_budget_ended<R>(
+    addr: SocketAddr,
+    body: &'static str,
+    on_ended: R,
+) -> Result<String, Status>
+where
+    R: OnEnded<http::Response<tonic::body::Body>>,
+{
+    let mut client = budget_client(addr, on_ended).await;
     client.ready().await.map_err(Status::from_error)?;
     let req = tonic::Request::new(Bytes::from_static(body.as_bytes()));
     let res = client
@@ -345,13 +360,36 @@ async fn budget_layer_sends_the_current_contexts_remaining_time() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn budget_layer_fails_fast_on_a_done_context_without_sending() {
     let server = start().await;
+    // A deadline that passed: DEADLINE_EXCEEDED, decoded by tonic's client
+    // from the trailers-only response `AsGrpcStatus` makes.
+    let (expired, _cancel) = Context::background().with_timeout(Duration::ZERO);
+    let status = expired
+        .scope(call_with_budget(server.addr, "remaining"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(status.message(), "context deadline exceeded");
+    // Canceled: CANCELLED.
     let (ctx, cancel) = Context::background().with_cancel();
     cancel.cancel();
     let status = ctx
         .scope(call_with_budget(server.addr, "remaining"))
         .await
         .unwrap_err();
-    assert!(status.message().contains("context canceled"), "{status:?}");
+    assert_eq!(status.code(), Code::Cancelled, "{status:?}");
+    assert_eq!(status.message(), "context canceled");
+    // The default policy: the `Error`, which tonic reports as UNKNOWN with
+    // the error as its source.
+    let status = expired
+        .scope(call_with_budget_ended(server.addr, "remaining", AsError))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unknown, "{status:?}");
+    let source = std::error::Error::source(&status).unwrap();
+    assert_eq!(
+        source.downcast_ref::<Error>(),
+        Some(&Error::DeadlineExceeded)
+    );
     assert!(server.seen.lock().unwrap().is_empty(), "nothing was sent");
     drop(server.shutdown);
     server.served.await.unwrap().unwrap();
@@ -372,12 +410,11 @@ async fn budget_layer_abandons_the_call_when_the_context_ends_and_the_server_see
     let elapsed = sent.elapsed();
     assert!(elapsed >= Duration::from_millis(100), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1000), "{elapsed:?}");
-    // Whichever fired first (the layer or tonic's own grpc-timeout), the
-    // call ended at the deadline.
-    assert!(
-        status.message().contains("deadline exceeded") || status.code() == Code::Cancelled,
-        "{status:?}"
-    );
+    // Whichever fired first, BudgetLayer's watch of the context (K3) or
+    // tonic's own grpc-timeout timer (CANCELLED, replaced by the context's
+    // end: K4), the caller sees DEADLINE_EXCEEDED.
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert_eq!(status.message(), "context deadline exceeded");
     // The server's request context ended too (its copy of the deadline, or
     // the stream reset when the client dropped the call).
     let server_ctx = server.seen.lock().unwrap()[0].clone();

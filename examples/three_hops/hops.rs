@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use axum::{routing::get, Extension, Router};
 use bytes::{Buf, BufMut, Bytes};
-use ctxtree::tower::{BudgetLayer, ConnectTimeout, ContextLayer};
+use ctxtree::tower::{AsGrpcStatus, BudgetLayer, ConnectTimeout, ContextLayer};
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
@@ -172,14 +172,17 @@ pub async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
     (addr, shutdown)
 }
 
-/// A: calls B through `BudgetLayer` within `ctx`'s scope.
+/// A: calls B through `BudgetLayer` within `ctx`'s scope; a call whose
+/// context ended is answered DEADLINE_EXCEEDED (or CANCELLED) by
+/// `AsGrpcStatus`.
 pub async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut client = tonic::client::Grpc::new(BudgetLayer::new().layer(channel));
+    let mut client =
+        tonic::client::Grpc::new(BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel));
     client.ready().await.map_err(Status::from_error)?;
     let req = tonic::Request::new(Bytes::from_static(path.as_bytes()));
     let res = client

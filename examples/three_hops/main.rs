@@ -5,9 +5,10 @@
 //! - servers: `.layer(ContextLayer::new(root))` (B: `grpc-timeout`; C:
 //!   `connect-timeout-ms`), and `root.cancelled_owned()` as the shutdown
 //!   signal;
-//! - clients: `BudgetLayer::new().layer(channel)` (A, B), which sends the
-//!   remaining budget of `Context::current()` (inside a handler: the
-//!   request's context) and drops the call when it ends.
+//! - clients: `BudgetLayer::new()` (A, B), which sends the remaining budget
+//!   of `Context::current()` (inside a handler: the request's context) and
+//!   drops the call when it ends; on tonic's `Channel` (A) with
+//!   `.on_ended(AsGrpcStatus)`, so that A sees DEADLINE_EXCEEDED.
 //!
 //! ```sh
 //! cargo run --example three_hops --features tower
@@ -35,9 +36,8 @@ async fn main() {
 
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
     let result = a.scope(call_b(b, "/stuck")).await;
-    // Whichever gives up first answers A: its own BudgetLayer (UNKNOWN,
-    // source `DeadlineExceeded`), tonic's grpc-timeout (CANCELLED) or B
-    // (DEADLINE_EXCEEDED).
+    // Whichever gives up first (A's BudgetLayer, tonic's grpc-timeout timer
+    // or B), A sees DEADLINE_EXCEEDED.
     let status = result.expect_err("C never answers /stuck");
     println!(
         "A -> B -> C /stuck: A got {:?}: {}",

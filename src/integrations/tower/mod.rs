@@ -72,6 +72,7 @@
 mod body;
 mod budget;
 mod client;
+mod ended;
 mod grpc_timeout;
 mod layer;
 mod reply;
@@ -86,6 +87,7 @@ pub use budget::{
     InvalidBudget,
 };
 pub use client::{BoxError, BudgetFuture, BudgetLayer, BudgetService};
+pub use ended::{AsError, AsGrpcStatus, OnEnded};
 pub use grpc_timeout::{
     encode_grpc_timeout, parse_grpc_timeout, set_grpc_timeout, InvalidGrpcTimeout, GRPC_TIMEOUT,
 };
