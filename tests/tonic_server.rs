@@ -149,6 +149,21 @@ async fn call(
     body: &'static str,
     timeout: Option<&'static str>,
 ) -> Result<String, Status> {
+    call_with(addr, body, |req| {
+        if let Some(timeout) = timeout {
+            req.metadata_mut()
+                .insert("grpc-timeout", timeout.parse().unwrap());
+        }
+    })
+    .await
+}
+
+/// A call whose request `prepare` sets up.
+async fn call_with(
+    addr: SocketAddr,
+    body: &'static str,
+    prepare: impl FnOnce(&mut tonic::Request<Bytes>),
+) -> Result<String, Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
@@ -157,10 +172,7 @@ async fn call(
     let mut client = tonic::client::Grpc::new(channel);
     client.ready().await.unwrap();
     let mut req = tonic::Request::new(Bytes::from_static(body.as_bytes()));
-    if let Some(timeout) = timeout {
-        req.metadata_mut()
-            .insert("grpc-timeout", timeout.parse().unwrap());
-    }
+    prepare(&mut req);
     let res = client
         .unary(req, PathAndQuery::from_static("/test.Raw/Call"), RawCodec)
         .await?;
@@ -179,6 +191,23 @@ async fn the_callers_budget_reaches_the_handler() {
     // No budget: no deadline.
     let left = call(server.addr, "remaining", None).await.unwrap();
     assert_eq!(left, u128::MAX.to_string());
+    drop(server.shutdown);
+    server.served.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_grpc_timeout_writes_into_tonic_metadata() {
+    let server = start().await;
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+    let left: u64 = call_with(server.addr, "remaining", |req| {
+        // `MetadataMap: AsMut<http::HeaderMap>`: no tonic-specific helper.
+        ctxtree::tower::set_grpc_timeout(&ctx, req.metadata_mut().as_mut()).unwrap();
+    })
+    .await
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(left <= 300 && left > 200, "{left} ms left of 300");
     drop(server.shutdown);
     server.served.await.unwrap().unwrap();
 }

@@ -14,7 +14,10 @@
 //! outgoing request's headers.
 //!
 //! With tonic: `Server::builder().layer(ContextLayer::new(root))`, and the
-//! handler reads `request.extensions().get::<Context>()`.
+//! handler reads `request.extensions().get::<Context>()`; on the client,
+//! `BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel)`. The header
+//! helpers take an `http::HeaderMap`; tonic's `MetadataMap` hands out its
+//! own with `as_mut()` / `as_ref()` (see [`set_grpc_timeout`]).
 //!
 //! ```
 //! use std::time::Duration;
