@@ -16,26 +16,31 @@
 
 mod hops;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ctxtree::Context;
 use hops::{call_b, start_b, start_c};
+use tokio::sync::mpsc::unbounded_channel;
 
 #[tokio::main]
 async fn main() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (c, stop_c) = start_c(seen.clone()).await;
-    let (b, stop_b) = start_b(c).await;
-    println!("B (gRPC) on {b}, C (HTTP) on {c}");
+    let (c_seen, mut c_contexts) = unbounded_channel();
+    let (b_seen, _b_contexts) = unbounded_channel();
+    let c = start_c(c_seen).await;
+    let b = start_b(c.addr, b_seen).await;
+    println!("B (gRPC) on {}, C (HTTP) on {}", b.addr, c.addr);
+    let b_addr = b.addr;
 
     // A: a 300 ms budget for the whole chain.
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let left = a.scope(call_b(b, "/remaining")).await.expect("C answered");
+    let left = a
+        .scope(call_b(b_addr, "/remaining"))
+        .await
+        .expect("C answered");
     println!("A -> B -> C /remaining: C had {left} ms of A's 300");
 
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let result = a.scope(call_b(b, "/stuck")).await;
+    let result = a.scope(call_b(b_addr, "/stuck")).await;
     // Whichever gives up first (A's BudgetLayer, tonic's grpc-timeout timer
     // or B), A sees DEADLINE_EXCEEDED.
     let status = result.expect_err("C never answers /stuck");
@@ -44,10 +49,14 @@ async fn main() {
         status.code(),
         status.message()
     );
-    let c_ctx = seen.lock().unwrap().pop();
-    if let Some(c_ctx) = c_ctx {
+    if let Ok(c_ctx) = c_contexts.try_recv() {
         c_ctx.done().await;
         println!("C's request context ended: {:?}", c_ctx.err());
     }
-    drop((stop_b, stop_c)); // graceful shutdown of B and C
+    // Graceful shutdown: cancel each root, wait for the server to drain.
+    for (name, hop) in [("B", b), ("C", c)] {
+        hop.shutdown.cancel();
+        hop.served.await.unwrap();
+        println!("{name} ({}) drained", hop.addr);
+    }
 }
