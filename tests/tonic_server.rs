@@ -2,7 +2,9 @@
 //! client: `Server::builder().layer(ContextLayer::new(root))` compiles as is,
 //! the caller's `grpc-timeout` reaches the handler, and the layer's own
 //! replies are gRPC statuses the client decodes (INVALID_ARGUMENT,
-//! DEADLINE_EXCEEDED, UNAVAILABLE). No protobuf: a bytes-in, bytes-out codec.
+//! DEADLINE_EXCEEDED, UNAVAILABLE); with `until_body_end`, a server
+//! stream's context lives as long as the stream. No protobuf: a bytes-in,
+//! bytes-out codec.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,10 +13,13 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
-use ctxtree::tower::{AsError, AsGrpcStatus, BudgetLayer, BudgetService, ContextLayer, OnEnded};
+use ctxtree::tower::{
+    AsError, AsGrpcStatus, BudgetLayer, BudgetService, ContextLayer, OnEnded, RequestAborted,
+};
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
@@ -61,10 +66,13 @@ impl Decoder for RawCodec {
 
 /// One unary method, `/test.Raw/Call`. The request says what to do:
 /// `remaining` answers the request context's remaining milliseconds,
-/// `stuck` never answers (it ignores its context).
+/// `stuck` never answers (it ignores its context). One server-streaming
+/// method, `/test.Raw/Stream`, which streams the messages of `feed` until
+/// its sender is dropped.
 #[derive(Clone, Default)]
 struct Raw {
     seen: Arc<Mutex<Vec<Context>>>,
+    feed: Arc<Mutex<Option<UnboundedReceiver<Bytes>>>>,
 }
 
 impl NamedService for Raw {
@@ -81,6 +89,9 @@ impl Service<http::Request<tonic::body::Body>> for Raw {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() == "/test.Raw/Stream" {
+            return Box::pin(stream(self.clone(), req));
+        }
         let seen = self.seen.clone();
         Box::pin(async move {
             let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
@@ -112,9 +123,34 @@ impl Service<http::Request<tonic::body::Body>> for Raw {
     }
 }
 
+/// `/test.Raw/Stream`: records its request context, then streams `feed`.
+async fn stream(
+    raw: Raw,
+    req: http::Request<tonic::body::Body>,
+) -> Result<http::Response<tonic::body::Body>, Infallible> {
+    let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
+        let raw = raw.clone();
+        async move {
+            let ctx = req.extensions().get::<Context>().cloned();
+            raw.seen.lock().unwrap().extend(ctx);
+            let feed = raw.feed.lock().unwrap().take();
+            let feed = feed.ok_or_else(|| Status::failed_precondition("no feed"))?;
+            let messages = futures::stream::unfold(feed, |mut feed| async move {
+                let message = feed.recv().await?;
+                Some((Ok(message), feed))
+            });
+            Ok::<_, Status>(tonic::Response::new(Box::pin(messages)))
+        }
+    });
+    Ok(tonic::server::Grpc::new(RawCodec)
+        .server_streaming(method, req)
+        .await)
+}
+
 struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Context>>>,
+    feed: Arc<Mutex<Option<UnboundedReceiver<Bytes>>>>,
     shutdown: CancelHandle,
     served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
@@ -129,7 +165,7 @@ async fn start_with(configure: impl FnOnce(ContextLayer) -> ContextLayer) -> Ser
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let raw = Raw::default();
-    let seen = raw.seen.clone();
+    let (seen, feed) = (raw.seen.clone(), raw.feed.clone());
     let served = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(configure(ContextLayer::new(root.clone()))) // as a user writes it
@@ -139,6 +175,29 @@ async fn start_with(configure: impl FnOnce(ContextLayer) -> ContextLayer) -> Ser
     Server {
         addr,
         seen,
+        feed,
+        shutdown,
+        served,
+    }
+}
+
+/// A server whose request contexts live until the response body ends.
+async fn start_until_body_end() -> Server {
+    let (root, shutdown) = Context::background().with_cancel();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let raw = Raw::default();
+    let (seen, feed) = (raw.seen.clone(), raw.feed.clone());
+    let served = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(root.clone()).until_body_end())
+            .add_service(raw)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
+    );
+    Server {
+        addr,
+        seen,
+        feed,
         shutdown,
         served,
     }
@@ -283,42 +342,87 @@ async fn shutdown_answers_in_flight_calls_unavailable_and_stops_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
-    let server = start_with(|layer| layer).await; // the plain layer, above
-    drop(server.shutdown);
-    server.served.await.unwrap().unwrap();
-
-    let (root, shutdown) = Context::background().with_cancel();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let raw = Raw::default();
-    let seen = raw.seen.clone();
-    let served = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(ContextLayer::new(root.clone()).until_body_end())
-            .add_service(raw)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
-    );
-    let left: u64 = call(addr, "remaining", Some("5S"))
+    let server = start_until_body_end().await;
+    let left: u64 = call(server.addr, "remaining", Some("5S"))
         .await
         .unwrap()
         .parse()
         .unwrap();
     assert!(left > 4000, "{left}");
-    let ctx = seen.lock().unwrap()[0].clone();
+    let ctx = server.seen.lock().unwrap()[0].clone();
     // The body (message and trailers) was sent in full: ended, not aborted.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !ctx.is_done() {
-        assert!(Instant::now() < deadline, "the context outlived the body");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    assert_ended(&ctx).await;
+    server.shutdown.cancel();
+    server.served.await.unwrap().unwrap();
+}
+
+/// How long a server's context may take to observe the end of its body.
+const BOUND: Duration = Duration::from_secs(1);
+
+/// Waits (within [`BOUND`]) for `ctx` to end because its response body
+/// was sent in full.
+async fn assert_ended(ctx: &Context) {
+    tokio::time::timeout(BOUND, ctx.done())
+        .await
+        .expect("the context outlived the body");
     assert_eq!(ctx.err(), Some(Error::Canceled));
-    assert!(ctx
-        .cause()
+    let cause = ctx.cause().unwrap();
+    assert!(cause.downcast_ref::<RequestAborted>().is_none(), "{cause}");
+}
+
+/// Opens `/test.Raw/Stream` on `server` with a new feed: the stream, its
+/// feed and the handler's request context.
+async fn open_stream(
+    server: &Server,
+) -> (tonic::Streaming<Bytes>, UnboundedSender<Bytes>, Context) {
+    let (feed, messages) = unbounded_channel();
+    *server.feed.lock().unwrap() = Some(messages);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
         .unwrap()
-        .downcast_ref::<ctxtree::tower::RequestAborted>()
-        .is_none());
-    shutdown.cancel();
-    served.await.unwrap().unwrap();
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    client.ready().await.unwrap();
+    let req = tonic::Request::new(Bytes::new());
+    let path = PathAndQuery::from_static("/test.Raw/Stream");
+    let stream = client.server_streaming(req, path, RawCodec).await.unwrap();
+    // The handler recorded its context before answering the head.
+    let ctx = server.seen.lock().unwrap().pop().unwrap();
+    (stream.into_inner(), feed, ctx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stream_keeps_its_context_until_it_ends_or_the_client_drops_it() {
+    let server = start_until_body_end().await;
+
+    // The context lives past the head, between messages, until the end.
+    let (mut stream, feed, ctx) = open_stream(&server).await;
+    for message in ["one", "two"] {
+        assert!(!ctx.is_done(), "ended before {message}");
+        feed.send(Bytes::from(message)).unwrap();
+        assert_eq!(stream.message().await.unwrap().unwrap(), message);
+    }
+    assert!(!ctx.is_done(), "ended before the stream");
+    drop(feed); // the handler's stream ends: trailers, end of body
+    assert_eq!(stream.message().await.unwrap(), None);
+    assert_ended(&ctx).await;
+
+    // The client drops the stream mid-way: HTTP/2 resets it, hyper drops
+    // the body, and the context is canceled as aborted.
+    let (mut stream, feed, ctx) = open_stream(&server).await;
+    feed.send(Bytes::from("one")).unwrap();
+    assert_eq!(stream.message().await.unwrap().unwrap(), "one");
+    drop(stream);
+    tokio::time::timeout(BOUND, ctx.done())
+        .await
+        .expect("the context outlived the dropped stream");
+    let cause = ctx.cause().unwrap();
+    assert!(cause.downcast_ref::<RequestAborted>().is_some(), "{cause}");
+    drop(feed);
+
+    server.shutdown.cancel();
+    server.served.await.unwrap().unwrap();
 }
 
 /// A tonic client whose channel goes through `BudgetLayer`, answering
@@ -447,14 +551,9 @@ async fn budget_layer_abandons_the_call_when_the_context_ends_and_the_server_see
     // The server's request context ended too (its copy of the deadline, or
     // the stream reset when the client dropped the call).
     let server_ctx = server.seen.lock().unwrap()[0].clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !server_ctx.is_done() {
-        assert!(
-            Instant::now() < deadline,
-            "the server's work was not canceled"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    tokio::time::timeout(BOUND, server_ctx.done())
+        .await
+        .expect("the server's work was not canceled");
     drop(server.shutdown);
     server.served.await.unwrap().unwrap();
 }
