@@ -20,11 +20,16 @@ use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
 use tower::Service;
+
+/// How long the tests wait for something the other side of the loopback
+/// does (a call reaching its handler, a context observing its end).
+const BOUND: Duration = Duration::from_secs(1);
 
 /// Messages are raw bytes.
 #[derive(Clone, Copy, Default)]
@@ -72,6 +77,8 @@ impl Decoder for RawCodec {
 #[derive(Clone, Default)]
 struct Raw {
     seen: Arc<Mutex<Vec<Context>>>,
+    /// Notified each time a unary call reaches its handler.
+    arrived: Arc<Notify>,
     feed: Arc<Mutex<Option<UnboundedReceiver<Bytes>>>>,
 }
 
@@ -92,10 +99,10 @@ impl Service<http::Request<tonic::body::Body>> for Raw {
         if req.uri().path() == "/test.Raw/Stream" {
             return Box::pin(stream(self.clone(), req));
         }
-        let seen = self.seen.clone();
+        let (seen, arrived) = (self.seen.clone(), self.arrived.clone());
         Box::pin(async move {
             let method = tower::service_fn(move |req: tonic::Request<Bytes>| {
-                let seen = seen.clone();
+                let (seen, arrived) = (seen.clone(), arrived.clone());
                 async move {
                     let ctx = req
                         .extensions()
@@ -103,6 +110,7 @@ impl Service<http::Request<tonic::body::Body>> for Raw {
                         .cloned()
                         .ok_or_else(|| Status::internal("no request context"))?;
                     seen.lock().unwrap().push(ctx.clone());
+                    arrived.notify_one();
                     match &req.get_ref()[..] {
                         b"remaining" => {
                             let ms = ctx.remaining().map_or(u128::MAX, |d| d.as_millis());
@@ -150,6 +158,7 @@ async fn stream(
 struct Server {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Context>>>,
+    arrived: Arc<Notify>,
     feed: Arc<Mutex<Option<UnboundedReceiver<Bytes>>>>,
     shutdown: CancelHandle,
     served: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -165,7 +174,7 @@ async fn start_with(configure: impl FnOnce(ContextLayer) -> ContextLayer) -> Ser
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let raw = Raw::default();
-    let (seen, feed) = (raw.seen.clone(), raw.feed.clone());
+    let (seen, arrived, feed) = (raw.seen.clone(), raw.arrived.clone(), raw.feed.clone());
     let served = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(configure(ContextLayer::new(root.clone()))) // as a user writes it
@@ -175,6 +184,7 @@ async fn start_with(configure: impl FnOnce(ContextLayer) -> ContextLayer) -> Ser
     Server {
         addr,
         seen,
+        arrived,
         feed,
         shutdown,
         served,
@@ -187,7 +197,7 @@ async fn start_until_body_end() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let raw = Raw::default();
-    let (seen, feed) = (raw.seen.clone(), raw.feed.clone());
+    let (seen, arrived, feed) = (raw.seen.clone(), raw.arrived.clone(), raw.feed.clone());
     let served = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(ContextLayer::new(root.clone()).until_body_end())
@@ -197,6 +207,7 @@ async fn start_until_body_end() -> Server {
     Server {
         addr,
         seen,
+        arrived,
         feed,
         shutdown,
         served,
@@ -321,15 +332,9 @@ async fn shutdown_answers_in_flight_calls_unavailable_and_stops_the_server() {
     let server = start().await;
     let addr = server.addr;
     let in_flight = tokio::spawn(async move { call(addr, "stuck", None).await });
-    let seen = server.seen.clone();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while seen.lock().unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the call never reached the handler"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    tokio::time::timeout(BOUND, server.arrived.notified())
+        .await
+        .expect("the call never reached the handler");
     server.shutdown.cancel(); // root.cancelled_owned() is the server's signal
     let status = in_flight.await.unwrap().unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
@@ -355,9 +360,6 @@ async fn until_body_end_compiles_on_tonic_and_ends_with_the_response() {
     server.shutdown.cancel();
     server.served.await.unwrap().unwrap();
 }
-
-/// How long a server's context may take to observe the end of its body.
-const BOUND: Duration = Duration::from_secs(1);
 
 /// Waits (within [`BOUND`]) for `ctx` to end because its response body
 /// was sent in full.
