@@ -29,18 +29,17 @@ async fn main() {
     let c = start_c(c_seen).await;
     let b = start_b(c.addr, b_seen).await;
     println!("B (gRPC) on {}, C (HTTP) on {}", b.addr, c.addr);
-    let b_addr = b.addr;
 
     // A: a 300 ms budget for the whole chain.
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
     let left = a
-        .scope(call_b(b_addr, "/remaining"))
+        .scope(call_b(b.addr, "/remaining"))
         .await
         .expect("C answered");
     println!("A -> B -> C /remaining: C had {left} ms of A's 300");
 
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let result = a.scope(call_b(b_addr, "/stuck")).await;
+    let result = a.scope(call_b(b.addr, "/stuck")).await;
     // Whichever gives up first (A's BudgetLayer, tonic's grpc-timeout timer
     // or B), A sees DEADLINE_EXCEEDED.
     let status = result.expect_err("C never answers /stuck");
