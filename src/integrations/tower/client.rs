@@ -251,11 +251,15 @@ where
             future.state = Call::Inner(self.inner.call(req));
             return future;
         };
-        if let Some(err) = ended(&ctx) {
+        if let Some(err) = ctx.err() {
             future.state = Call::Failed(Some(err)); // K1
             return future;
         }
         if let Some(remaining) = ctx.remaining() {
+            if remaining.is_zero() {
+                future.state = Call::Failed(Some(Error::DeadlineExceeded)); // K1
+                return future;
+            }
             let header = self.codec.header_name();
             req.headers_mut()
                 .insert(header, self.codec.encode(remaining)); // K2
