@@ -1,9 +1,11 @@
 //! What the integrations cost: `ctx.run`, the tokio-util token bridges, the
-//! done channel and the tower layer's per-request work, each next to the
-//! operation it wraps (figures in docs/benchmarks.md).
+//! done channel and the tower layers' per-request work (server and
+//! client), each next to the operation it wraps (figures in
+//! docs/benchmarks.md).
 //!
 //! `cargo bench --all-features --bench integrations`
-//! (`-- --test` runs each once as a smoke test).
+//! (`-- --test` runs each once as a smoke test; `-- tower` only the tower
+//! layers).
 
 use std::future::Future;
 use std::hint::black_box;
@@ -11,7 +13,7 @@ use std::pin::pin;
 use std::task::{Context as TaskContext, Poll};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ctxtree::tower::ContextLayer;
+use ctxtree::tower::{AsGrpcStatus, BudgetLayer, ContextLayer};
 use ctxtree::{Context, Error};
 use tokio_util::sync::CancellationToken;
 use tower::{service_fn, Layer, Service};
@@ -131,5 +133,33 @@ fn tower_layer(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, run, tokio_bridges, done_channel, tower_layer);
+/// The client layer's per-request work on top of an inner service that
+/// answers at once: no context (passed through), and the current context
+/// with a deadline (clock read, `grpc-timeout` encoded and inserted, the
+/// context's done future made and dropped).
+fn tower_budget_layer(c: &mut Criterion) {
+    let inner = || {
+        service_fn(|req: http::Request<String>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(req.into_body()))
+        })
+    };
+    let mut bare = BudgetLayer::new().on_ended(AsGrpcStatus).layer(inner());
+    c.bench_function("integrations/tower_budget_layer_no_context", |b| {
+        b.iter(|| poll_once(bare.call(http::Request::new(String::new()))))
+    });
+    let (ctx, _h) = Context::background().with_timeout(std::time::Duration::from_secs(3600));
+    let mut client = BudgetLayer::new().on_ended(AsGrpcStatus).layer(inner());
+    c.bench_function("integrations/tower_budget_layer_deadline", |b| {
+        b.iter(|| ctx.in_scope(|| poll_once(client.call(http::Request::new(String::new())))))
+    });
+}
+
+criterion_group!(
+    benches,
+    run,
+    tokio_bridges,
+    done_channel,
+    tower_layer,
+    tower_budget_layer
+);
 criterion_main!(benches);

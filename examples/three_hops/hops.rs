@@ -3,22 +3,32 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 
 use axum::{routing::get, Extension, Router};
 use bytes::{Buf, BufMut, Bytes};
-use ctxtree::tower::{BudgetLayer, ConnectTimeout, ContextLayer};
+use ctxtree::tower::{AsGrpcStatus, BudgetLayer, ConnectTimeout, ContextLayer};
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::Status;
 use tower::{service_fn, Layer, Service, ServiceExt};
+
+/// A running server: its address, the handle that cancels its root
+/// (graceful shutdown: in-flight requests are answered, then it stops) and
+/// its task, which ends once it has drained.
+pub struct Hop {
+    pub addr: SocketAddr,
+    pub shutdown: CancelHandle,
+    pub served: JoinHandle<()>,
+}
 
 #[derive(Clone, Copy, Default)]
 pub struct RawCodec;
@@ -75,8 +85,8 @@ pub async fn http_get(
 }
 
 /// C: `/remaining` answers its request context's remaining milliseconds;
-/// `/stuck` records its context and never answers.
-pub async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandle) {
+/// `/stuck` sends its request context to `seen` and never answers.
+pub async fn start_c(seen: UnboundedSender<Context>) -> Hop {
     let (root, shutdown) = Context::background().with_cancel();
     let app = Router::new()
         .route(
@@ -90,7 +100,7 @@ pub async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandl
         .route(
             "/stuck",
             get(move |Extension(ctx): Extension<Context>| {
-                seen.lock().unwrap().push(ctx);
+                let _ = seen.send(ctx);
                 std::future::pending::<String>()
             }),
         )
@@ -101,19 +111,25 @@ pub async fn start_c(seen: Arc<Mutex<Vec<Context>>>) -> (SocketAddr, CancelHandl
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(root.cancelled_owned())
             .await
             .unwrap();
     });
-    (addr, shutdown)
+    Hop {
+        addr,
+        shutdown,
+        served,
+    }
 }
 
-/// B: one unary method; the request names C's path to call.
+/// B: one unary method; the request names C's path to call. Each request
+/// context is sent to `seen`.
 #[derive(Clone)]
 pub struct B {
     c: SocketAddr,
+    seen: UnboundedSender<Context>,
 }
 
 impl NamedService for B {
@@ -130,56 +146,66 @@ impl Service<http::Request<tonic::body::Body>> for B {
     }
 
     fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
-        let c = self.c;
+        let (c, seen) = (self.c, self.seen.clone());
         Box::pin(async move {
-            let method = service_fn(move |req: tonic::Request<Bytes>| async move {
-                let path = String::from_utf8(req.into_inner().to_vec()).unwrap();
-                // No context in sight: BudgetLayer finds the request's.
-                let client = BudgetLayer::new()
-                    .codec(ConnectTimeout)
-                    .layer(service_fn(move |req| http_get(c, req)));
-                let req = http::Request::get(path)
-                    .header("host", c.to_string())
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                match client.oneshot(req).await {
-                    Ok((200, body)) => Ok(tonic::Response::new(Bytes::from(body))),
-                    Ok((504, _)) => Err(Status::deadline_exceeded("C timed out")),
-                    Ok((status, body)) => Err(Status::internal(format!("C: {status} {body}"))),
-                    Err(err) => match err.downcast_ref::<Error>() {
-                        Some(Error::DeadlineExceeded) => {
-                            Err(Status::deadline_exceeded(err.to_string()))
-                        }
-                        _ => Err(Status::unavailable(err.to_string())),
-                    },
+            let method = service_fn(move |req: tonic::Request<Bytes>| {
+                if let Some(ctx) = req.extensions().get::<Context>() {
+                    let _ = seen.send(ctx.clone());
                 }
+                call_c(c, String::from_utf8(req.into_inner().to_vec()).unwrap())
             });
             Ok(tonic::server::Grpc::new(RawCodec).unary(method, req).await)
         })
     }
 }
 
-pub async fn start_b(c: SocketAddr) -> (SocketAddr, CancelHandle) {
+/// B's handler: GET `path` on C, within the request's context.
+async fn call_c(c: SocketAddr, path: String) -> Result<tonic::Response<Bytes>, Status> {
+    // No context in sight: BudgetLayer finds the request's.
+    let client = BudgetLayer::new()
+        .codec(ConnectTimeout)
+        .layer(service_fn(move |req| http_get(c, req)));
+    let req = http::Request::get(path)
+        .header("host", c.to_string())
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    match client.oneshot(req).await {
+        Ok((200, body)) => Ok(tonic::Response::new(Bytes::from(body))),
+        Ok((504, _)) => Err(Status::deadline_exceeded("C timed out")),
+        Ok((status, body)) => Err(Status::internal(format!("C: {status} {body}"))),
+        Err(err) => match err.downcast_ref::<Error>() {
+            Some(Error::DeadlineExceeded) => Err(Status::deadline_exceeded(err.to_string())),
+            _ => Err(Status::unavailable(err.to_string())),
+        },
+    }
+}
+
+pub async fn start_b(c: SocketAddr, seen: UnboundedSender<Context>) -> Hop {
     let (root, shutdown) = Context::background().with_cancel();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(ContextLayer::new(root.clone()))
-            .add_service(B { c })
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned()),
-    );
-    (addr, shutdown)
+    let serve = tonic::transport::Server::builder()
+        .layer(ContextLayer::new(root.clone()))
+        .add_service(B { c, seen })
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), root.cancelled_owned());
+    let served = tokio::spawn(async move { serve.await.unwrap() });
+    Hop {
+        addr,
+        shutdown,
+        served,
+    }
 }
 
-/// A: calls B through `BudgetLayer` within `ctx`'s scope.
+/// A: calls B through `BudgetLayer` within `ctx`'s scope; a call whose
+/// context ended is answered DEADLINE_EXCEEDED (or CANCELLED) by
+/// `AsGrpcStatus`.
 pub async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
+    // Connects on the first call: a refused connection is UNAVAILABLE.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
         .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = tonic::client::Grpc::new(BudgetLayer::new().layer(channel));
+        .connect_lazy();
+    let mut client =
+        tonic::client::Grpc::new(BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel));
     client.ready().await.map_err(Status::from_error)?;
     let req = tonic::Request::new(Bytes::from_static(path.as_bytes()));
     let res = client

@@ -5,9 +5,10 @@
 //! - servers: `.layer(ContextLayer::new(root))` (B: `grpc-timeout`; C:
 //!   `connect-timeout-ms`), and `root.cancelled_owned()` as the shutdown
 //!   signal;
-//! - clients: `BudgetLayer::new().layer(channel)` (A, B), which sends the
-//!   remaining budget of `Context::current()` (inside a handler: the
-//!   request's context) and drops the call when it ends.
+//! - clients: `BudgetLayer::new()` (A, B), which sends the remaining budget
+//!   of `Context::current()` (inside a handler: the request's context) and
+//!   drops the call when it ends; on tonic's `Channel` (A) with
+//!   `.on_ended(AsGrpcStatus)`, so that A sees DEADLINE_EXCEEDED.
 //!
 //! ```sh
 //! cargo run --example three_hops --features tower
@@ -15,39 +16,46 @@
 
 mod hops;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ctxtree::Context;
 use hops::{call_b, start_b, start_c};
+use tokio::sync::mpsc::unbounded_channel;
 
 #[tokio::main]
 async fn main() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (c, stop_c) = start_c(seen.clone()).await;
-    let (b, stop_b) = start_b(c).await;
-    println!("B (gRPC) on {b}, C (HTTP) on {c}");
+    let (c_seen, mut c_contexts) = unbounded_channel();
+    let (b_seen, _b_contexts) = unbounded_channel();
+    let c = start_c(c_seen).await;
+    let b = start_b(c.addr, b_seen).await;
+    println!("B (gRPC) on {}, C (HTTP) on {}", b.addr, c.addr);
 
     // A: a 300 ms budget for the whole chain.
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let left = a.scope(call_b(b, "/remaining")).await.expect("C answered");
+    let left = a
+        .scope(call_b(b.addr, "/remaining"))
+        .await
+        .expect("C answered");
     println!("A -> B -> C /remaining: C had {left} ms of A's 300");
 
     let (a, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
-    let result = a.scope(call_b(b, "/stuck")).await;
-    // Whichever gives up first answers A: its own BudgetLayer (UNKNOWN,
-    // source `DeadlineExceeded`), tonic's grpc-timeout (CANCELLED) or B
-    // (DEADLINE_EXCEEDED).
+    let result = a.scope(call_b(b.addr, "/stuck")).await;
+    // Whichever gives up first (A's BudgetLayer, tonic's grpc-timeout timer
+    // or B), A sees DEADLINE_EXCEEDED.
     let status = result.expect_err("C never answers /stuck");
     println!(
         "A -> B -> C /stuck: A got {:?}: {}",
         status.code(),
         status.message()
     );
-    let c_ctx = seen.lock().unwrap().pop();
-    if let Some(c_ctx) = c_ctx {
+    if let Ok(c_ctx) = c_contexts.try_recv() {
         c_ctx.done().await;
         println!("C's request context ended: {:?}", c_ctx.err());
     }
-    drop((stop_b, stop_c)); // graceful shutdown of B and C
+    // Graceful shutdown: cancel each root, wait for the server to drain.
+    for (name, hop) in [("B", b), ("C", c)] {
+        hop.shutdown.cancel();
+        hop.served.await.unwrap();
+        println!("{name} ({}) drained", hop.addr);
+    }
 }

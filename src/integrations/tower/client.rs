@@ -10,14 +10,22 @@
 //!
 //! Invariants:
 //! - **K1** The inner service is not called for a context that is done or
-//!   whose deadline has passed: the call fails at once with the context's
+//!   whose deadline has passed: the call ends at once with the context's
 //!   [`Error`] ([`Error::DeadlineExceeded`] for a deadline that passed).
 //! - **K2** The header is the codec's encoding of the remaining time,
 //!   measured just before the inner call (rounded up by the codec); an
 //!   existing header of that name is replaced.
 //! - **K3** If the context ends before the inner future completes, the
 //!   inner future is dropped (hyper then resets the HTTP/2 stream) and the
-//!   call fails with the context's [`Error`].
+//!   call ends with the context's [`Error`].
+//! - **K4** If the inner call fails once the context has ended (or its
+//!   deadline has passed), the call ends with the context's [`Error`], not
+//!   the inner one: the transport saw the end first (tonic's own
+//!   `grpc-timeout` timer, say). A response that arrives is passed on.
+//!
+//! "Ends with the context's [`Error`]" is the [`OnEnded`] policy's answer:
+//! the error itself ([`AsError`], the default), or for gRPC requests a
+//! gRPC status ([`AsGrpcStatus`](crate::tower::AsGrpcStatus), for tonic's `Channel`).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -31,6 +39,8 @@ use ::tower_layer::Layer;
 use ::tower_service::Service;
 
 use super::budget::{BudgetCodec, GrpcTimeout};
+use super::ended::{AsError, OnEnded};
+use super::reply::is_grpc;
 use crate::{Context, DoneOwned, Error};
 
 /// The error type of [`BudgetService`]: the inner service's error, or the
@@ -38,13 +48,26 @@ use crate::{Context, DoneOwned, Error};
 ///
 /// Through tonic's client, the context's error arrives as a `Status` with
 /// code UNKNOWN, message `context deadline exceeded` (or `context
-/// canceled`) and the [`Error`] as its `source()`; tonic's own
-/// `grpc-timeout` enforcement, which may fire first, reports CANCELLED.
+/// canceled`) and the [`Error`] as its `source()`; with
+/// [`BudgetLayer::on_ended`]`(`[`AsGrpcStatus`](crate::tower::AsGrpcStatus)`)` it arrives as
+/// DEADLINE_EXCEEDED (or CANCELLED) instead.
+///
+/// ```
+/// use ctxtree::{tower::BoxError, Error};
+///
+/// let err: BoxError = Box::new(Error::Canceled);
+/// assert_eq!(err.downcast_ref::<Error>(), Some(&Error::Canceled));
+/// ```
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A [`Layer`] for outgoing HTTP requests (hyper, tonic's `Channel`, any
 /// tower HTTP client) that sends the remaining budget of the caller's
-/// context along and abandons the call when that context ends (K1-K3).
+/// context along and abandons the call when that context ends (K1-K4).
+///
+/// `R` is what a call whose context ended answers ([`OnEnded`]): the
+/// context's [`Error`] by default; on a tonic `Channel`, use
+/// [`on_ended`](BudgetLayer::on_ended)`(`[`AsGrpcStatus`](crate::tower::AsGrpcStatus)`)` so that the
+/// caller sees DEADLINE_EXCEEDED or CANCELLED.
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,8 +95,9 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 /// # });
 /// ```
 #[derive(Clone)]
-pub struct BudgetLayer {
+pub struct BudgetLayer<R = AsError> {
     codec: Arc<dyn BudgetCodec>,
+    on_ended: R,
 }
 
 impl BudgetLayer {
@@ -86,9 +110,12 @@ impl BudgetLayer {
     pub fn new() -> BudgetLayer {
         BudgetLayer {
             codec: Arc::new(GrpcTimeout),
+            on_ended: AsError,
         }
     }
+}
 
+impl<R> BudgetLayer<R> {
     /// Writes the budget with `codec` instead.
     ///
     /// ```
@@ -97,9 +124,38 @@ impl BudgetLayer {
     /// let layer = BudgetLayer::new().codec(EnvoyUpstreamTimeout); // ask Envoy to enforce it
     /// assert!(format!("{layer:?}").contains("x-envoy-upstream-rq-timeout-ms"));
     /// ```
-    pub fn codec(mut self, codec: impl BudgetCodec) -> BudgetLayer {
+    pub fn codec(mut self, codec: impl BudgetCodec) -> BudgetLayer<R> {
         self.codec = Arc::new(codec);
         self
+    }
+
+    /// Answers calls whose context ended with `on_ended` (see [`OnEnded`]):
+    /// [`AsGrpcStatus`](crate::tower::AsGrpcStatus) for tonic's `Channel`,
+    /// so that its client decodes DEADLINE_EXCEEDED or CANCELLED instead of
+    /// UNKNOWN.
+    ///
+    /// ```
+    /// use ctxtree::{tower::{AsGrpcStatus, BudgetLayer}, Context};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let channel = service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(String::new()))
+    /// });
+    /// let client = BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel);
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// cancel.cancel();
+    /// let mut req = http::Request::new(());
+    /// req.headers_mut().insert("content-type", "application/grpc".parse().unwrap());
+    /// let res = ctx.scope(client.oneshot(req)).await.unwrap(); // not sent
+    /// assert_eq!(res.headers()["grpc-status"], "1"); // CANCELLED
+    /// # });
+    /// ```
+    pub fn on_ended<R2>(self, on_ended: R2) -> BudgetLayer<R2> {
+        BudgetLayer {
+            codec: self.codec,
+            on_ended,
+        }
     }
 }
 
@@ -109,21 +165,23 @@ impl Default for BudgetLayer {
     }
 }
 
-impl fmt::Debug for BudgetLayer {
+impl<R: fmt::Debug> fmt::Debug for BudgetLayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BudgetLayer")
             .field("header", &self.codec.header_name())
+            .field("on_ended", &self.on_ended)
             .finish()
     }
 }
 
-impl<S> Layer<S> for BudgetLayer {
-    type Service = BudgetService<S>;
+impl<S, R: Clone> Layer<S> for BudgetLayer<R> {
+    type Service = BudgetService<S, R>;
 
-    fn layer(&self, inner: S) -> BudgetService<S> {
+    fn layer(&self, inner: S) -> BudgetService<S, R> {
         BudgetService {
             inner,
             codec: self.codec.clone(),
+            on_ended: self.on_ended.clone(),
         }
     }
 }
@@ -146,28 +204,31 @@ impl<S> Layer<S> for BudgetLayer {
 /// # });
 /// ```
 #[derive(Clone)]
-pub struct BudgetService<S> {
+pub struct BudgetService<S, R = AsError> {
     inner: S,
     codec: Arc<dyn BudgetCodec>,
+    on_ended: R,
 }
 
-impl<S: fmt::Debug> fmt::Debug for BudgetService<S> {
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for BudgetService<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BudgetService")
             .field("inner", &self.inner)
             .field("header", &self.codec.header_name())
+            .field("on_ended", &self.on_ended)
             .finish()
     }
 }
 
-impl<S, B> Service<Request<B>> for BudgetService<S>
+impl<S, B, R> Service<Request<B>> for BudgetService<S, R>
 where
     S: Service<Request<B>>,
     S::Error: Into<BoxError>,
+    R: OnEnded<S::Response>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = BudgetFuture<S::Future>;
+    type Future = BudgetFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -179,36 +240,50 @@ where
             .get::<Context>()
             .cloned()
             .or_else(Context::current);
-        let Some(ctx) = ctx else {
-            return BudgetFuture {
-                state: Call::Inner(self.inner.call(req)),
-                done: None,
-            };
-        };
-        let fail = |err: Error| BudgetFuture {
-            state: Call::Failed(Some(err)),
+        let mut future = BudgetFuture {
+            state: Call::Failed(None),
             done: None,
+            ctx: None,
+            on_ended: self.on_ended.clone(),
+            grpc: is_grpc(req.headers()),
+        };
+        let Some(ctx) = ctx else {
+            future.state = Call::Inner(self.inner.call(req));
+            return future;
         };
         if let Some(err) = ctx.err() {
-            return fail(err); // K1
+            future.state = Call::Failed(Some(err)); // K1
+            return future;
         }
         if let Some(remaining) = ctx.remaining() {
             if remaining.is_zero() {
-                return fail(Error::DeadlineExceeded); // K1
+                future.state = Call::Failed(Some(Error::DeadlineExceeded)); // K1
+                return future;
             }
             let header = self.codec.header_name();
             req.headers_mut()
                 .insert(header, self.codec.encode(remaining)); // K2
         }
-        BudgetFuture {
-            state: Call::Inner(self.inner.call(req)),
-            done: Some(ctx.done_owned()),
-        }
+        future.state = Call::Inner(self.inner.call(req));
+        future.done = Some(ctx.done_owned());
+        future.ctx = Some(ctx);
+        future
     }
 }
 
+/// The context's err, or [`Error::DeadlineExceeded`] once its deadline has
+/// passed even if its timer has not fired yet.
+fn ended(ctx: &Context) -> Option<Error> {
+    ctx.err().or_else(|| {
+        ctx.remaining()
+            .filter(|left| left.is_zero())
+            .map(|_| Error::DeadlineExceeded)
+    })
+}
+
 /// The response future of [`BudgetService`]: the inner call, abandoned
-/// when the context ends (K3).
+/// when the context ends (K3), its failure after the context ended reported
+/// as the context's end (K4).
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -224,12 +299,18 @@ where
 /// assert_eq!(err.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
 /// # });
 /// ```
-pub struct BudgetFuture<F> {
+pub struct BudgetFuture<F, R = AsError> {
     /// Structurally pinned (the future in `Call::Inner`): never moved out,
     /// replaced only through `Pin::set` (drop in place).
     state: Call<F>,
     /// Not pinned (`DoneOwned` is `Unpin`): the caller's context ending.
     done: Option<DoneOwned>,
+    /// Not pinned: the caller's context, while the call is in flight (K4).
+    ctx: Option<Context>,
+    /// Not pinned: the answer for a call whose context ended.
+    on_ended: R,
+    /// Not pinned: the request is a gRPC request.
+    grpc: bool,
 }
 
 enum Call<F> {
@@ -237,10 +318,11 @@ enum Call<F> {
     Failed(Option<Error>),
 }
 
-impl<F, T, E> Future for BudgetFuture<F>
+impl<F, T, E, R> Future for BudgetFuture<F, R>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    R: OnEnded<T>,
 {
     type Output = Result<T, BoxError>;
 
@@ -257,30 +339,36 @@ where
             Call::Inner(future) => unsafe { Pin::new_unchecked(future) },
             Call::Failed(err) => {
                 let err = err.take().expect("BudgetFuture polled after completion");
-                return Poll::Ready(Err(Box::new(err)));
+                return Poll::Ready(this.on_ended.answer(err, this.grpc));
             }
         };
         if let Poll::Ready(output) = inner.poll(cx) {
             this.done = None;
-            return Poll::Ready(output.map_err(Into::into));
+            let ctx = this.ctx.take();
+            return Poll::Ready(match (output, ctx.as_ref().and_then(ended)) {
+                (Err(_), Some(err)) => this.on_ended.answer(err, this.grpc), // K4
+                (output, _) => output.map_err(Into::into),
+            });
         }
         match this.done.as_mut().map(|done| Pin::new(done).poll(cx)) {
             Some(Poll::Ready(err)) => {
-                // K3: drop the call in place, then fail.
+                // K3: drop the call in place, then answer.
                 state.set(Call::Failed(None));
                 this.done = None;
-                Poll::Ready(Err(Box::new(err)))
+                this.ctx = None;
+                Poll::Ready(this.on_ended.answer(err, this.grpc))
             }
             _ => Poll::Pending,
         }
     }
 }
 
-impl<F> fmt::Debug for BudgetFuture<F> {
+impl<F, R> fmt::Debug for BudgetFuture<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BudgetFuture")
             .field("failed", &matches!(self.state, Call::Failed(_)))
             .field("done", &self.done)
-            .finish()
+            .field("grpc", &self.grpc)
+            .finish_non_exhaustive()
     }
 }

@@ -165,6 +165,36 @@ pub fn encode_grpc_timeout(timeout: Duration) -> HeaderValue {
 /// assert_eq!(set_grpc_timeout(&ctx, &mut headers), Err(Error::Canceled));
 /// # Ok::<(), Error>(())
 /// ```
+///
+/// # On tonic's `MetadataMap`
+///
+/// tonic's `MetadataMap` is a wrapper of an `http::HeaderMap` and implements
+/// `AsMut<HeaderMap>` and `AsRef<HeaderMap>`, so this function (and every
+/// [`BudgetCodec`](crate::tower::BudgetCodec)) works on a `tonic::Request`
+/// as is: `set_grpc_timeout(&ctx, request.metadata_mut().as_mut())`. This
+/// crate has no tonic dependency and adds no helper of its own: a helper
+/// generic over both maps cannot be written without naming tonic's type
+/// (`HeaderMap` does not implement `AsMut<HeaderMap>`), and a `tonic`
+/// feature would tie the crate to one tonic release for a one-call idiom.
+/// Prefer it to tonic's `Request::set_timeout(d)`, which rounds down (the
+/// receiver's deadline can be earlier than the sender's) and panics beyond
+/// `99999999H`; with [`BudgetLayer`](crate::tower::BudgetLayer) on the
+/// channel you need neither.
+///
+/// ```
+/// use std::time::Duration;
+/// use ctxtree::{tower::{parse_grpc_timeout, set_grpc_timeout, BudgetCodec, GrpcTimeout, GRPC_TIMEOUT}, Context};
+///
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(300));
+/// let mut request = tonic::Request::new(());
+/// set_grpc_timeout(&ctx, request.metadata_mut().as_mut()).unwrap(); // write
+///
+/// let headers: &http::HeaderMap = request.metadata().as_ref(); // read
+/// let sent = parse_grpc_timeout(&headers[GRPC_TIMEOUT]).unwrap();
+/// assert!(sent <= Duration::from_millis(300) && sent > Duration::from_millis(200));
+/// // Any codec reads (and writes) it the same way:
+/// assert_eq!(GrpcTimeout.decode(&headers[GrpcTimeout.header_name()]), Ok(Some(sent)));
+/// ```
 pub fn set_grpc_timeout(ctx: &Context, headers: &mut HeaderMap) -> Result<(), Error> {
     if let Some(err) = ctx.err() {
         return Err(err);

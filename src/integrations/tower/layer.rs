@@ -11,7 +11,10 @@ use ::http::{HeaderMap, HeaderName, Request};
 use super::budget::{BudgetCodec, GrpcTimeout, InvalidBudget};
 use crate::Context;
 
-/// The context [`ContextLayer`] derived for `req`, if any.
+/// The context [`ContextLayer`] derived for `req`, if any. In a tonic
+/// handler, whose `tonic::Request` is not an `http::Request`, the same is
+/// `request.extensions().get::<Context>()` (tonic moves the extensions
+/// over).
 ///
 /// ```
 /// use ctxtree::{tower::request_context, Context};

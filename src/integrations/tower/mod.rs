@@ -14,7 +14,10 @@
 //! outgoing request's headers.
 //!
 //! With tonic: `Server::builder().layer(ContextLayer::new(root))`, and the
-//! handler reads `request.extensions().get::<Context>()`.
+//! handler reads `request.extensions().get::<Context>()`; on the client,
+//! `BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel)`. The header
+//! helpers take an `http::HeaderMap`; tonic's `MetadataMap` hands out its
+//! own with `as_mut()` / `as_ref()` (see [`set_grpc_timeout`]).
 //!
 //! ```
 //! use std::time::Duration;
@@ -72,6 +75,7 @@
 mod body;
 mod budget;
 mod client;
+mod ended;
 mod grpc_timeout;
 mod layer;
 mod reply;
@@ -86,6 +90,7 @@ pub use budget::{
     InvalidBudget,
 };
 pub use client::{BoxError, BudgetFuture, BudgetLayer, BudgetService};
+pub use ended::{AsError, AsGrpcStatus, OnEnded};
 pub use grpc_timeout::{
     encode_grpc_timeout, parse_grpc_timeout, set_grpc_timeout, InvalidGrpcTimeout, GRPC_TIMEOUT,
 };

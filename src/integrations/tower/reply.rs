@@ -50,17 +50,26 @@ impl Reply {
                 String::from("server shutting down"),
             ),
         };
-        let mut res = Response::new(B::default());
         if grpc {
-            let headers = res.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-            headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code)));
-            headers.insert(GRPC_MESSAGE, percent_encode(&message));
-        } else {
-            *res.status_mut() = status;
+            return grpc_status(code, &message);
         }
+        let mut res = Response::new(B::default());
+        *res.status_mut() = status;
         res
     }
+}
+
+/// A trailers-only gRPC response: HTTP 200, `content-type:
+/// application/grpc`, the status in `grpc-status` and a percent-encoded
+/// `grpc-message`, an empty (`Default`) body. tonic's client (and every
+/// gRPC client) reads such a response as the status itself.
+pub(super) fn grpc_status<B: Default>(code: u8, message: &str) -> Response<B> {
+    let mut res = Response::new(B::default());
+    let headers = res.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(GRPC_STATUS, HeaderValue::from(u16::from(code)));
+    headers.insert(GRPC_MESSAGE, percent_encode(message));
+    res
 }
 
 pub(super) const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");

@@ -1,5 +1,5 @@
-//! Unit tests of the server layer: `grpc-timeout` parsing, replies,
-//! policies.
+//! Unit tests of the server layer (`grpc-timeout` parsing, replies,
+//! policies) and of the client layer's answers (K4).
 
 use std::time::Duration;
 
@@ -164,4 +164,34 @@ fn round_trip_is_never_shorter_and_within_one_unit() {
         assert!(back >= d, "{d:?} -> {v:?} -> {back:?}");
         assert!(back - d < unit_of(&v), "{d:?} -> {v:?} -> {back:?}");
     }
+}
+
+/// K4: an inner call that fails after the deadline passed (a transport's
+/// own timer, say) ends with the context's error, even before the
+/// context's timer has fired; a failure before the deadline is passed on.
+#[test]
+fn a_failure_after_the_deadline_is_the_contexts_end() {
+    use super::{AsGrpcStatus, BudgetLayer};
+    use crate::Context;
+    use ::tower::{service_fn, Layer, ServiceExt};
+
+    let failing = |wait: Duration| {
+        let client = BudgetLayer::new().on_ended(AsGrpcStatus).layer(service_fn(
+            move |_req: ::http::Request<()>| async move {
+                std::thread::sleep(wait); // blocks the poll: no timer can run
+                Err::<Response<String>, _>(std::io::Error::other("transport timeout"))
+            },
+        ));
+        let mut req = ::http::Request::new(());
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        client.oneshot(req)
+    };
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(20));
+    let res = futures::executor::block_on(ctx.scope(failing(Duration::from_millis(30))));
+    assert_eq!(res.unwrap().headers()["grpc-status"], "4");
+
+    let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(60));
+    let err = futures::executor::block_on(ctx.scope(failing(Duration::ZERO))).unwrap_err();
+    assert_eq!(err.to_string(), "transport timeout");
 }

@@ -1,0 +1,121 @@
+//! What [`BudgetService`](crate::tower::BudgetService) answers for a call
+//! whose context ended: the context's [`Error`] ([`AsError`], the default)
+//! or, for gRPC requests, a gRPC status ([`AsGrpcStatus`]).
+//!
+//! Why a choice: tonic's client turns a transport error it does not know
+//! into `Code::Unknown` (`Status::from_error` recognizes only its own
+//! types), and a library without a tonic dependency cannot make a
+//! `tonic::Status`. What every gRPC client does understand is a
+//! trailers-only response carrying `grpc-status`, so [`AsGrpcStatus`]
+//! answers with one. That needs a response body to put in it (`Default`),
+//! which not every HTTP client has (hyper's `Incoming` has none): hence an
+//! option, not the default.
+
+use ::http::Response;
+
+use super::client::BoxError;
+use super::reply::grpc_status;
+use crate::Error;
+
+/// How a [`BudgetService`](crate::tower::BudgetService) answers a call whose
+/// context ended, before it was sent (K1) or while it was in flight (K3,
+/// K4): `Res` is the inner service's response type. Implement it to answer
+/// in your own form (an HTTP 504, say); set it with
+/// [`BudgetLayer::on_ended`](crate::tower::BudgetLayer::on_ended).
+///
+/// ```
+/// use ctxtree::{tower::{BoxError, BudgetLayer, OnEnded}, Context, Error};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// /// Plain HTTP callers get a 504 instead of an error.
+/// #[derive(Clone)]
+/// struct GatewayTimeout;
+///
+/// impl OnEnded<http::Response<String>> for GatewayTimeout {
+///     fn answer(&self, err: Error, _grpc: bool) -> Result<http::Response<String>, BoxError> {
+///         let mut res = http::Response::new(err.to_string());
+///         *res.status_mut() = http::StatusCode::GATEWAY_TIMEOUT;
+///         Ok(res)
+///     }
+/// }
+///
+/// # futures::executor::block_on(async {
+/// let client = BudgetLayer::new().on_ended(GatewayTimeout).layer(service_fn(
+///     |_req: http::Request<()>| async { Ok::<_, std::io::Error>(http::Response::new(String::new())) },
+/// ));
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// cancel.cancel();
+/// let res = ctx.scope(client.oneshot(http::Request::new(()))).await.unwrap();
+/// assert_eq!(res.status(), 504);
+/// assert_eq!(res.body(), "context canceled");
+/// # });
+/// ```
+pub trait OnEnded<Res>: Clone + Send + Sync + 'static {
+    /// The call's output for a context that ended with `err`; `grpc` is
+    /// true for gRPC requests (`content-type: application/grpc*`).
+    fn answer(&self, err: Error, grpc: bool) -> Result<Res, BoxError>;
+}
+
+/// The default [`OnEnded`]: the call fails with the context's [`Error`]
+/// (boxed in a [`BoxError`]), for any request and response type.
+///
+/// Through tonic's client this arrives as `Code::Unknown`, the [`Error`] as
+/// the status's `source()`; use [`AsGrpcStatus`] on a tonic `Channel`.
+///
+/// ```
+/// use ctxtree::{tower::{AsError, OnEnded}, Error};
+///
+/// let out: Result<(), _> = AsError.answer(Error::DeadlineExceeded, true);
+/// assert_eq!(out.unwrap_err().downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AsError;
+
+impl<Res> OnEnded<Res> for AsError {
+    fn answer(&self, err: Error, _grpc: bool) -> Result<Res, BoxError> {
+        Err(Box::new(err))
+    }
+}
+
+/// The [`OnEnded`] for gRPC clients (tonic's `Channel`): a gRPC request
+/// whose context ended gets a trailers-only response, which tonic's client
+/// decodes as a `Status`: DEADLINE_EXCEEDED (`grpc-status: 4`, message
+/// `context deadline exceeded`) for [`Error::DeadlineExceeded`], CANCELLED
+/// (`grpc-status: 1`, `context canceled`) for [`Error::Canceled`]. Other
+/// requests fail with the context's [`Error`], as with [`AsError`].
+///
+/// The response is synthesized on the client side: HTTP 200, `content-type:
+/// application/grpc`, `grpc-status`, `grpc-message`, an empty body (hence
+/// `B: Default`; tonic's `Body` has it). tonic's own enforcement of the
+/// `grpc-timeout` it sends reports CANCELLED (`Timeout expired`); when it
+/// fires at the context's deadline, [`BudgetFuture`](crate::tower::BudgetFuture)
+/// answers in its place (K4), so the caller sees DEADLINE_EXCEEDED.
+///
+/// ```
+/// use ctxtree::{tower::{AsGrpcStatus, OnEnded}, Error};
+///
+/// let res: http::Response<String> = AsGrpcStatus.answer(Error::DeadlineExceeded, true).unwrap();
+/// assert_eq!(res.status(), 200);
+/// assert_eq!(res.headers()["grpc-status"], "4");
+/// assert_eq!(res.headers()["grpc-message"], "context deadline exceeded");
+/// let res: http::Response<String> = AsGrpcStatus.answer(Error::Canceled, true).unwrap();
+/// assert_eq!(res.headers()["grpc-status"], "1");
+/// // Not a gRPC request: the error.
+/// let err = OnEnded::<http::Response<String>>::answer(&AsGrpcStatus, Error::Canceled, false);
+/// assert_eq!(err.unwrap_err().downcast_ref::<Error>(), Some(&Error::Canceled));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AsGrpcStatus;
+
+impl<B: Default> OnEnded<Response<B>> for AsGrpcStatus {
+    fn answer(&self, err: Error, grpc: bool) -> Result<Response<B>, BoxError> {
+        if !grpc {
+            return Err(Box::new(err));
+        }
+        let code = match err {
+            Error::DeadlineExceeded => 4, // DEADLINE_EXCEEDED
+            Error::Canceled => 1,         // CANCELLED
+        };
+        Ok(grpc_status(code, &err.to_string()))
+    }
+}
