@@ -2,12 +2,14 @@
 //! no bytes make `decode` panic, every duration encodes to a value that
 //! decodes back no shorter and within one unit of precision.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ctxtree::tower::{
-    BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
+    encode_grpc_timeout, parse_grpc_timeout, set_grpc_timeout, BudgetCodec, ConnectTimeout,
+    EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout, GRPC_TIMEOUT,
 };
-use http::HeaderValue;
+use ctxtree::{Context, Error};
+use http::{HeaderMap, HeaderValue};
 
 /// A small deterministic generator (PCG-style LCG), so failures replay.
 struct Rng(u64);
@@ -157,4 +159,41 @@ fn round_trip_within_precision() {
             assert!(within, "{name:?}: {d:?} -> {v:?} -> {back:?}");
         }
     }
+}
+
+#[test]
+fn set_grpc_timeout_errors_and_no_deadline() {
+    let mut headers = HeaderMap::new();
+    assert_eq!(
+        set_grpc_timeout(&Context::background(), &mut headers),
+        Ok(())
+    );
+    assert!(headers.is_empty(), "no deadline: headers untouched");
+
+    let (ctx, cancel) = Context::background().with_cancel();
+    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Ok(()));
+    assert!(headers.is_empty());
+    cancel.cancel();
+    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Err(Error::Canceled));
+    assert!(headers.is_empty());
+
+    let (expired, _h) = Context::background().with_timeout(Duration::ZERO);
+    assert_eq!(
+        set_grpc_timeout(&expired, &mut headers),
+        Err(Error::DeadlineExceeded)
+    );
+    let (expired, _h) =
+        Context::background().with_deadline(Instant::now() - Duration::from_millis(1));
+    assert_eq!(
+        set_grpc_timeout(&expired, &mut headers),
+        Err(Error::DeadlineExceeded)
+    );
+    assert!(headers.is_empty());
+
+    // A stale value is replaced, not appended.
+    headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(Duration::from_secs(99)));
+    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
+    set_grpc_timeout(&ctx, &mut headers).unwrap();
+    assert_eq!(headers.get_all(GRPC_TIMEOUT).iter().count(), 1);
+    assert!(parse_grpc_timeout(&headers[GRPC_TIMEOUT]).unwrap() <= Duration::from_millis(10));
 }

@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ctxtree::tower::{
-    encode_grpc_timeout, parse_grpc_timeout, request_context, set_grpc_timeout, ContextLayer,
-    InvalidTimeoutPolicy, RequestAborted, GRPC_TIMEOUT,
+    parse_grpc_timeout, request_context, set_grpc_timeout, ContextLayer, InvalidTimeoutPolicy,
+    RequestAborted, GRPC_TIMEOUT,
 };
 use ctxtree::{Cause, Context, Error};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use tower::{service_fn, Layer, Service, ServiceExt};
 
 type Slot = Arc<Mutex<Option<Context>>>;
@@ -362,43 +362,6 @@ async fn set_grpc_timeout_round_trips_through_the_layer() {
     assert!(server <= client + Duration::from_millis(100));
 }
 
-#[test]
-fn set_grpc_timeout_errors_and_no_deadline() {
-    let mut headers = HeaderMap::new();
-    assert_eq!(
-        set_grpc_timeout(&Context::background(), &mut headers),
-        Ok(())
-    );
-    assert!(headers.is_empty(), "no deadline: headers untouched");
-
-    let (ctx, cancel) = Context::background().with_cancel();
-    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Ok(()));
-    assert!(headers.is_empty());
-    cancel.cancel();
-    assert_eq!(set_grpc_timeout(&ctx, &mut headers), Err(Error::Canceled));
-    assert!(headers.is_empty());
-
-    let (expired, _h) = Context::background().with_timeout(Duration::ZERO);
-    assert_eq!(
-        set_grpc_timeout(&expired, &mut headers),
-        Err(Error::DeadlineExceeded)
-    );
-    let (expired, _h) =
-        Context::background().with_deadline(Instant::now() - Duration::from_millis(1));
-    assert_eq!(
-        set_grpc_timeout(&expired, &mut headers),
-        Err(Error::DeadlineExceeded)
-    );
-    assert!(headers.is_empty());
-
-    // A stale value is replaced, not appended.
-    headers.insert(GRPC_TIMEOUT, encode_grpc_timeout(Duration::from_secs(99)));
-    let (ctx, _h) = Context::background().with_timeout(Duration::from_millis(10));
-    set_grpc_timeout(&ctx, &mut headers).unwrap();
-    assert_eq!(headers.get_all(GRPC_TIMEOUT).iter().count(), 1);
-    assert!(parse_grpc_timeout(&headers[GRPC_TIMEOUT]).unwrap() <= Duration::from_millis(10));
-}
-
 #[tokio::test]
 async fn works_as_an_axum_layer() {
     use axum::{body::Body, routing::get, Extension, Router};
@@ -719,30 +682,4 @@ async fn a_handler_s_outgoing_calls_carry_its_budget_without_passing_it() {
         .parse()
         .unwrap();
     assert!(sent <= 250 && sent > 150, "{sent} ms of 250");
-}
-
-/// Under a `VirtualClock`'s context the layer's budgets are virtual: a
-/// 5-second `grpc-timeout` passes when the clock moves, not in real time.
-#[tokio::test]
-async fn the_layer_on_a_virtual_clock_ends_requests_when_the_clock_moves() {
-    let clock = ctxtree::VirtualClock::new();
-    let (slot, calls) = fresh();
-    let svc = ContextLayer::new(clock.context().clone()).layer(handler(&slot, &calls, wait_done));
-    let mut fut = Box::pin(svc.oneshot(request(Some("5S"))));
-    assert!(futures::poll!(&mut fut).is_pending());
-    let ctx = stashed(&slot);
-    assert_eq!(ctx.remaining(), Some(Duration::from_secs(5)));
-    clock.advance(Duration::from_secs(4));
-    assert!(futures::poll!(&mut fut).is_pending());
-    clock.advance(Duration::from_secs(1));
-    let response = fut.await.unwrap();
-    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
-    assert_eq!(
-        ctx.origin().map(|o| o.kind()),
-        Some(ctxtree::OriginKind::Deadline)
-    );
-    // The handler answered first, with the deadline it saw (the layer
-    // polls the handler before its own deadline check).
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.into_body(), "context deadline exceeded");
 }

@@ -6,6 +6,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ctxtree::{Cause, Context, Error, OriginKind, VirtualClock};
+#[cfg(feature = "tower")]
+use {
+    ctxtree::tower::{request_context, ContextLayer, GRPC_TIMEOUT},
+    http::{Request, Response},
+    std::convert::Infallible,
+    tower::{service_fn, Layer, ServiceExt},
+};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -179,4 +186,41 @@ fn display_shows_the_clock_time_left() {
         ctx.to_string(),
         "context.Background.WithCancel.WithDeadline([1.500s])"
     );
+}
+
+/// Under a `VirtualClock`'s context the layer's budgets are virtual: a
+/// 5-second `grpc-timeout` passes when the clock moves, not in real time.
+#[cfg(feature = "tower")]
+#[tokio::test]
+async fn the_tower_layer_on_a_virtual_clock_ends_requests_when_the_clock_moves() {
+    let clock = ctxtree::VirtualClock::new();
+    let slot: Arc<Mutex<Option<Context>>> = Arc::default();
+    let s = slot.clone();
+    let svc = ContextLayer::new(clock.context().clone()).layer(service_fn(
+        move |req: Request<String>| {
+            let ctx = request_context(&req).unwrap().clone();
+            *s.lock().unwrap() = Some(ctx.clone());
+            async move { Ok::<_, Infallible>(Response::new(ctx.done().await.to_string())) }
+        },
+    ));
+    let mut req = Request::new(String::new());
+    req.headers_mut()
+        .insert(GRPC_TIMEOUT, http::HeaderValue::from_static("5S"));
+    let mut fut = Box::pin(svc.oneshot(req));
+    assert!(futures::poll!(&mut fut).is_pending());
+    let ctx = slot.lock().unwrap().clone().unwrap();
+    assert_eq!(ctx.remaining(), Some(Duration::from_secs(5)));
+    clock.advance(Duration::from_secs(4));
+    assert!(futures::poll!(&mut fut).is_pending());
+    clock.advance(Duration::from_secs(1));
+    let response = fut.await.unwrap();
+    assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    assert_eq!(
+        ctx.origin().map(|o| o.kind()),
+        Some(ctxtree::OriginKind::Deadline)
+    );
+    // The handler answered first, with the deadline it saw (the layer
+    // polls the handler before its own deadline check).
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert_eq!(response.into_body(), "context deadline exceeded");
 }
