@@ -48,6 +48,8 @@ declare -A MODEL=(
   [drop_sweep_unheld]=drop_sweep:drop_sweep_vs_parent_cancel_and_drop
   [merge_unheld_child]=merge:other_cancel_vs_merged_drop
   [inherit_keeps_how]=origin:origin_of_parent_cancel_vs_child_cancel
+  [visit_unswept]=dump:dump_vs_last_user_unlink
+  [unlink_ignores_visit]=dump:dump_vs_last_user_unlink
 )
 
 status=0

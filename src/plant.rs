@@ -49,6 +49,8 @@ pub(crate) const PLANTS: &[&str] = &[
     "drop_sweep_unheld",
     "merge_unheld_child",
     "inherit_keeps_how",
+    "visit_unswept",
+    "unlink_ignores_visit",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

@@ -154,12 +154,17 @@
 //!   sharded and stops. The close is a CAS rather than a `fetch_or` so that
 //!   `CLOSED` is never or'ed into a sharded word (`SHARDED | CLOSED` is a
 //!   helped plain list). Linearization point of the sharding: its CAS.
+//!
+//! **L9** (a visit, for the tree dump: a sweep that unlinks nothing, and
+//! may grant itself users of the live children it reaches) is stated in
+//! `visit.rs`; L7's last user re-reads the count after its unlink for it.
 
 mod head;
 mod link;
 mod list;
 pub(crate) mod shards;
 mod sweep;
+mod visit;
 
 #[cfg(loom)]
 pub use head::set_drop_sweeps;
@@ -167,3 +172,4 @@ pub(crate) use head::Close;
 pub(crate) use link::{ChildLink, Listed};
 pub(crate) use list::{ChildList, Release};
 pub(crate) use sweep::{collect_deferred, release_later, SweepBudget, LARGE_WALK};
+pub(crate) use visit::Visit;

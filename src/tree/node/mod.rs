@@ -75,6 +75,7 @@ mod layout;
 mod listed;
 mod names;
 mod refs;
+pub(crate) mod snapshot;
 #[cfg(all(test, not(loom)))]
 mod tests;
 mod walk;

@@ -134,16 +134,41 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
                 // SAFETY: as just said.
                 && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
             {
-                // Unlinked: no thread can reach it through the list (L7) and
-                // we are its last user; it holds no grant (it was listed).
-                // SAFETY: as just said.
-                unsafe { free(ptr) };
+                // Unlinked: no thread can reach it through the list (L7).
+                // SAFETY: as just said; the parent is alive (our user of a
+                // node it listed until now).
+                unsafe { unlinked_by_last_user(ptr, &*parent.as_ptr()) };
                 return;
             }
         }
     }
     // SAFETY: forwarded.
     unsafe { release_loop(ptr, 1, true) }
+}
+
+/// The end of L7 for a node its last user just unlinked: free it, unless a
+/// dump's visit granted itself a user before the unlink (L9). Our CAS read
+/// the head after that visit's `SWEEPING` release, so this load sees its
+/// grant; then the list's reference ends as a pass ends it (N1): a grant
+/// on the parent first, then `LISTED`, then our user, freeing the node if
+/// it is the last.
+///
+/// # Safety
+/// The caller owns one user of `ptr`, which it unlinked from `parent`'s
+/// list by L7's CAS, and keeps `parent` alive.
+#[inline]
+unsafe fn unlinked_by_last_user(ptr: *const Node, parent: &Node) {
+    // SAFETY: our user keeps it alive.
+    let node = unsafe { &*ptr };
+    if planted!("unlink_ignores_visit") || node.refs.load(Ordering::Acquire) == USER | LISTED {
+        // We are its last user; it holds no grant (it was listed).
+        // SAFETY: unlinked and no other user: nobody else can reach it.
+        return unsafe { free(ptr) };
+    }
+    parent.grant(1);
+    node.refs.fetch_sub(LISTED, Ordering::AcqRel);
+    // SAFETY: our user; the node is no longer listed and holds the grant.
+    unsafe { release_loop(ptr, 1, false) }
 }
 
 /// Drops `n` users of `ptr` in one decrement. A node left with no user and

@@ -1,0 +1,167 @@
+//! `Context::tree`: the live subtree, bounded, read while other threads
+//! derive, cancel and drop in it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use ctxtree::{Cause, Context, Error, TreeLimits};
+
+#[test]
+fn a_dump_shows_names_deadlines_waiters_and_ends() {
+    let (server, _s) = Context::background().named("server").with_cancel();
+    let (request, _r) = server.named("GET /a").with_timeout(Duration::from_secs(60));
+    let (job, cancel_job) = request.named("job").with_cancel();
+    let (_step, _st) = job.with_cancel();
+    let waiter = request.after_func(|| {});
+    let tree = server.tree();
+    let kinds: Vec<_> = tree.nodes.iter().map(|n| (n.depth, n.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            (0, "WithCancel"),
+            (1, "WithDeadline"),
+            (2, "WithCancel"),
+            (3, "WithCancel")
+        ]
+    );
+    assert!(tree.nodes[1].waiting && !tree.nodes[0].waiting);
+    let left = tree.nodes[1].deadline_in.unwrap();
+    assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
+    assert_eq!(tree.not_shown, 0);
+
+    // A canceled job leaves its parent's list once its subtree is canceled;
+    // dumped directly it shows its end and its origin.
+    cancel_job.cancel_with_cause(Cause::msg("no longer needed"));
+    let gone = job.tree();
+    assert_eq!(
+        gone.nodes.len(),
+        1,
+        "a canceled context's children are released"
+    );
+    let line = gone.to_string();
+    assert!(line.starts_with("WithCancel(\"job\") in "), "{line}");
+    assert!(
+        line.contains(
+            "· context canceled: no longer needed \
+             (context.Background.WithCancel(\"server\").WithDeadline(\"GET /a\", ["
+        ),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("]).WithCancel(\"job\") was canceled by its handle)\n"),
+        "{line}"
+    );
+    assert_eq!(gone.nodes[0].err, Some(Error::Canceled));
+    assert_eq!(
+        server.tree().nodes.len(),
+        2,
+        "the job left the server's tree"
+    );
+    drop(waiter);
+    assert_eq!(
+        Context::background().tree().to_string(),
+        "context.Background\n"
+    );
+}
+
+#[test]
+fn limits_cut_width_depth_and_total_and_count_what_they_cut() {
+    let (root, _h) = Context::background().with_cancel();
+    let mut keep = Vec::new();
+    for _ in 0..50 {
+        let (mid, h) = root.with_cancel();
+        for _ in 0..20 {
+            keep.push(mid.with_cancel());
+        }
+        keep.push((mid, h));
+    }
+    let limits = TreeLimits {
+        max_depth: 1,
+        max_children: 10,
+        max_nodes: 1000,
+        count_cap: 10_000,
+    };
+    let tree = root.tree_with(&limits);
+    assert_eq!(tree.nodes.len(), 11);
+    assert_eq!(tree.nodes[0].children, 10);
+    assert_eq!(tree.nodes[0].children_not_shown, 40);
+    assert!(tree.nodes[1..]
+        .iter()
+        .all(|n| n.children == 0 && n.children_not_shown == 20));
+    assert_eq!(tree.not_shown, 40 + 10 * 20);
+    let text = tree.to_string();
+    assert!(text.contains("· 50 children (40 not shown)"), "{text}");
+    assert!(text.ends_with("(240 contexts not shown)\n"), "{text}");
+
+    let tree = root.tree_with(&TreeLimits {
+        max_nodes: 25,
+        count_cap: 5,
+        ..TreeLimits::default()
+    });
+    assert_eq!(tree.nodes.len(), 25);
+    assert!(
+        tree.nodes[0].children_not_shown <= 5,
+        "counts stop at the cap"
+    );
+}
+
+/// A dump of a million-context tree stays within its bounds while other
+/// threads derive, cancel and drop in it.
+#[test]
+fn a_million_node_tree_dumps_within_bounds_under_churn() {
+    let (mids, leaves) = if cfg!(debug_assertions) {
+        (300, 300)
+    } else {
+        (1000, 1000)
+    };
+    let (root, cancel_root) = Context::background().with_cancel();
+    let mut tree = Vec::with_capacity(mids);
+    for _ in 0..mids {
+        let (mid, h) = root.with_cancel();
+        let kids: Vec<_> = (0..leaves).map(|_| mid.with_cancel()).collect();
+        tree.push((mid, h, kids));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let mids_ctx: Arc<Vec<Context>> = Arc::new(tree.iter().map(|(m, _, _)| m.clone()).collect());
+    let churners: Vec<_> = (0..2)
+        .map(|t| {
+            let (stop, mids) = (stop.clone(), mids_ctx.clone());
+            thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::Relaxed) {
+                    let mid = &mids[i % mids.len()];
+                    let (a, ha) = mid.with_cancel();
+                    let (_b, hb) = a.with_timeout(Duration::from_secs(60));
+                    drop(hb);
+                    drop(ha);
+                    i = i.wrapping_mul(31).wrapping_add(7);
+                }
+            })
+        })
+        .collect();
+    let limits = TreeLimits::default();
+    for round in 0..20 {
+        if round == 10 {
+            // Cancel a tenth of the mids while dumps run.
+            for (_, h, _) in tree.iter().step_by(10) {
+                h.cancel();
+            }
+        }
+        let dump = root.tree_with(&limits);
+        assert!(dump.nodes.len() <= limits.max_nodes);
+        assert!(dump.nodes.iter().all(|n| n.children <= limits.max_children));
+        assert!(dump
+            .nodes
+            .iter()
+            .all(|n| n.children_not_shown <= limits.count_cap));
+        assert!(dump.to_string().lines().count() <= limits.max_nodes + 1);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in churners {
+        c.join().unwrap();
+    }
+    cancel_root.cancel();
+    assert_eq!(root.tree().nodes.len(), 1);
+}
