@@ -54,7 +54,7 @@ impl CancelHandle {
     /// Cancels the context and everything derived from it, with
     /// [`Error::Canceled`] as err and cause. Does nothing if the context is
     /// already canceled (the first cancel wins). When it returns, every
-    /// descendant reports [`Context::is_done`].
+    /// descendant reports [`Context::is_done`](crate::Context::is_done).
     ///
     /// Waiting futures are woken on this thread. If a `Waker` panics, the
     /// cancel still completes — every other waiter is woken and the whole
@@ -62,7 +62,7 @@ impl CancelHandle {
     /// (unless this thread is already unwinding, e.g. a handle dropped during
     /// a panic, in which case it is dropped).
     ///
-    /// The [`after_func`](Context::after_func) functions this cancel takes
+    /// The [`after_func`](crate::Context::after_func) functions this cancel takes
     /// run on this thread before it returns, with those of any cancel they
     /// make. Called from inside an `after_func` function, it returns once
     /// the subtree is canceled, and its functions run after the current one
@@ -85,7 +85,7 @@ impl CancelHandle {
     }
 
     /// Like [`cancel`](CancelHandle::cancel), recording `cause` as the
-    /// context's [`Context::cause`] (Go's `WithCancelCause`).
+    /// context's [`Context::cause`](crate::Context::cause) (Go's `WithCancelCause`).
     ///
     /// ```
     /// use ctxtree::{Cause, Context, Error};
