@@ -296,3 +296,42 @@ fn stats_endpoint_reports_the_counters() {
         server.served.await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn debug_contexts_shows_the_live_tree() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let server = start().await;
+        let addr = server.addr;
+        let client =
+            tokio::spawn(
+                async move { get(addr, "/fanout?tasks=20&work_ms=10000", Some("20S")).await },
+            );
+        let give_up = Instant::now() + Duration::from_secs(5);
+        let (status, tree) = loop {
+            let (status, tree) = get(addr, "/debug/contexts", None).await.unwrap();
+            let enough = tree.matches("\n      WithCancel").count() >= 20;
+            if enough || status != StatusCode::OK || Instant::now() > give_up {
+                break (status, tree);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert_eq!(status, StatusCode::OK, "{tree}");
+        // The root, the fan-out request (a 20 s deadline) with its group and
+        // 20 subtasks, waiting, and this request.
+        assert!(tree.starts_with("WithCancel · 2 children"), "{tree}");
+        assert!(tree.contains("\n  WithDeadline in 19."), "{tree}");
+        assert!(
+            tree.contains("WithCancel in 19.") && tree.contains("· 20 children\n"),
+            "{tree}"
+        );
+        assert_eq!(
+            tree.matches("\n      WithCancel in 19.").count(),
+            20,
+            "{tree}"
+        );
+        client.abort();
+        drop(server.shutdown);
+        server.served.await.unwrap().unwrap();
+    });
+}

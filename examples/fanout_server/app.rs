@@ -13,7 +13,8 @@
 //!
 //! Routes: `GET /fanout?tasks=N&work_ms=M` (N subtasks sleeping M ms each;
 //! 200 when all finished, 504 on the deadline, 503 on shutdown or any other
-//! cancel) and `GET /stats` (the counters, as JSON).
+//! cancel), `GET /stats` (the counters, as JSON) and `GET /debug/contexts`
+//! (the live context tree below the root, `Context::tree`, as text).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +102,7 @@ impl Default for Config {
 struct AppState {
     stats: Arc<Stats>,
     config: Config,
+    root: Context,
 }
 
 /// The app: routes plus the context layer rooted at `root`.
@@ -108,13 +110,18 @@ pub fn router(root: Context, stats: Arc<Stats>, config: Config) -> Router {
     // The handler answers for itself once its context ends (it reports how
     // many subtasks finished), so it gets a grace before the layer would
     // answer 504/503 in its place.
-    let layer = ContextLayer::new(root)
+    let layer = ContextLayer::new(root.clone())
         .default_timeout(config.default_timeout)
         .handler_grace(Some(Duration::from_secs(1)));
     Router::new()
         .route("/fanout", get(fanout))
         .route("/stats", get(stats_json))
-        .with_state(AppState { stats, config })
+        .route("/debug/contexts", get(contexts))
+        .with_state(AppState {
+            stats,
+            config,
+            root,
+        })
         .layer(layer)
 }
 
@@ -134,6 +141,16 @@ pub async fn serve(
             shutdown.await;
         })
         .await
+}
+
+/// The live tree below the root: every in-flight request and its subtasks
+/// (bounded by `TreeLimits`' defaults), this request's own context among
+/// them.
+async fn contexts(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; charset=utf-8")],
+        state.root.tree().to_string(),
+    )
 }
 
 async fn stats_json(State(state): State<AppState>) -> impl IntoResponse {

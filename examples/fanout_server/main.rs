@@ -1,7 +1,8 @@
 //! A fan-out HTTP server: every request to `/fanout` starts thousands of
 //! subtasks, each under a context derived from the request's, so a client
 //! that goes away, a `grpc-timeout` deadline or a shutdown cancels all of
-//! them at once. `GET /stats` shows the counters. Ctrl-C cancels the root
+//! them at once. `GET /stats` shows the counters, `GET /debug/contexts` the
+//! live context tree. Ctrl-C cancels the root
 //! context: in-flight requests answer 503 and the server drains.
 //!
 //! ```text
