@@ -168,7 +168,7 @@ impl World<'_> {
         }
         let origin = self.ctxs[i].ctx.origin().map(|o| (o.kind(), o.depth()));
         let want_origin = self.model.origin(at);
-        if origin != want_origin {
+        if !self.model.origin_matches(at, origin) {
             fail!(
                 self,
                 "context #{i}: origin {origin:?}, model {want_origin:?}"

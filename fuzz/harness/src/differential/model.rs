@@ -64,6 +64,8 @@ pub(super) struct MNode {
     /// run after its walk): not necessarily done when other callbacks of
     /// the same cancel run.
     pub(super) via_merge: bool,
+    /// Made by `merge` (it has a registration on its other input).
+    merged: bool,
     deadline: Option<Instant>,
     /// The Go-style path (`Display`, deadlines shown as `*`).
     path: String,
@@ -125,6 +127,7 @@ impl Model {
             children: Vec::new(),
             mergers: Vec::new(),
             via_merge: false,
+            merged: false,
             deadline,
             path,
             seq: self.seq,
@@ -204,6 +207,33 @@ impl Model {
         }
     }
 
+    /// Whether `got` (kind, depth) is a possible `Context::origin` of `at`:
+    /// the model's, or, for a cancel that came through merge registrations
+    /// (which run in an order the model does not fix), any merged node
+    /// reached by the same cascade on the way up.
+    pub(super) fn origin_matches(&self, at: At, got: Option<(OriginKind, usize)>) -> bool {
+        let want = self.origin(at);
+        if got == want {
+            return true;
+        }
+        let (Some((OriginKind::Merged, _)), Some((OriginKind::Merged, depth))) = (want, got) else {
+            return false;
+        };
+        let CancelPart::Node(mut n) = at.cancel else {
+            return false;
+        };
+        for _ in 0..depth {
+            if !self.nodes[n].via_merge {
+                return false;
+            }
+            let Some(p) = self.nodes[n].parent else {
+                return false;
+            };
+            n = p;
+        }
+        self.nodes[n].via_merge && self.nodes[n].merged
+    }
+
     /// `Context::origin` of `at`: how its cancel started and how many
     /// cancel nodes up.
     pub(super) fn origin(&self, at: At) -> Option<(OriginKind, usize)> {
@@ -243,6 +273,7 @@ impl Model {
             }
             None => self.derive(primary, NodeKind::Cancel),
         };
+        self.nodes[n].merged = true;
         if let CancelPart::Node(o) = other.cancel {
             match self.nodes[o].canceled {
                 Some((err, cause)) => self.cancel(n, err, cause, OriginKind::Merged),
