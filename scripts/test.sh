@@ -23,11 +23,12 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 # Optional integrations (Cargo features): none, each alone, all.
-FEATURES=(tokio crossbeam-channel tower)
+FEATURES=(tokio crossbeam-channel tower tracing)
 declare -A FEATURE_TESTS=(
   [tokio]="--test tokio_bridge --test runtimes --test task_group"
   [crossbeam-channel]="--test channel"
   [tower]="--test tower_layer"
+  [tracing]=""
 )
 
 step "cargo clippy --all-targets -D warnings (no features, each feature, all)"

@@ -110,6 +110,9 @@ pub use integrations::tokio;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub use integrations::tower;
+#[cfg(feature = "tracing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tracing")))]
+pub use integrations::trace;
 
 /// What the tests of the crate's bounds read (not a public API: it may
 /// change in any release).

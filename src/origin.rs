@@ -178,7 +178,20 @@ fn find(mut node: &Node) -> Option<(usize, How)> {
     }
 }
 
-fn kind_of(how: How) -> OriginKind {
+/// How an origin's sentence ends, after the origin's path.
+pub(crate) fn what_happened(kind: OriginKind) -> &'static str {
+    match kind {
+        OriginKind::Cancel => " was canceled by its handle",
+        OriginKind::HandleDropped => " was canceled when its handle was dropped",
+        OriginKind::Deadline => " passed its deadline",
+        OriginKind::Merged => " was canceled by a context merged into it",
+        OriginKind::TokenBridge => " was canceled by its bridged CancellationToken",
+        OriginKind::RequestAborted => " was canceled when its request was aborted",
+        OriginKind::TaskGroup => " was canceled by its task group",
+    }
+}
+
+pub(crate) fn kind_of(how: How) -> OriginKind {
     match how {
         How::Cancel | How::Inherited => OriginKind::Cancel,
         How::HandleDropped => OriginKind::HandleDropped,
@@ -195,15 +208,7 @@ fn kind_of(how: How) -> OriginKind {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         crate::display::write_node_path(f, self.node(), self.asked.now())?;
-        f.write_str(match self.kind {
-            OriginKind::Cancel => " was canceled by its handle",
-            OriginKind::HandleDropped => " was canceled when its handle was dropped",
-            OriginKind::Deadline => " passed its deadline",
-            OriginKind::Merged => " was canceled by a context merged into it",
-            OriginKind::TokenBridge => " was canceled by its bridged CancellationToken",
-            OriginKind::RequestAborted => " was canceled when its request was aborted",
-            OriginKind::TaskGroup => " was canceled by its task group",
-        })
+        f.write_str(what_happened(self.kind))
     }
 }
 

@@ -14,3 +14,5 @@ mod task_group;
 pub mod tokio;
 #[cfg(feature = "tower")]
 pub mod tower;
+#[cfg(feature = "tracing")]
+pub mod trace;

@@ -64,6 +64,13 @@ where
             Ok(timeout) => timeout,
             Err(err) => return reject(Reply::InvalidArgument(err.to_string())),
         };
+        // The budget on the request's span, if it declared the field
+        // (`ctxtree.budget_ms = tracing::field::Empty`).
+        #[cfg(feature = "tracing")]
+        tracing::Span::current().record(
+            "ctxtree.budget_ms",
+            timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        );
         if let (Some(timeout), Some(min)) = (timeout, self.layer.min_timeout) {
             if timeout < min {
                 return reject(Reply::DeadlineExceeded);

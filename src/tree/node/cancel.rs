@@ -97,6 +97,8 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>, how: How) {
             )
             .is_ok();
         if won {
+            #[cfg(feature = "tracing")]
+            crate::integrations::trace::canceled(node, how);
             if node.children.close_if_empty() {
                 // No subtree: leave the parent's list as below (L1).
                 node.link.mark_deleted();
@@ -115,6 +117,10 @@ pub(super) fn cancel_slow(node: &Node, err: Error, cause: Option<Cause>, how: Ho
     let cur = node.state_word();
     let won = !state::is_canceled(cur)
         && node.claim_from(cur, state::canceled(err, cause, how), &mut callbacks);
+    #[cfg(feature = "tracing")]
+    if won {
+        crate::integrations::trace::canceled(node, how);
+    }
     finish_cancel(node, won, callbacks)
 }
 
