@@ -4,6 +4,7 @@
 //! by the other implementations.
 
 mod child;
+mod compose;
 mod samplers;
 
 use std::time::Duration;
@@ -57,6 +58,14 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "value lookup of a missing key through 10 / 100 value layers (Go's DeepValue)",
     ),
     (
+        "merge",
+        "merge two live contexts, cancel the second, drop (ns/op; the peers as users hand-write it)",
+    ),
+    (
+        "group",
+        "group of 10^3 tokio tasks: spawn, first error cancels the rest, wait (us)",
+    ),
+    (
         "churn",
         "cancel a 10^3 x 10^3 tree fresh and after 10^6 derive/drop churn (ns per leaf, with the \
          pointer-chase floor); single derives after 10^5 random drops (p99.9, max)",
@@ -92,6 +101,7 @@ pub struct Config {
     pub chains: Vec<usize>,
     pub wake_threads: Vec<usize>,
     pub value_depths: Vec<usize>,
+    pub group_tasks: usize,
 }
 
 impl Config {
@@ -112,6 +122,7 @@ impl Config {
             chains: vec![1, 10, 100, 1_000],
             wake_threads: vec![1, 8, 64],
             value_depths: vec![10, 100],
+            group_tasks: 1_000,
         }
     }
 
@@ -137,7 +148,8 @@ impl Config {
         let rows = |id: &str| -> usize {
             match id {
                 "derive" => 2,
-                "timeout" | "wake_async" | "rss" => 1,
+                "timeout" | "wake_async" | "rss" | "merge" => 1,
+                "group" => 1, // two rows from one sampling
                 "shared" | "is_done" => t,
                 "fanout" => self.fanout.len(),
                 "chain" => self.chains.len(),
@@ -282,6 +294,8 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             }
         }
         "churn" => rows.extend(churn_rows(id, cfg, p)),
+        "merge" => rows.extend(compose::merge_rows(id, cfg, p)),
+        "group" => rows.extend(compose::group_rows(id, cfg, p)),
         "storm" => {
             let label = format!(
                 "a 1 ms timeout armed as {} deadlines fall due: lateness",
@@ -585,18 +599,25 @@ mod tests {
             "memory".into(),
             "timeout".into(),
             "shared".into(),
+            "merge".into(),
+            "group".into(),
         ];
         cfg.fanout = vec![10];
+        cfg.group_tasks = 10;
         let mut p = Progress::hidden(cfg.steps());
         let rows = run_all(&cfg, &mut p);
         assert_eq!(p.done(), cfg.steps());
-        assert_eq!(rows.len(), 10);
+        assert_eq!(rows.len(), 13);
         let cpu = rows.iter().find(|r| r.case == "cpu,threads=2").unwrap();
         assert!(cpu.cells.iter().all(|c| c.median().is_some()));
         assert!(rows.iter().all(|r| r.cells.len() == IMPLS.len()));
         let timeout = rows.iter().find(|r| r.scenario == "timeout").unwrap();
         assert_eq!(timeout.cells[2], Cell::Na("n/a (no deadlines)".into()));
         assert!(timeout.cells[0].median().is_some() && timeout.cells[1].median().is_some());
+        for id in ["merge", "group"] {
+            let row = rows.iter().find(|r| r.scenario == id).unwrap();
+            assert!(row.cells.iter().all(|c| c.median().is_some()), "{id}");
+        }
     }
 
     #[test]
