@@ -35,7 +35,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "deep",
-        "10^6-deep chain: build + cancel + drop (ms) and peak RSS (child process)",
+        "10^6-deep chain (10^5 with --quick): build + cancel + drop (ms) and peak RSS (child \
+         process)",
     ),
     (
         "is_done",
@@ -72,7 +73,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "storm",
-        "lateness of a 1 ms timeout armed as 10^6 deadlines fall due at once (ms)",
+        "lateness of a 1 ms timeout armed as 10^6 deadlines (10^5 with --quick) fall due at once \
+         (ms)",
     ),
     (
         "memory",
@@ -95,6 +97,8 @@ pub struct Config {
     /// Samples of the 10^6-deep chain (each takes 0.1-0.5 s).
     pub deep_samples: usize,
     pub deep_depth: usize,
+    /// Deadlines falling due at once in the storm row.
+    pub storm: usize,
     pub rss_cycles: usize,
     pub async_tasks: usize,
     pub fanout: Vec<usize>,
@@ -116,6 +120,7 @@ impl Config {
             only: Vec::new(),
             deep_samples: 7,
             deep_depth: 1_000_000,
+            storm: crate::churn::STORM,
             rss_cycles: 1_000_000,
             async_tasks: 10_000,
             fanout: vec![1_000, 100_000],
@@ -134,6 +139,11 @@ impl Config {
             },
             burst: Duration::from_millis(20),
             deep_samples: 3,
+            // A tenth of the full sizes: these two rows were most of the
+            // quick run (a 10^6 storm alone took about 15 s on 2 cores).
+            // Their cases and labels say so (`sized_case`).
+            deep_depth: 100_000,
+            storm: crate::churn::STORM / 10,
             ..Config::full(threads)
         }
     }
@@ -297,24 +307,26 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
         "merge" => rows.extend(compose::merge_rows(id, cfg, p)),
         "group" => rows.extend(compose::group_rows(id, cfg, p)),
         "storm" => {
+            let n = cfg.storm;
             let label = format!(
                 "a 1 ms timeout armed as {} deadlines fall due: lateness",
-                pow10(crate::churn::STORM)
+                pow10(n)
             );
             p.step(&label);
             let stats = interleave(
                 cfg.deep_samples.min(3),
                 vec![
-                    crate::churn::storm_lateness::<CtxTree>(),
-                    crate::churn::storm_lateness::<MutexTree>(),
-                    crate::churn::storm_lateness::<TokioTree>(),
+                    crate::churn::storm_lateness::<CtxTree>(n),
+                    crate::churn::storm_lateness::<MutexTree>(n),
+                    crate::churn::storm_lateness::<TokioTree>(n),
                 ],
             );
             let cells = stats
                 .into_iter()
                 .map(|s| s.map_or_else(|| Cell::Na("n/a (no deadlines)".into()), Cell::Value))
                 .collect();
-            let mut r = Row::new(id, "lateness", &label, Unit::Ms, cells);
+            let case = sized_case("lateness", "deadlines", n, crate::churn::STORM);
+            let mut r = Row::new(id, &case, &label, Unit::Ms, cells);
             r.note = Some(
                 "from the timeout's deadline until a thread blocked on it wakes; idle, the same \
                  timeout is about 0.1 ms late"
@@ -334,9 +346,10 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             let label = format!("{}-deep chain", pow10(cfg.deep_depth));
             p.step(&label);
             let (times, peaks) = deep_chains(cfg);
+            let (d, full) = (cfg.deep_depth, 1_000_000);
             let mut r = Row::new(
                 id,
-                "time",
+                &sized_case("time", "depth", d, full),
                 &format!("{label}: build + cancel + drop"),
                 Unit::Ms,
                 times,
@@ -348,7 +361,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             rows.push(r);
             rows.push(Row::new(
                 id,
-                "peak_rss",
+                &sized_case("peak_rss", "depth", d, full),
                 &format!("{label}: peak RSS growth"),
                 Unit::MiB,
                 peaks,
@@ -469,6 +482,17 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
     rows
 }
 
+/// A row's case id: `case` at the full run's size, `case,what=n` at any
+/// other (`--quick`'s smaller sizes), so that a result of another size is
+/// never read as the full one (the targets look rows up by case).
+fn sized_case(case: &str, what: &str, n: usize, full: usize) -> String {
+    if n == full {
+        case.to_string()
+    } else {
+        format!("{case},{what}={n}")
+    }
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -585,6 +609,18 @@ mod tests {
         assert_eq!(pow10(1000), "10^3");
         assert_eq!(pow10(100), "100");
         assert_eq!(pow10(64), "64");
+    }
+
+    #[test]
+    fn quick_sizes_are_named_in_the_case() {
+        let (full, quick) = (Config::full(vec![1]), Config::quick(vec![1]));
+        assert_eq!((full.deep_depth, full.storm), (1_000_000, 1_000_000));
+        assert!(quick.deep_depth < full.deep_depth && quick.storm < full.storm);
+        assert_eq!(sized_case("time", "depth", 1_000_000, 1_000_000), "time");
+        assert_eq!(
+            sized_case("time", "depth", quick.deep_depth, full.deep_depth),
+            "time,depth=100000"
+        );
     }
 
     #[test]
