@@ -6,6 +6,7 @@
 mod child;
 mod compose;
 mod samplers;
+mod server;
 
 use std::time::Duration;
 
@@ -67,6 +68,11 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "group of 10^3 tokio tasks: spawn, first error cancels the rest, wait (us)",
     ),
     (
+        "server",
+        "fan-out HTTP server on 127.0.0.1, 10^3 subtasks per request, closed-loop load: \
+         requests/s, p50/p99/p99.9 latency",
+    ),
+    (
         "churn",
         "cancel a 10^3 x 10^3 tree fresh and after 10^6 derive/drop churn (ns per leaf, with the \
          pointer-chase floor); single derives after 10^5 random drops (p99.9, max)",
@@ -106,6 +112,11 @@ pub struct Config {
     pub wake_threads: Vec<usize>,
     pub value_depths: Vec<usize>,
     pub group_tasks: usize,
+    pub server_subtasks: usize,
+    pub server_connections: usize,
+    /// Load time of one server sample.
+    pub server_duration: Duration,
+    pub server_samples: usize,
 }
 
 impl Config {
@@ -128,6 +139,10 @@ impl Config {
             wake_threads: vec![1, 8, 64],
             value_depths: vec![10, 100],
             group_tasks: 1_000,
+            server_subtasks: 1_000,
+            server_connections: 8,
+            server_duration: Duration::from_millis(500),
+            server_samples: 5,
         }
     }
 
@@ -144,6 +159,8 @@ impl Config {
             // Their cases and labels say so (`sized_case`).
             deep_depth: 100_000,
             storm: crate::churn::STORM / 10,
+            server_duration: Duration::from_millis(100),
+            server_samples: 3,
             ..Config::full(threads)
         }
     }
@@ -159,7 +176,8 @@ impl Config {
             match id {
                 "derive" => 2,
                 "timeout" | "wake_async" | "rss" | "merge" => 1,
-                "group" => 1, // two rows from one sampling
+                "group" => 1,  // two rows from one sampling
+                "server" => 1, // four rows from one sampling
                 "shared" | "is_done" => t,
                 "fanout" => self.fanout.len(),
                 "chain" => self.chains.len(),
@@ -306,6 +324,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
         "churn" => rows.extend(churn_rows(id, cfg, p)),
         "merge" => rows.extend(compose::merge_rows(id, cfg, p)),
         "group" => rows.extend(compose::group_rows(id, cfg, p)),
+        "server" => rows.extend(server::server_rows(id, cfg, p)),
         "storm" => {
             let n = cfg.storm;
             let label = format!(
@@ -637,20 +656,24 @@ mod tests {
             "shared".into(),
             "merge".into(),
             "group".into(),
+            "server".into(),
         ];
         cfg.fanout = vec![10];
         cfg.group_tasks = 10;
+        cfg.server_subtasks = 10;
+        cfg.server_duration = Duration::from_millis(20);
+        cfg.server_samples = 2;
         let mut p = Progress::hidden(cfg.steps());
         let rows = run_all(&cfg, &mut p);
         assert_eq!(p.done(), cfg.steps());
-        assert_eq!(rows.len(), 13);
+        assert_eq!(rows.len(), 17);
         let cpu = rows.iter().find(|r| r.case == "cpu,threads=2").unwrap();
         assert!(cpu.cells.iter().all(|c| c.median().is_some()));
         assert!(rows.iter().all(|r| r.cells.len() == IMPLS.len()));
         let timeout = rows.iter().find(|r| r.scenario == "timeout").unwrap();
         assert_eq!(timeout.cells[2], Cell::Na("n/a (no deadlines)".into()));
         assert!(timeout.cells[0].median().is_some() && timeout.cells[1].median().is_some());
-        for id in ["merge", "group"] {
+        for id in ["merge", "group", "server"] {
             let row = rows.iter().find(|r| r.scenario == id).unwrap();
             assert!(row.cells.iter().all(|c| c.median().is_some()), "{id}");
         }

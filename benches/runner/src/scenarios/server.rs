@@ -1,0 +1,130 @@
+//! The server rows (`server.rs`): the fan-out server under closed-loop load
+//! for each tree; requests/s and latency percentiles.
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::measure::Stats;
+use crate::ops::live_parent;
+use crate::progress::Progress;
+use crate::report::{Cell, Row, Unit, IMPLS};
+use crate::server::{self, Load};
+use crate::tree::{CtxTree, MutexTree, TokioTree, Tree};
+
+use super::{pow10, Config};
+
+/// One tree's server, running on its own runtime until dropped.
+struct Running {
+    rt: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    /// The server's root context and its handle, kept live.
+    _root: Box<dyn Any>,
+}
+
+impl Running {
+    fn start<T: Tree>(cfg: &Config) -> Running {
+        // Server and load generator share 2 workers: the machine's cores
+        // are the budget, and every tree pays the same client.
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_io()
+            .build()
+            .expect("build a tokio multi-thread runtime");
+        let root = live_parent::<T>();
+        let (listener, addr) = rt.block_on(server::listen()).expect("bind 127.0.0.1:0");
+        rt.spawn(server::serve::<T>(
+            listener,
+            root.0.clone(),
+            cfg.server_subtasks,
+        ));
+        let running = Running {
+            rt,
+            addr,
+            _root: Box::new(root),
+        };
+        let _ = running.load(cfg, cfg.server_duration / 2); // warm-up
+        running
+    }
+
+    fn load(&self, cfg: &Config, duration: Duration) -> Load {
+        let run = self
+            .rt
+            .block_on(server::load(
+                self.addr,
+                cfg.server_connections,
+                duration,
+                cfg.server_subtasks,
+            ))
+            .expect("the load generator failed");
+        assert_eq!(run.wrong, 0, "a response did not report every subtask");
+        assert!(!run.latencies.is_empty(), "no request completed");
+        run
+    }
+}
+
+/// Requests/s, then p50, p99, p99.9 in µs.
+const METRICS: usize = 4;
+
+fn measure(run: &Load) -> [f64; METRICS] {
+    [
+        run.requests_per_second(),
+        run.percentile_us(50.0),
+        run.percentile_us(99.0),
+        run.percentile_us(99.9),
+    ]
+}
+
+pub(super) fn server_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
+    let n = cfg.server_subtasks;
+    let label = format!(
+        "fan-out server, {} subtasks per request, {} connections",
+        pow10(n),
+        cfg.server_connections
+    );
+    p.step(&label);
+    let servers = [
+        Running::start::<CtxTree>(cfg),
+        Running::start::<MutexTree>(cfg),
+        Running::start::<TokioTree>(cfg),
+    ];
+    // values[metric][implementation]: the samples, interleaved.
+    let mut values = vec![vec![Vec::new(); IMPLS.len()]; METRICS];
+    for s in 0..cfg.server_samples {
+        for j in 0..servers.len() {
+            let i = (s + j) % servers.len();
+            let m = measure(&servers[i].load(cfg, cfg.server_duration));
+            for (k, v) in m.into_iter().enumerate() {
+                values[k][i].push(v);
+            }
+        }
+    }
+    drop(servers);
+    let cases = [
+        ("rps", "requests/s", Unit::Rps),
+        ("p50", "p50 latency", Unit::Us),
+        ("p99", "p99 latency", Unit::Us),
+        ("p999", "p99.9 latency", Unit::Us),
+    ];
+    let mut rows = Vec::new();
+    for ((case, what, unit), samples) in cases.into_iter().zip(values) {
+        let cells = samples
+            .into_iter()
+            .map(|v| Cell::Value(Stats::from_samples(v)))
+            .collect();
+        rows.push(Row::new(id, case, &format!("{label}: {what}"), unit, cells));
+    }
+    rows[0].note = Some(format!(
+        "hyper HTTP/1 on 127.0.0.1, server and a closed-loop load generator ({} keep-alive \
+         connections, one request in flight on each) on one 2-worker tokio runtime per tree; \
+         each request derives a request context and one child per subtask, spawns the subtasks \
+         as tokio tasks (each checks its context, does a trivial step) and joins them; {} ms \
+         per sample. Context operations are a small part of a request: tokio's spawn and join \
+         of each subtask, HTTP and the client cost more, so the ratios here are much closer to \
+         1 than in the micro rows. Percentiles are per sample (a few hundred requests at full \
+         size, so p99.9 is near the sample's max), then the median over samples",
+        cfg.server_connections,
+        cfg.server_duration.as_millis()
+    ));
+    rows
+}
