@@ -16,6 +16,8 @@
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty, Full};
@@ -53,19 +55,29 @@ pub async fn fan_out<T: Tree>(root: &T::Ctx, subtasks: usize) -> usize {
     worked
 }
 
-/// Serves `GET` (any path) on `listener` until the task is dropped: every
-/// request runs [`fan_out`] and the body is the number of subtasks that
-/// worked.
-pub async fn serve<T: Tree>(listener: TcpListener, root: T::Ctx, subtasks: usize) {
+/// Serves `listener` until the task is dropped. `GET /hang`: [`hang`]
+/// until the client goes away; `GET /deadline`: [`hang`] under a 50 ms
+/// deadline; any other path: [`fan_out`], answering the number of
+/// subtasks that worked.
+pub async fn serve<T: Tree>(
+    listener: TcpListener,
+    root: T::Ctx,
+    subtasks: usize,
+    probe: Arc<Probe>,
+) {
     let mut connections = JoinSet::new();
     while let Ok((stream, _)) = listener.accept().await {
-        let root = root.clone();
+        let (root, probe) = (root.clone(), Arc::clone(&probe));
         connections.spawn(async move {
-            let service = hyper::service::service_fn(move |_: Request<Incoming>| {
-                let root = root.clone();
+            let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                let (root, probe) = (root.clone(), Arc::clone(&probe));
                 async move {
-                    let worked = fan_out::<T>(&root, subtasks).await;
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(worked.to_string()))))
+                    let body = match request.uri().path() {
+                        "/hang" => hang::<T>(&root, subtasks, &probe, None).await,
+                        "/deadline" => hang::<T>(&root, subtasks, &probe, Some(DEADLINE)).await,
+                        _ => fan_out::<T>(&root, subtasks).await.to_string(),
+                    };
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -75,6 +87,174 @@ pub async fn serve<T: Tree>(listener: TcpListener, root: T::Ctx, subtasks: usize
         // Reap the connections that ended.
         while connections.try_join_next().is_some() {}
     }
+}
+
+/// The deadline of `GET /deadline`.
+pub const DEADLINE: Duration = Duration::from_millis(50);
+
+/// What the subtasks of `/hang` and `/deadline` report, for the cancel
+/// latency rows (one such request at a time).
+#[derive(Debug)]
+pub struct Probe {
+    base: Instant,
+    started: AtomicUsize,
+    observed: AtomicUsize,
+    /// Since `base`: the latest observation of a cancel, and the deadline.
+    last_ns: AtomicU64,
+    deadline_ns: AtomicU64,
+}
+
+impl Default for Probe {
+    fn default() -> Probe {
+        Probe {
+            base: Instant::now(),
+            started: AtomicUsize::new(0),
+            observed: AtomicUsize::new(0),
+            last_ns: AtomicU64::new(0),
+            deadline_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Probe {
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn reset(&self) {
+        self.started.store(0, Ordering::SeqCst);
+        self.observed.store(0, Ordering::SeqCst);
+        self.last_ns.store(0, Ordering::SeqCst);
+    }
+
+    fn observe(&self) {
+        self.last_ns.fetch_max(self.now_ns(), Ordering::SeqCst);
+        self.observed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Polls `cond` every 100 µs, sleeping: the caller is not one of the
+    /// runtime's workers, and spinning would take a core from them.
+    fn wait_for(&self, what: &str, cond: impl Fn(&Probe) -> bool) -> Result<(), Error> {
+        let start = Instant::now();
+        while !cond(self) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("timed out waiting for {what}").into());
+            }
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        Ok(())
+    }
+}
+
+/// A request whose `subtasks` wait for their context to end and record
+/// when they saw it: the request context ends when the client goes away
+/// (hyper drops this future) or, with `deadline`, when it expires. The
+/// subtasks are detached tokio tasks, not a `JoinSet`, which would abort
+/// them when the handler is dropped, before they see the cancel.
+async fn hang<T: Tree>(
+    root: &T::Ctx,
+    subtasks: usize,
+    probe: &Arc<Probe>,
+    deadline: Option<Duration>,
+) -> String {
+    let (request, _ends_with_the_request) = match deadline {
+        None => T::derive(root),
+        Some(d) => {
+            let due = probe.now_ns() + d.as_nanos() as u64;
+            probe.deadline_ns.store(due, Ordering::SeqCst);
+            match T::with_timeout(root, d) {
+                Some(timed) => timed,
+                None => return NO_DEADLINES.into(),
+            }
+        }
+    };
+    let mut tasks = Vec::with_capacity(subtasks);
+    for _ in 0..subtasks {
+        let (ctx, handle) = T::derive(&request);
+        let probe = Arc::clone(probe);
+        tasks.push(tokio::spawn(async move {
+            let _ends_with_the_subtask = handle;
+            probe.started.fetch_add(1, Ordering::SeqCst);
+            let _ = T::done(&ctx).await;
+            probe.observe();
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a subtask panicked");
+    }
+    "ended".into()
+}
+
+const NO_DEADLINES: &str = "no deadlines";
+
+/// From the client going away (its connection dropped once every subtask
+/// of its `/hang` request waits) to the last subtask seeing the cancel.
+/// Call it outside the runtime's workers (`block_on`): it sleeps.
+pub async fn disconnect_latency(
+    addr: SocketAddr,
+    probe: &Probe,
+    subtasks: usize,
+) -> Result<Duration, Error> {
+    probe.reset();
+    let (mut sender, driver) = connect(addr).await?;
+    let request = get(addr, "/hang")?;
+    let exchange = tokio::spawn(async move {
+        let _ = sender.send_request(request).await;
+    });
+    probe.wait_for("the subtasks to start", |p| {
+        p.started.load(Ordering::SeqCst) == subtasks
+    })?;
+    let gone = probe.now_ns();
+    exchange.abort();
+    driver.abort(); // the socket closes when the aborted task is dropped
+    probe.wait_for("the subtasks to see the cancel", |p| {
+        p.observed.load(Ordering::SeqCst) == subtasks
+    })?;
+    let last = probe.last_ns.load(Ordering::SeqCst);
+    Ok(Duration::from_nanos(last.saturating_sub(gone)))
+}
+
+/// From the 50 ms deadline of a `/deadline` request to the last of its
+/// subtasks seeing it; `None` for a tree without deadlines.
+pub async fn deadline_lateness(
+    addr: SocketAddr,
+    probe: &Probe,
+    subtasks: usize,
+) -> Result<Option<Duration>, Error> {
+    probe.reset();
+    let (mut sender, driver) = connect(addr).await?;
+    let response = sender.send_request(get(addr, "/deadline")?).await?;
+    let body = response.into_body().collect().await?.to_bytes();
+    drop(sender);
+    driver.await??;
+    if body == NO_DEADLINES {
+        return Ok(None);
+    }
+    // The handler answers after every subtask ended.
+    let observed = probe.observed.load(Ordering::SeqCst);
+    if observed != subtasks {
+        return Err(format!("{observed} of {subtasks} subtasks saw the deadline").into());
+    }
+    let last = probe.last_ns.load(Ordering::SeqCst);
+    let due = probe.deadline_ns.load(Ordering::SeqCst);
+    Ok(Some(Duration::from_nanos(last.saturating_sub(due))))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Driver = tokio::task::JoinHandle<hyper::Result<()>>;
+
+/// A fresh keep-alive connection: its sender and the task driving it.
+async fn connect(addr: SocketAddr) -> Result<(Sender, Driver), Error> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    Ok((sender, tokio::spawn(conn)))
+}
+
+fn get(addr: SocketAddr, path: &str) -> Result<Request<Empty<Bytes>>, Error> {
+    Ok(Request::get(path)
+        .header("host", addr.to_string())
+        .body(Empty::<Bytes>::new())?)
 }
 
 /// A bound listener and its address.
@@ -147,15 +327,10 @@ async fn client(
     until: Instant,
     expected: Bytes,
 ) -> Result<(Vec<Duration>, usize), Error> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(conn);
+    let (mut sender, driver) = connect(addr).await?;
     let (mut latencies, mut wrong) = (Vec::new(), 0);
     while Instant::now() < until {
-        let request = Request::get("/fanout")
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())?;
+        let request = get(addr, "/fanout")?;
         let sent = Instant::now();
         let response = sender.send_request(request).await?;
         let body = response.into_body().collect().await?.to_bytes();
@@ -185,12 +360,23 @@ mod tests {
         rt.block_on(async {
             let (root, _root_handle) = live_parent::<T>();
             let (listener, addr) = listen().await.unwrap();
-            let server = tokio::spawn(serve::<T>(listener, root.clone(), 100));
+            let probe = Arc::new(Probe::default());
+            let server = tokio::spawn(serve::<T>(listener, root.clone(), 100, probe.clone()));
             let run = load(addr, 4, Duration::from_millis(50), 100).await.unwrap();
             assert!(run.latencies.len() >= 4, "{}", T::NAME);
             assert_eq!(run.wrong, 0, "{}", T::NAME);
             assert!(run.requests_per_second() > 0.0);
             assert!(run.percentile_us(50.0) <= run.percentile_us(99.9));
+            // A client that goes away cancels every subtask of its request
+            // (disconnect_latency fails unless all 100 observe it).
+            let gone = disconnect_latency(addr, &probe, 100).await.unwrap();
+            assert!(gone < Duration::from_secs(1), "{}: {gone:?}", T::NAME);
+            let late = deadline_lateness(addr, &probe, 100).await.unwrap();
+            if T::with_timeout(&root, Duration::from_secs(1)).is_some() {
+                assert!(late.unwrap() < Duration::from_secs(1), "{}", T::NAME);
+            } else {
+                assert!(late.is_none());
+            }
             assert!(!T::is_done(&root));
             server.abort();
         });

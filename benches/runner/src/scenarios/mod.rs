@@ -70,7 +70,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     (
         "server",
         "fan-out HTTP server on 127.0.0.1, 10^3 subtasks per request, closed-loop load: \
-         requests/s, p50/p99/p99.9 latency",
+         requests/s, p50/p99/p99.9 latency; cancel latency from a disconnect and a deadline",
     ),
     (
         "churn",
@@ -177,7 +177,7 @@ impl Config {
                 "derive" => 2,
                 "timeout" | "wake_async" | "rss" | "merge" => 1,
                 "group" => 1,  // two rows from one sampling
-                "server" => 1, // four rows from one sampling
+                "server" => 1, // six rows from one sampling
                 "shared" | "is_done" => t,
                 "fanout" => self.fanout.len(),
                 "chain" => self.chains.len(),
@@ -666,7 +666,7 @@ mod tests {
         let mut p = Progress::hidden(cfg.steps());
         let rows = run_all(&cfg, &mut p);
         assert_eq!(p.done(), cfg.steps());
-        assert_eq!(rows.len(), 17);
+        assert_eq!(rows.len(), 19);
         let cpu = rows.iter().find(|r| r.case == "cpu,threads=2").unwrap();
         assert!(cpu.cells.iter().all(|c| c.median().is_some()));
         assert!(rows.iter().all(|r| r.cells.len() == IMPLS.len()));

@@ -3,13 +3,14 @@
 
 use std::any::Any;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::measure::Stats;
 use crate::ops::live_parent;
 use crate::progress::Progress;
 use crate::report::{Cell, Row, Unit, IMPLS};
-use crate::server::{self, Load};
+use crate::server::{self, Load, Probe};
 use crate::tree::{CtxTree, MutexTree, TokioTree, Tree};
 
 use super::{pow10, Config};
@@ -18,6 +19,7 @@ use super::{pow10, Config};
 struct Running {
     rt: tokio::runtime::Runtime,
     addr: SocketAddr,
+    probe: Arc<Probe>,
     /// The server's root context and its handle, kept live.
     _root: Box<dyn Any>,
 }
@@ -33,14 +35,17 @@ impl Running {
             .expect("build a tokio multi-thread runtime");
         let root = live_parent::<T>();
         let (listener, addr) = rt.block_on(server::listen()).expect("bind 127.0.0.1:0");
+        let probe = Arc::new(Probe::default());
         rt.spawn(server::serve::<T>(
             listener,
             root.0.clone(),
             cfg.server_subtasks,
+            Arc::clone(&probe),
         ));
         let running = Running {
             rt,
             addr,
+            probe,
             _root: Box::new(root),
         };
         let _ = running.load(cfg, cfg.server_duration / 2); // warm-up
@@ -61,17 +66,36 @@ impl Running {
         assert!(!run.latencies.is_empty(), "no request completed");
         run
     }
+
+    /// µs from a client disconnect, and from the 50 ms deadline (`None`
+    /// without deadlines), to the last subtask seeing the cancel.
+    fn cancel_latencies(&self, cfg: &Config) -> (f64, Option<f64>) {
+        let n = cfg.server_subtasks;
+        let gone = self
+            .rt
+            .block_on(server::disconnect_latency(self.addr, &self.probe, n))
+            .expect("the disconnect run failed");
+        let late = self
+            .rt
+            .block_on(server::deadline_lateness(self.addr, &self.probe, n))
+            .expect("the deadline run failed");
+        let us = |d: Duration| d.as_nanos() as f64 / 1e3;
+        (us(gone), late.map(us))
+    }
 }
 
-/// Requests/s, then p50, p99, p99.9 in µs.
-const METRICS: usize = 4;
+/// Requests/s; p50, p99, p99.9 in µs; the cancel latencies in µs (the
+/// deadline's is NaN without deadlines).
+const METRICS: usize = 6;
 
-fn measure(run: &Load) -> [f64; METRICS] {
+fn measure(run: &Load, (gone, late): (f64, Option<f64>)) -> [f64; METRICS] {
     [
         run.requests_per_second(),
         run.percentile_us(50.0),
         run.percentile_us(99.0),
         run.percentile_us(99.9),
+        gone,
+        late.unwrap_or(f64::NAN),
     ]
 }
 
@@ -93,7 +117,8 @@ pub(super) fn server_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> 
     for s in 0..cfg.server_samples {
         for j in 0..servers.len() {
             let i = (s + j) % servers.len();
-            let m = measure(&servers[i].load(cfg, cfg.server_duration));
+            let load = servers[i].load(cfg, cfg.server_duration);
+            let m = measure(&load, servers[i].cancel_latencies(cfg));
             for (k, v) in m.into_iter().enumerate() {
                 values[k][i].push(v);
             }
@@ -105,12 +130,24 @@ pub(super) fn server_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> 
         ("p50", "p50 latency", Unit::Us),
         ("p99", "p99 latency", Unit::Us),
         ("p999", "p99.9 latency", Unit::Us),
+        (
+            "disconnect",
+            "cancel latency from a client disconnect",
+            Unit::Us,
+        ),
+        ("deadline", "cancel latency from a 50 ms deadline", Unit::Us),
     ];
     let mut rows = Vec::new();
     for ((case, what, unit), samples) in cases.into_iter().zip(values) {
         let cells = samples
             .into_iter()
-            .map(|v| Cell::Value(Stats::from_samples(v)))
+            .map(|v| {
+                if v.iter().any(|x| x.is_nan()) {
+                    Cell::Na("n/a (no deadlines)".into())
+                } else {
+                    Cell::Value(Stats::from_samples(v))
+                }
+            })
             .collect();
         rows.push(Row::new(id, case, &format!("{label}: {what}"), unit, cells));
     }
@@ -126,5 +163,13 @@ pub(super) fn server_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> 
         cfg.server_connections,
         cfg.server_duration.as_millis()
     ));
+    let note = format!(
+        "one request of {} subtasks that wait for their context, per sample: from the moment \
+         the client drops its connection (all subtasks waiting) to the last subtask seeing the \
+         cancel (hyper notices the closed socket and drops the handler, whose request context \
+         ends); and from the request context's 50 ms deadline to the last subtask seeing it",
+        pow10(n)
+    );
+    rows[4].note = Some(note);
     rows
 }
