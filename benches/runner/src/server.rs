@@ -34,24 +34,40 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// One request's work: a request context under `root`, `subtasks` tasks
 /// each under a child of it; returns how many found their context live
 /// and did their work. The request context ends when this returns.
-pub async fn fan_out<T: Tree>(root: &T::Ctx, subtasks: usize) -> usize {
-    let (request, _ends_with_the_request) = T::derive(root);
+///
+/// The context operations run in stretches with no `.await` inside (the
+/// request's derives; each subtask's check and end; the request's end),
+/// each timed with two clock reads into `probe` (see [`Probe::spent`]).
+pub async fn fan_out<T: Tree>(root: &T::Ctx, subtasks: usize, probe: &Arc<Probe>) -> usize {
+    let mut children = Vec::with_capacity(subtasks);
+    let start = Instant::now();
+    let (request, request_handle) = T::derive(root);
+    children.extend((0..subtasks).map(|_| T::derive(&request)));
+    probe.spend(start, 1);
     let mut tasks = JoinSet::new();
-    for i in 0..subtasks {
-        let (ctx, handle) = T::derive(&request);
+    for (i, (ctx, handle)) in children.into_iter().enumerate() {
+        let probe = Arc::clone(probe);
         tasks.spawn(async move {
-            let _ends_with_the_subtask = handle;
-            if T::is_done(&ctx) {
-                return 0;
+            let start = Instant::now();
+            let live = !T::is_done(&ctx);
+            if live {
+                black_box(i); // the subtask's work
             }
-            black_box(i);
-            1
+            drop(handle);
+            drop(ctx);
+            probe.spend(start, 1);
+            usize::from(live)
         });
     }
     let mut worked = 0;
     while let Some(joined) = tasks.join_next().await {
         worked += joined.expect("a subtask panicked");
     }
+    let start = Instant::now();
+    drop(request_handle);
+    drop(request);
+    probe.spend(start, 1);
+    probe.requests.fetch_add(1, Ordering::Relaxed);
     worked
 }
 
@@ -75,7 +91,7 @@ pub async fn serve<T: Tree>(
                     let body = match request.uri().path() {
                         "/hang" => hang::<T>(&root, subtasks, &probe, None).await,
                         "/deadline" => hang::<T>(&root, subtasks, &probe, Some(DEADLINE)).await,
-                        _ => fan_out::<T>(&root, subtasks).await.to_string(),
+                        _ => fan_out::<T>(&root, subtasks, &probe).await.to_string(),
                     };
                     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body))))
                 }
@@ -102,6 +118,11 @@ pub struct Probe {
     /// Since `base`: the latest observation of a cancel, and the deadline.
     last_ns: AtomicU64,
     deadline_ns: AtomicU64,
+    /// Time in context operations, the timed stretches, and the requests
+    /// of `fan_out` since the last `take_spent`.
+    spent_ns: AtomicU64,
+    stretches: AtomicU64,
+    requests: AtomicU64,
 }
 
 impl Default for Probe {
@@ -112,6 +133,9 @@ impl Default for Probe {
             observed: AtomicUsize::new(0),
             last_ns: AtomicU64::new(0),
             deadline_ns: AtomicU64::new(0),
+            spent_ns: AtomicU64::new(0),
+            stretches: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +149,22 @@ impl Probe {
         self.started.store(0, Ordering::SeqCst);
         self.observed.store(0, Ordering::SeqCst);
         self.last_ns.store(0, Ordering::SeqCst);
+    }
+
+    fn spend(&self, since: Instant, stretches: u64) {
+        let ns = since.elapsed().as_nanos() as u64;
+        self.spent_ns.fetch_add(ns, Ordering::Relaxed);
+        self.stretches.fetch_add(stretches, Ordering::Relaxed);
+    }
+
+    /// Microseconds per request of `fan_out` spent in context operations
+    /// since the last call, less `clock_ns` (the cost of one timing) per
+    /// timed stretch; then starts over. NaN without requests.
+    pub fn take_spent(&self, clock_ns: f64) -> f64 {
+        let ns = self.spent_ns.swap(0, Ordering::SeqCst) as f64;
+        let stretches = self.stretches.swap(0, Ordering::SeqCst) as f64;
+        let requests = self.requests.swap(0, Ordering::SeqCst) as f64;
+        ((ns - stretches * clock_ns).max(0.0) / requests) / 1e3
     }
 
     fn observe(&self) {
@@ -403,8 +443,12 @@ mod tests {
             .build()
             .unwrap();
         let (root, handle) = live_parent::<CtxTree>();
-        assert_eq!(rt.block_on(fan_out::<CtxTree>(&root, 10)), 10);
+        let probe = Arc::new(Probe::default());
+        assert_eq!(rt.block_on(fan_out::<CtxTree>(&root, 10, &probe)), 10);
+        let spent = probe.take_spent(0.0);
+        assert!(spent > 0.0 && spent < 1e5, "{spent}");
+        assert!(probe.take_spent(0.0).is_nan(), "taken");
         handle.cancel();
-        assert_eq!(rt.block_on(fan_out::<CtxTree>(&root, 10)), 0);
+        assert_eq!(rt.block_on(fan_out::<CtxTree>(&root, 10, &probe)), 0);
     }
 }

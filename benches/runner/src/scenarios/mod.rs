@@ -177,7 +177,7 @@ impl Config {
                 "derive" => 2,
                 "timeout" | "wake_async" | "rss" | "merge" => 1,
                 "group" => 1,  // two rows from one sampling
-                "server" => 1, // six rows from one sampling
+                "server" => 1, // seven rows from one sampling
                 "shared" | "is_done" => t,
                 "fanout" => self.fanout.len(),
                 "chain" => self.chains.len(),
@@ -666,7 +666,7 @@ mod tests {
         let mut p = Progress::hidden(cfg.steps());
         let rows = run_all(&cfg, &mut p);
         assert_eq!(p.done(), cfg.steps());
-        assert_eq!(rows.len(), 19);
+        assert_eq!(rows.len(), 20);
         let cpu = rows.iter().find(|r| r.case == "cpu,threads=2").unwrap();
         assert!(cpu.cells.iter().all(|c| c.median().is_some()));
         assert!(rows.iter().all(|r| r.cells.len() == IMPLS.len()));
