@@ -49,6 +49,15 @@ fn main() {
     println!("cargo:rerun-if-env-changed=RUSTC");
     println!("cargo:rerun-if-env-changed=CTXTREE_BENCH_REVISION");
     println!("cargo:rerun-if-changed={root}/src");
-    println!("cargo:rerun-if-changed={root}/.git/HEAD");
-    println!("cargo:rerun-if-changed={root}/.git/index");
+    // Ask git where its files are: in a worktree `.git` is a file naming
+    // the real folder, and a watched path that does not exist makes cargo
+    // rerun this script and rebuild the runner on every `cargo run`.
+    if let Some(git_dir) = output("git", &["-C", root, "rev-parse", "--absolute-git-dir"]) {
+        for file in ["HEAD", "index"] {
+            let path = std::path::Path::new(&git_dir).join(file);
+            if path.exists() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+    }
 }

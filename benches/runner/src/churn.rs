@@ -192,23 +192,31 @@ pub fn memory_note(fresh: &[Option<Stats>], churned: &[Option<Stats>], floor: f6
     )
 }
 
-/// Deadlines in a storm: all due at one instant.
+/// Deadlines in the full run's storm: all due at one instant.
 pub const STORM: usize = 1_000_000;
 
-/// Milliseconds late: a 1 ms timeout armed at the instant `STORM`
-/// deadlines fall due, from its deadline to its cancel being seen. `None`
-/// where the implementation has no deadlines.
-pub fn storm_lateness<T: Tree>() -> Option<Sampler> {
+/// Milliseconds late: a 1 ms timeout armed at the instant `n` deadlines
+/// fall due, from its deadline to its cancel being seen. `None` where the
+/// implementation has no deadlines.
+pub fn storm_lateness<T: Tree>(n: usize) -> Option<Sampler> {
     let (parent, handle) = live_parent::<T>();
     T::with_timeout(&parent, std::time::Duration::from_secs(3600))?;
     // How long the arms of the last sample took: the next storm falls due
-    // well after its arms are in.
-    let mut arming = std::time::Duration::from_secs(2);
+    // well after its arms are in. The first guess is ten times a tenth of
+    // the storm, armed far out and canceled (a fixed guess of seconds was
+    // most of a 10^5 storm's time).
+    let start = Instant::now();
+    drop(black_box(
+        (0..n / 10)
+            .filter_map(|_| T::with_timeout(&parent, std::time::Duration::from_secs(3600)))
+            .collect::<Vec<_>>(),
+    ));
+    let mut arming = (start.elapsed() * 10).max(std::time::Duration::from_millis(50));
     Some(Box::new(move || {
         let _keep = &handle;
         let start = Instant::now();
         let due = start + 2 * arming + std::time::Duration::from_millis(200);
-        let storm: Vec<_> = (0..STORM)
+        let storm: Vec<_> = (0..n)
             .filter_map(|_| T::with_timeout(&parent, due.saturating_duration_since(Instant::now())))
             .collect();
         arming = start.elapsed();

@@ -13,7 +13,7 @@ mod progress;
 mod report;
 mod scenarios;
 
-use ctxtree_bench::{ops, tree};
+use ctxtree_bench::{compose, ops, server, tree};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -380,6 +380,88 @@ impl Drop for DoneFuture {
 }
 
 // ---------------------------------------------------------------------------
+// Go's `AfterFunc`, and the merge recipe built on it.
+
+/// A function registered with [`Ctx::after_func`], as a `Waker`.
+struct AfterFunc(Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::task::Wake for AfterFunc {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let f = self.0.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(f) = f {
+            f();
+        }
+    }
+}
+
+/// Unregisters an [`Ctx::after_func`] function when dropped (Go's `stop()`).
+pub struct Stop(#[allow(dead_code)] DoneFuture);
+
+/// The handle of a [`Ctx::merge`]d context: the recipe's cancel function.
+/// Fields drop in order: the registration on the other context first, then
+/// the handle, which cancels the merged context.
+pub struct MergeHandle {
+    _stop: Stop,
+    handle: Handle,
+}
+
+impl MergeHandle {
+    pub fn cancel(&self) {
+        self.handle.cancel();
+    }
+}
+
+impl Ctx {
+    /// Go's `context.AfterFunc`: `f` runs once when this context is canceled
+    /// (at once if it already is). It runs on the canceling thread, where
+    /// Go starts a goroutine. It is a `Waker` in the node's waker slab, so
+    /// the node needs no field for it; dropping the [`Stop`] frees the slot.
+    #[inline(never)]
+    pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> Stop {
+        let waker = Waker::from(Arc::new(AfterFunc(Mutex::new(Some(Box::new(f))))));
+        let mut done = self.done();
+        if Pin::new(&mut done)
+            .poll(&mut TaskContext::from_waker(&waker))
+            .is_ready()
+        {
+            waker.wake();
+        }
+        Stop(done)
+    }
+
+    /// Go's documented recipe for a merged context (golang/go#36503 never
+    /// landed): a child of `self` plus an [`after_func`](Ctx::after_func) on
+    /// `other` that cancels it with `other`'s err and cause. The deadline is
+    /// `self`'s, as in the recipe.
+    #[inline(never)]
+    pub fn merge(&self, other: &Ctx) -> (Ctx, MergeHandle) {
+        let (ctx, handle) = self.with_cancel();
+        let (merged, watched) = (Arc::clone(&handle.0), other.0.clone());
+        let stop = other.after_func(move || {
+            let (err, cause) = match &watched {
+                Some(node) => {
+                    let g = node.lock();
+                    (g.err.unwrap_or(Err::Canceled), g.cause.clone())
+                }
+                None => (Err::Canceled, None),
+            };
+            cancel(&merged, err, cause.as_ref(), false);
+        });
+        (
+            ctx,
+            MergeHandle {
+                _stop: stop,
+                handle,
+            },
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Timers: one thread, a min-heap behind a mutex.
 
 struct Entry {

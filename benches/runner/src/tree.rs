@@ -2,7 +2,10 @@
 //! same code for each of them (monomorphized: no dynamic dispatch in loops).
 
 use std::future::Future;
+use std::pin::pin;
 use std::time::Duration;
+
+use futures::future::Either;
 
 use crate::mutex_tree;
 
@@ -32,6 +35,14 @@ pub trait Tree: 'static {
     fn done(ctx: &Self::Ctx) -> Self::Done;
     /// `with_timeout`, where the implementation has deadlines.
     fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)>;
+
+    /// What [`Tree::merge`] returns beside the context: cancels it when
+    /// dropped, and leaves nothing registered on the other context.
+    type Merged: Send + Sync + 'static;
+    /// A child of `primary` that is also canceled when `other` is: ctxtree's
+    /// `merge`, or what a user of a peer without one writes (see each
+    /// implementation). tokio-util's spawns a task: call it in a runtime.
+    fn merge(primary: &Self::Ctx, other: &Self::Ctx) -> (Self::Ctx, Self::Merged);
 
     /// A context carrying values.
     type Values: Send + Sync + 'static;
@@ -76,6 +87,11 @@ impl Tree for CtxTree {
         Some(parent.with_timeout(timeout))
     }
 
+    type Merged = ctxtree::CancelHandle;
+    fn merge(primary: &Self::Ctx, other: &Self::Ctx) -> (Self::Ctx, Self::Merged) {
+        primary.merge(other)
+    }
+
     type Values = ctxtree::Context;
     fn value_chain(depth: usize) -> Option<Self::Values> {
         Some(values::chain(depth))
@@ -118,6 +134,12 @@ impl Tree for MutexTree {
     }
     fn with_timeout(parent: &Self::Ctx, timeout: Duration) -> Option<(Self::Ctx, Self::Handle)> {
         Some(parent.with_timeout(timeout))
+    }
+
+    /// Go's `AfterFunc` recipe (`mutex_tree::Ctx::merge`).
+    type Merged = mutex_tree::MergeHandle;
+    fn merge(primary: &Self::Ctx, other: &Self::Ctx) -> (Self::Ctx, Self::Merged) {
+        primary.merge(other)
     }
 
     type Values = mutex_tree::ValueCtx;
@@ -181,6 +203,23 @@ impl Tree for TokioTree {
     }
     fn with_timeout(_: &Self::Ctx, _: Duration) -> Option<(Self::Ctx, Self::Handle)> {
         None
+    }
+
+    /// tokio-util has no merge, and a token cannot run code when another is
+    /// canceled: users write a child token of `primary` and a task that
+    /// cancels it when `other` is (a `select!` on both; the task also ends
+    /// when the merged token does, so a dropped merge leaves nothing).
+    type Merged = TokioHandle;
+    fn merge(primary: &Self::Ctx, other: &Self::Ctx) -> (Self::Ctx, Self::Merged) {
+        let merged = primary.child_token();
+        let (other, link) = (other.clone(), merged.clone());
+        tokio::spawn(async move {
+            let (by_other, by_itself) = (pin!(other.cancelled()), pin!(link.cancelled()));
+            if let Either::Left(_) = futures::future::select(by_other, by_itself).await {
+                link.cancel();
+            }
+        });
+        (merged.clone(), TokioHandle(merged))
     }
 
     /// tokio-util has no values.

@@ -35,7 +35,7 @@ pub struct RowData {
     pub scenario: String,
     pub case: String,
     pub label: String,
-    /// ASCII unit id: ns, us, ms, Mops/s, MiB, B, allocs.
+    /// ASCII unit id: ns, us, ms, Mops/s, req/s, MiB, B, allocs.
     pub unit: String,
     pub higher_is_better: bool,
     pub note: Option<String>,

@@ -27,6 +27,8 @@ pub enum Unit {
     Us,
     Ms,
     Mops,
+    /// Requests per second (the server rows).
+    Rps,
     MiB,
     Bytes,
     Allocs,
@@ -39,6 +41,7 @@ impl Unit {
             Unit::Us => "µs",
             Unit::Ms => "ms",
             Unit::Mops => "M ops/s",
+            Unit::Rps => "req/s",
             Unit::MiB => "MiB",
             Unit::Bytes => "B",
             Unit::Allocs => "allocs",
@@ -55,7 +58,7 @@ impl Unit {
     }
 
     pub fn higher_is_better(self) -> bool {
-        self == Unit::Mops
+        matches!(self, Unit::Mops | Unit::Rps)
     }
 
     fn is_memory(self) -> bool {

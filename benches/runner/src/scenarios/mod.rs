@@ -4,7 +4,9 @@
 //! by the other implementations.
 
 mod child;
+mod compose;
 mod samplers;
+mod server;
 
 use std::time::Duration;
 
@@ -34,7 +36,8 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "deep",
-        "10^6-deep chain: build + cancel + drop (ms) and peak RSS (child process)",
+        "10^6-deep chain (10^5 with --quick): build + cancel + drop (ms) and peak RSS (child \
+         process)",
     ),
     (
         "is_done",
@@ -57,13 +60,27 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         "value lookup of a missing key through 10 / 100 value layers (Go's DeepValue)",
     ),
     (
+        "merge",
+        "merge two live contexts, cancel the second, drop (ns/op; the peers as users hand-write it)",
+    ),
+    (
+        "group",
+        "group of 10^3 tokio tasks: spawn, first error cancels the rest, wait (us)",
+    ),
+    (
+        "server",
+        "fan-out HTTP server on 127.0.0.1, 10^3 subtasks per request, closed-loop load: \
+         requests/s, p50/p99/p99.9 latency; cancel latency from a disconnect and a deadline",
+    ),
+    (
         "churn",
         "cancel a 10^3 x 10^3 tree fresh and after 10^6 derive/drop churn (ns per leaf, with the \
          pointer-chase floor); single derives after 10^5 random drops (p99.9, max)",
     ),
     (
         "storm",
-        "lateness of a 1 ms timeout armed as 10^6 deadlines fall due at once (ms)",
+        "lateness of a 1 ms timeout armed as 10^6 deadlines (10^5 with --quick) fall due at once \
+         (ms)",
     ),
     (
         "memory",
@@ -86,12 +103,20 @@ pub struct Config {
     /// Samples of the 10^6-deep chain (each takes 0.1-0.5 s).
     pub deep_samples: usize,
     pub deep_depth: usize,
+    /// Deadlines falling due at once in the storm row.
+    pub storm: usize,
     pub rss_cycles: usize,
     pub async_tasks: usize,
     pub fanout: Vec<usize>,
     pub chains: Vec<usize>,
     pub wake_threads: Vec<usize>,
     pub value_depths: Vec<usize>,
+    pub group_tasks: usize,
+    pub server_subtasks: usize,
+    pub server_connections: usize,
+    /// Load time of one server sample.
+    pub server_duration: Duration,
+    pub server_samples: usize,
 }
 
 impl Config {
@@ -106,12 +131,18 @@ impl Config {
             only: Vec::new(),
             deep_samples: 7,
             deep_depth: 1_000_000,
+            storm: crate::churn::STORM,
             rss_cycles: 1_000_000,
             async_tasks: 10_000,
             fanout: vec![1_000, 100_000],
             chains: vec![1, 10, 100, 1_000],
             wake_threads: vec![1, 8, 64],
             value_depths: vec![10, 100],
+            group_tasks: 1_000,
+            server_subtasks: 1_000,
+            server_connections: 8,
+            server_duration: Duration::from_millis(500),
+            server_samples: 5,
         }
     }
 
@@ -123,6 +154,13 @@ impl Config {
             },
             burst: Duration::from_millis(20),
             deep_samples: 3,
+            // A tenth of the full sizes: these two rows were most of the
+            // quick run (a 10^6 storm alone took about 15 s on 2 cores).
+            // Their cases and labels say so (`sized_case`).
+            deep_depth: 100_000,
+            storm: crate::churn::STORM / 10,
+            server_duration: Duration::from_millis(100),
+            server_samples: 3,
             ..Config::full(threads)
         }
     }
@@ -137,7 +175,9 @@ impl Config {
         let rows = |id: &str| -> usize {
             match id {
                 "derive" => 2,
-                "timeout" | "wake_async" | "rss" => 1,
+                "timeout" | "wake_async" | "rss" | "merge" => 1,
+                "group" => 1,  // two rows from one sampling
+                "server" => 1, // seven rows from one sampling
                 "shared" | "is_done" => t,
                 "fanout" => self.fanout.len(),
                 "chain" => self.chains.len(),
@@ -282,25 +322,30 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             }
         }
         "churn" => rows.extend(churn_rows(id, cfg, p)),
+        "merge" => rows.extend(compose::merge_rows(id, cfg, p)),
+        "group" => rows.extend(compose::group_rows(id, cfg, p)),
+        "server" => rows.extend(server::server_rows(id, cfg, p)),
         "storm" => {
+            let n = cfg.storm;
             let label = format!(
                 "a 1 ms timeout armed as {} deadlines fall due: lateness",
-                pow10(crate::churn::STORM)
+                pow10(n)
             );
             p.step(&label);
             let stats = interleave(
                 cfg.deep_samples.min(3),
                 vec![
-                    crate::churn::storm_lateness::<CtxTree>(),
-                    crate::churn::storm_lateness::<MutexTree>(),
-                    crate::churn::storm_lateness::<TokioTree>(),
+                    crate::churn::storm_lateness::<CtxTree>(n),
+                    crate::churn::storm_lateness::<MutexTree>(n),
+                    crate::churn::storm_lateness::<TokioTree>(n),
                 ],
             );
             let cells = stats
                 .into_iter()
                 .map(|s| s.map_or_else(|| Cell::Na("n/a (no deadlines)".into()), Cell::Value))
                 .collect();
-            let mut r = Row::new(id, "lateness", &label, Unit::Ms, cells);
+            let case = sized_case("lateness", "deadlines", n, crate::churn::STORM);
+            let mut r = Row::new(id, &case, &label, Unit::Ms, cells);
             r.note = Some(
                 "from the timeout's deadline until a thread blocked on it wakes; idle, the same \
                  timeout is about 0.1 ms late"
@@ -320,9 +365,10 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             let label = format!("{}-deep chain", pow10(cfg.deep_depth));
             p.step(&label);
             let (times, peaks) = deep_chains(cfg);
+            let (d, full) = (cfg.deep_depth, 1_000_000);
             let mut r = Row::new(
                 id,
-                "time",
+                &sized_case("time", "depth", d, full),
                 &format!("{label}: build + cancel + drop"),
                 Unit::Ms,
                 times,
@@ -334,7 +380,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
             rows.push(r);
             rows.push(Row::new(
                 id,
-                "peak_rss",
+                &sized_case("peak_rss", "depth", d, full),
                 &format!("{label}: peak RSS growth"),
                 Unit::MiB,
                 peaks,
@@ -453,6 +499,17 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
         _ => unreachable!("unknown scenario {id}"),
     }
     rows
+}
+
+/// A row's case id: `case` at the full run's size, `case,what=n` at any
+/// other (`--quick`'s smaller sizes), so that a result of another size is
+/// never read as the full one (the targets look rows up by case).
+fn sized_case(case: &str, what: &str, n: usize, full: usize) -> String {
+    if n == full {
+        case.to_string()
+    } else {
+        format!("{case},{what}={n}")
+    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -574,6 +631,18 @@ mod tests {
     }
 
     #[test]
+    fn quick_sizes_are_named_in_the_case() {
+        let (full, quick) = (Config::full(vec![1]), Config::quick(vec![1]));
+        assert_eq!((full.deep_depth, full.storm), (1_000_000, 1_000_000));
+        assert!(quick.deep_depth < full.deep_depth && quick.storm < full.storm);
+        assert_eq!(sized_case("time", "depth", 1_000_000, 1_000_000), "time");
+        assert_eq!(
+            sized_case("time", "depth", quick.deep_depth, full.deep_depth),
+            "time,depth=100000"
+        );
+    }
+
+    #[test]
     fn steps_match_rows() {
         let mut cfg = Config::quick(vec![1, 2]);
         cfg.sampling.samples = 1;
@@ -585,18 +654,29 @@ mod tests {
             "memory".into(),
             "timeout".into(),
             "shared".into(),
+            "merge".into(),
+            "group".into(),
+            "server".into(),
         ];
         cfg.fanout = vec![10];
+        cfg.group_tasks = 10;
+        cfg.server_subtasks = 10;
+        cfg.server_duration = Duration::from_millis(20);
+        cfg.server_samples = 2;
         let mut p = Progress::hidden(cfg.steps());
         let rows = run_all(&cfg, &mut p);
         assert_eq!(p.done(), cfg.steps());
-        assert_eq!(rows.len(), 10);
+        assert_eq!(rows.len(), 20);
         let cpu = rows.iter().find(|r| r.case == "cpu,threads=2").unwrap();
         assert!(cpu.cells.iter().all(|c| c.median().is_some()));
         assert!(rows.iter().all(|r| r.cells.len() == IMPLS.len()));
         let timeout = rows.iter().find(|r| r.scenario == "timeout").unwrap();
         assert_eq!(timeout.cells[2], Cell::Na("n/a (no deadlines)".into()));
         assert!(timeout.cells[0].median().is_some() && timeout.cells[1].median().is_some());
+        for id in ["merge", "group", "server"] {
+            let row = rows.iter().find(|r| r.scenario == id).unwrap();
+            assert!(row.cells.iter().all(|c| c.median().is_some()), "{id}");
+        }
     }
 
     #[test]
