@@ -23,12 +23,14 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 # Optional integrations (Cargo features): none, each alone, all.
-FEATURES=(tokio crossbeam-channel tower tracing)
+FEATURES=(tokio crossbeam-channel tower tracing stats metrics)
 declare -A FEATURE_TESTS=(
   [tokio]="--test tokio_bridge --test runtimes --test task_group"
   [crossbeam-channel]="--test channel"
   [tower]="--test tower_layer"
   [tracing]=""
+  [stats]=""
+  [metrics]="--test stats"
 )
 
 step "cargo clippy --all-targets -D warnings (no features, each feature, all)"

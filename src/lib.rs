@@ -69,6 +69,14 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(rust_2018_idioms)]
 
+/// Counts a [`stats`] event (feature `stats`); compiles to nothing without.
+macro_rules! stat {
+    ($event:ident) => {{
+        #[cfg(feature = "stats")]
+        $crate::stats::count($crate::stats::Event::$event);
+    }};
+}
+
 mod after_func;
 mod context;
 mod display;
@@ -83,6 +91,9 @@ mod named;
 mod origin;
 mod plant;
 mod run;
+#[cfg(feature = "stats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stats")))]
+pub mod stats;
 mod sync;
 mod time;
 mod tree;

@@ -320,17 +320,53 @@ fn debug_contexts_shows_the_live_tree() {
         // The root, the fan-out request (a 20 s deadline) with its group and
         // 20 subtasks, waiting, and this request.
         assert!(tree.starts_with("WithCancel · 2 children"), "{tree}");
-        assert!(tree.contains("\n  WithDeadline in 19."), "{tree}");
-        assert!(
-            tree.contains("WithCancel in 19.") && tree.contains("· 20 children\n"),
-            "{tree}"
-        );
-        assert_eq!(
-            tree.matches("\n      WithCancel in 19.").count(),
-            20,
-            "{tree}"
-        );
+        let left = |line: &str| -> f64 {
+            let at = line.find(" in ").unwrap() + 4;
+            line[at..].split('s').next().unwrap().parse().unwrap()
+        };
+        let request = tree
+            .lines()
+            .find(|l| l.starts_with("  WithDeadline in ") && l.contains("· 1 child"))
+            .unwrap_or_else(|| panic!("no fan-out request line:\n{tree}"));
+        assert!((15.0..=20.0).contains(&left(request)), "{tree}");
+        assert!(tree.contains("· 20 children\n"), "{tree}");
+        let subtasks = tree
+            .lines()
+            .filter(|l| l.starts_with("      WithCancel in "));
+        assert_eq!(subtasks.count(), 20, "{tree}");
         client.abort();
+        drop(server.shutdown);
+        server.served.await.unwrap().unwrap();
+    });
+}
+
+#[cfg(feature = "stats")]
+#[test]
+fn metrics_counts_the_subtasks_contexts() {
+    let _serial = serial();
+    runtime().block_on(async {
+        let server = start().await;
+        let read = |body: &str, name: &str| -> u64 {
+            let line = body
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} ")))
+                .unwrap();
+            line[name.len() + 1..].parse().unwrap()
+        };
+        let (status, before) = get(server.addr, "/metrics", None).await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{before}");
+        let (status, _) = get(server.addr, "/fanout?tasks=500&work_ms=1", None)
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        let (_, after) = get(server.addr, "/metrics", None).await.unwrap();
+        let derived = read(&after, "ctxtree_contexts_derived_total")
+            - read(&before, "ctxtree_contexts_derived_total");
+        // 500 subtasks, their group, the request, the /metrics request.
+        assert!(
+            (502..=510).contains(&derived),
+            "{derived} derived:\n{after}"
+        );
         drop(server.shutdown);
         server.served.await.unwrap().unwrap();
     });

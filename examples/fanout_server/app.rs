@@ -14,7 +14,8 @@
 //! Routes: `GET /fanout?tasks=N&work_ms=M` (N subtasks sleeping M ms each;
 //! 200 when all finished, 504 on the deadline, 503 on shutdown or any other
 //! cancel), `GET /stats` (the counters, as JSON) and `GET /debug/contexts`
-//! (the live context tree below the root, `Context::tree`, as text).
+//! (the live context tree below the root, `Context::tree`, as text) and
+//! `GET /metrics` (ctxtree's counters, with its `stats` feature).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -117,6 +118,7 @@ pub fn router(root: Context, stats: Arc<Stats>, config: Config) -> Router {
         .route("/fanout", get(fanout))
         .route("/stats", get(stats_json))
         .route("/debug/contexts", get(contexts))
+        .route("/metrics", get(metrics))
         .with_state(AppState {
             stats,
             config,
@@ -150,6 +152,35 @@ async fn contexts(State(state): State<AppState>) -> impl IntoResponse {
     (
         [("content-type", "text/plain; charset=utf-8")],
         state.root.tree().to_string(),
+    )
+}
+
+/// ctxtree's process-wide counters (`ctxtree::stats`, feature `stats`),
+/// one `name value` line each; 404 without the feature.
+async fn metrics() -> impl IntoResponse {
+    #[cfg(feature = "stats")]
+    {
+        let s = ctxtree::stats::snapshot();
+        let body = format!(
+            "ctxtree_contexts_live {}\nctxtree_contexts_derived_total {}\n\
+             ctxtree_contexts_canceled_total {}\nctxtree_contexts_deadline_exceeded_total {}\n\
+             ctxtree_timers_armed_total {}\nctxtree_timers_fired_total {}\n\
+             ctxtree_callbacks_run_total {}\nctxtree_waiters_woken_total {}\n",
+            s.live(),
+            s.derived,
+            s.canceled,
+            s.deadline_exceeded,
+            s.timers_armed,
+            s.timers_fired,
+            s.callbacks_run,
+            s.waiters_woken,
+        );
+        (StatusCode::OK, body)
+    }
+    #[cfg(not(feature = "stats"))]
+    (
+        StatusCode::NOT_FOUND,
+        String::from("built without ctxtree's `stats` feature\n"),
     )
 }
 

@@ -129,6 +129,7 @@ pub(crate) fn arm(node: NodeRef) {
     let Some(hold) = TimerHold::arm(node) else {
         return;
     };
+    stat!(TimerArmed);
     let (shard, collect_now) = LOCAL.with(|local| {
         let arms = local.arms.get().wrapping_add(1);
         local.arms.set(arms);

@@ -34,6 +34,7 @@ pub(crate) fn fire(entry: Entry) {
         return;
     }
     let cause = node.timer_slot().cause.clone();
+    stat!(TimerFired);
     // A panicking waker must not take the driver down with it (T4, P1).
     // The node's last user may be this one: its free (a cause's `drop`) is
     // inside the guard too.

@@ -220,6 +220,10 @@ impl Waiter {
         };
         if won {
             match &this.wake {
+                Wake::Thread(_) | Wake::Task(_) => stat!(WaiterWoken),
+                Wake::Func(_) => {}
+            }
+            match &this.wake {
                 Wake::Thread(t) => t.unpark(),
                 // A waker is foreign code and may panic. The cancel that is
                 // waking it must still wake everyone else and cancel the whole
@@ -341,6 +345,7 @@ pub(crate) fn run_callback(callback: &Callback) {
     // SAFETY: this thread won the W1 transition, so it alone touches `f` (F1).
     let f = callback.f.with_mut(|f| unsafe { (*f).take() });
     if let Some(f) = f {
+        stat!(CallbackRun);
         if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
             panics::hold(payload);
         }

@@ -50,6 +50,7 @@ pub(super) fn alloc_node(
 ) -> *const Node {
     #[cfg(loom)]
     LIVE_NODES.with(|n| n.set(n.get() + 1));
+    stat!(Derived);
     if kind == Kind::Deadline {
         return alloc_timed(make, deadline_cause);
     }

@@ -22,6 +22,7 @@ impl Node {
     /// here is never the last.
     pub(super) fn disarm_timer(&self) {
         if self.kind() == Kind::Deadline && self.timer_slot().disarm() {
+            stat!(TimerDisarmed);
             // SAFETY: the timer's user, handed to us by `disarm` (T6).
             unsafe { release_users(self, 1) };
             // The timer thread counts its own entries only (T3).
@@ -56,6 +57,11 @@ impl Node {
                 .compare_exchange_weak(cur, word, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    if state::err_of(word) == Some(Error::Canceled) {
+                        stat!(Canceled);
+                    } else {
+                        stat!(DeadlineExceeded);
+                    }
                     let waiters = state::waiter_head(cur);
                     // Most nodes end with nobody waiting: skip the call.
                     if waiters != 0 {
@@ -97,6 +103,10 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>, how: How) {
             )
             .is_ok();
         if won {
+            match err {
+                Error::Canceled => stat!(Canceled),
+                _ => stat!(DeadlineExceeded),
+            }
             #[cfg(feature = "tracing")]
             crate::integrations::trace::canceled(node, how);
             if node.children.close_if_empty() {

@@ -206,6 +206,7 @@ impl Drop for Node {
 
 impl Node {
     pub(super) fn free_resources(&mut self) {
+        stat!(Freed);
         if self.parent.named() {
             // Before the block can be reused by another node.
             super::names::remove(self);
