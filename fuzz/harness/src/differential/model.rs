@@ -207,31 +207,38 @@ impl Model {
         }
     }
 
-    /// Whether `got` (kind, depth) is a possible `Context::origin` of `at`:
-    /// the model's, or, for a cancel that came through merge registrations
-    /// (which run in an order the model does not fix), any merged node
-    /// reached by the same cascade on the way up.
+    /// Whether `got` (kind, depth) is a possible `Context::origin` of `at`.
+    /// The model's, or, when the cancel came through merge registrations
+    /// (which run in an order the model does not fix): a merged node the
+    /// same cascade canceled, below the model's origin (its registration
+    /// ran first there), or above it with every node between canceled by
+    /// the cascade too (the walk from above reached the model's origin
+    /// first).
     pub(super) fn origin_matches(&self, at: At, got: Option<(OriginKind, usize)>) -> bool {
         let want = self.origin(at);
         if got == want {
             return true;
         }
-        let (Some((OriginKind::Merged, _)), Some((OriginKind::Merged, depth))) = (want, got) else {
+        let (Some((OriginKind::Merged, want_depth)), Some((OriginKind::Merged, depth))) =
+            (want, got)
+        else {
             return false;
         };
-        let CancelPart::Node(mut n) = at.cancel else {
+        let CancelPart::Node(leaf) = at.cancel else {
             return false;
         };
-        for _ in 0..depth {
-            if !self.nodes[n].via_merge {
-                return false;
+        let mut path = vec![leaf];
+        while path.len() <= depth.max(want_depth) {
+            match self.nodes[path[path.len() - 1]].parent {
+                Some(p) => path.push(p),
+                None => return false,
             }
-            let Some(p) = self.nodes[n].parent else {
-                return false;
-            };
-            n = p;
         }
-        self.nodes[n].via_merge && self.nodes[n].merged
+        let cascade = |k: usize| self.nodes[path[k]].via_merge;
+        let origin = &self.nodes[path[depth]];
+        origin.merged
+            && origin.via_merge
+            && (depth < want_depth || (want_depth..=depth).all(cascade))
     }
 
     /// `Context::origin` of `at`: how its cancel started and how many
