@@ -332,7 +332,7 @@ impl Context {
     #[inline]
     pub(crate) fn now(&self) -> Deadline {
         match &self.repr {
-            Repr::Node(node) if node.virtual_time() => crate::virtual_clock::now_for(node),
+            Repr::Node(node) if node.virtual_time() => time::manual::now_for(node),
             _ => Deadline::now(),
         }
     }
@@ -380,7 +380,7 @@ impl Context {
         if let Some(node) = ctx.node() {
             if node.err().is_none() {
                 if node.virtual_time() {
-                    crate::virtual_clock::arm(node.clone());
+                    time::manual::arm(node.clone());
                 } else {
                     time::arm(node.clone());
                 }

@@ -7,7 +7,8 @@ use std::fmt;
 use crate::context::{Context, Repr};
 use crate::handle::{CancelHandle, Canceler};
 use crate::time::Deadline;
-use crate::tree::node::{Kind, Node};
+use crate::tree::node::path::write_node;
+use crate::tree::node::Node;
 use crate::values::ValuesRef;
 
 /// A stretch of the path between two `without_cancel`s: its cancel part
@@ -100,44 +101,6 @@ fn write_segment(
     // Unreachable unless an anchor was missed: print, do not drop.
     for layer in layers {
         write!(f, ".WithValue({})", layer.type_name().unwrap_or("?"))?;
-    }
-    Ok(())
-}
-
-/// One cancel node's step of the path: `.WithCancel`, `.WithDeadline([1.500s])`,
-/// with the node's name first inside the parentheses if it has one.
-fn write_node(f: &mut fmt::Formatter<'_>, node: &Node, now: Deadline) -> fmt::Result {
-    let name = crate::tree::node::name_of(node);
-    match (node.kind(), name) {
-        (Kind::Cancel, None) => f.write_str(".WithCancel"),
-        (Kind::Cancel, Some(name)) => write!(f, ".WithCancel({name:?})"),
-        (Kind::Deadline, name) => {
-            // Go prints the wall-clock deadline and the time left;
-            // an `Instant` has no wall clock, so only the time left.
-            let (past, left) = node.deadline().remaining(now);
-            let sign = if past { "-" } else { "" };
-            match name {
-                None => write!(f, ".WithDeadline([{sign}{left:.3?}])"),
-                Some(name) => write!(f, ".WithDeadline({name:?}, [{sign}{left:.3?}])"),
-            }
-        }
-    }
-}
-
-/// The path of `node`'s cancel chain alone, root first (value layers are
-/// not reachable from a node): for [`crate::Origin`].
-pub(crate) fn write_node_path(
-    f: &mut fmt::Formatter<'_>,
-    node: &Node,
-    now: Deadline,
-) -> fmt::Result {
-    let mut nodes = vec![node];
-    while let Some(parent) = nodes[nodes.len() - 1].parent() {
-        nodes.push(parent);
-    }
-    f.write_str(node.root().name())?;
-    for node in nodes.into_iter().rev() {
-        write_node(f, node, now)?;
     }
     Ok(())
 }

@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::context::Context;
+use crate::tree::node::path::write_node_path;
 use crate::tree::node::Node;
 use crate::tree::state::{self, How};
 
@@ -71,6 +72,7 @@ pub struct Origin {
     /// The context asked: it keeps every ancestor up to the origin alive.
     asked: Context,
     depth: usize,
+    how: How,
     kind: OriginKind,
 }
 
@@ -100,6 +102,7 @@ impl Context {
         Some(Origin {
             asked: self.clone(),
             depth,
+            how,
             kind: kind_of(how),
         })
     }
@@ -178,20 +181,7 @@ fn find(mut node: &Node) -> Option<(usize, How)> {
     }
 }
 
-/// How an origin's sentence ends, after the origin's path.
-pub(crate) fn what_happened(kind: OriginKind) -> &'static str {
-    match kind {
-        OriginKind::Cancel => " was canceled by its handle",
-        OriginKind::HandleDropped => " was canceled when its handle was dropped",
-        OriginKind::Deadline => " passed its deadline",
-        OriginKind::Merged => " was canceled by a context merged into it",
-        OriginKind::TokenBridge => " was canceled by its bridged CancellationToken",
-        OriginKind::RequestAborted => " was canceled when its request was aborted",
-        OriginKind::TaskGroup => " was canceled by its task group",
-    }
-}
-
-pub(crate) fn kind_of(how: How) -> OriginKind {
+fn kind_of(how: How) -> OriginKind {
     match how {
         How::Cancel | How::Inherited => OriginKind::Cancel,
         How::HandleDropped => OriginKind::HandleDropped,
@@ -207,8 +197,8 @@ pub(crate) fn kind_of(how: How) -> OriginKind {
 /// `context.Background.WithDeadline([-1.000ms]) passed its deadline`.
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::display::write_node_path(f, self.node(), self.asked.now())?;
-        f.write_str(what_happened(self.kind))
+        write_node_path(f, self.node(), self.asked.now())?;
+        f.write_str(self.how.sentence())
     }
 }
 

@@ -1,28 +1,23 @@
 //! Virtual time for tests: a [`VirtualClock`] owns a context tree whose
 //! deadlines count on the clock, fired by [`VirtualClock::advance`] on the
-//! calling thread, in deadline order, instead of by the timer thread.
+//! calling thread, in deadline order, instead of by the timer thread (the
+//! mechanism is `time/manual.rs`).
 //!
 //! Scoped by construction: only contexts derived from the clock's
-//! [`context`](VirtualClock::context) carry the shape bit
-//! (`PackedShape::virtual_time`) that sends their clock reads and their
-//! timers here, so tests running in parallel in one process, each with its
-//! own clock or with real time, never see each other's time. Contexts
-//! without the bit pay nothing: every path tests the bit of the node it
-//! already holds. Found from a node by walking to the top of its chain,
-//! the clock's root, then one registry lookup: test-time costs only.
+//! [`context`](VirtualClock::context) carry the shape bit that sends their
+//! clock reads and their timers to the clock, so tests running in parallel
+//! in one process, each with its own clock or with real time, never see
+//! each other's time. Contexts without the bit pay nothing: every path
+//! tests the bit of the node it already holds.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::{Context, Repr};
-use crate::error::Error;
 use crate::handle::CancelHandle;
 use crate::time::deadline::Deadline;
-use crate::time::hold::TimerHold;
-use crate::tree::node::{self, Node, NodeRef};
-use crate::tree::state::How;
+use crate::time::manual::Clock;
+use crate::tree::node;
 
 /// A clock for deterministic deadline tests: contexts derived from its
 /// [`context`](VirtualClock::context) see time stand still until
@@ -58,57 +53,15 @@ use crate::tree::state::How;
 /// every context derived from it; their pending deadlines never fire.
 #[derive(Clone)]
 pub struct VirtualClock {
-    inner: Arc<Clock>,
+    inner: Arc<Inner>,
 }
 
-struct Clock {
+/// Dropped in field order: the clock leaves the registry, then the handle
+/// cancels the tree.
+struct Inner {
+    clock: Arc<Clock>,
     root: Context,
-    /// Cancels the tree when the clock goes (last field dropped: the
-    /// registry entry is removed first, in `Drop`).
     _handle: CancelHandle,
-    state: Mutex<State>,
-}
-
-struct State {
-    now: Deadline,
-    armed: BinaryHeap<Pending>,
-    seq: u64,
-    /// Heap size at which disarmed entries are dropped.
-    compact_at: usize,
-}
-
-/// An armed deadline of the tree: the timer's hold on its node (T6), as
-/// the timer thread keeps it.
-struct Pending {
-    deadline: Deadline,
-    seq: u64,
-    hold: TimerHold,
-}
-
-impl PartialEq for Pending {
-    fn eq(&self, other: &Pending) -> bool {
-        (self.deadline, self.seq) == (other.deadline, other.seq)
-    }
-}
-impl Eq for Pending {}
-impl PartialOrd for Pending {
-    fn partial_cmp(&self, other: &Pending) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Pending {
-    /// Reversed: `BinaryHeap` is a max-heap, the earliest (then the first
-    /// armed) must be on top.
-    fn cmp(&self, other: &Pending) -> CmpOrdering {
-        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
-    }
-}
-
-/// Live clocks by the address of their root node (kept alive by the clock).
-static CLOCKS: Mutex<Vec<(usize, Weak<Clock>)>> = Mutex::new(Vec::new());
-
-fn clocks() -> MutexGuard<'static, Vec<(usize, Weak<Clock>)>> {
-    CLOCKS.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl VirtualClock {
@@ -122,22 +75,16 @@ impl VirtualClock {
     #[allow(clippy::new_without_default)] // a clock per test, made explicitly
     pub fn new() -> VirtualClock {
         let (root, handle) = node::derive_virtual_root();
-        let address = root.as_ptr() as usize;
-        let inner = Arc::new(Clock {
-            root: Context {
-                repr: Repr::Node(root),
-                values: None,
-            },
-            _handle: CancelHandle { node: handle },
-            state: Mutex::new(State {
-                now: Deadline::now(),
-                armed: BinaryHeap::new(),
-                seq: 0,
-                compact_at: 1024,
+        VirtualClock {
+            inner: Arc::new(Inner {
+                clock: Clock::register(root.clone()),
+                root: Context {
+                    repr: Repr::Node(root),
+                    values: None,
+                },
+                _handle: CancelHandle { node: handle },
             }),
-        });
-        clocks().push((address, Arc::downgrade(&inner)));
-        VirtualClock { inner }
+        }
     }
 
     /// The root of the clock's tree: derive every context of the test from
@@ -163,6 +110,7 @@ impl VirtualClock {
     /// ```
     pub fn now(&self) -> Instant {
         self.inner
+            .clock
             .now()
             .to_instant()
             .expect("a clock's time is representable")
@@ -190,8 +138,8 @@ impl VirtualClock {
     /// assert_eq!(*order.lock().unwrap(), [1, 2, 3]);
     /// ```
     pub fn advance(&self, by: Duration) {
-        let target = Deadline::after(self.inner.now(), by);
-        self.inner.advance_to(target);
+        let target = Deadline::after(self.inner.clock.now(), by);
+        self.inner.clock.advance_to(target);
     }
 
     /// Moves the clock forward to `to` (nothing happens if it is already
@@ -205,7 +153,7 @@ impl VirtualClock {
     /// assert!(ctx.is_done());
     /// ```
     pub fn advance_to(&self, to: Instant) {
-        self.inner.advance_to(Deadline::from_instant(to));
+        self.inner.clock.advance_to(Deadline::from_instant(to));
     }
 
     /// The earliest deadline still armed in the clock's tree, if any (a
@@ -221,117 +169,6 @@ impl VirtualClock {
     /// assert_eq!(clock.next_deadline(), None);
     /// ```
     pub fn next_deadline(&self) -> Option<Instant> {
-        let mut state = self.inner.lock();
-        while let Some(top) = state.armed.peek() {
-            if !top.hold.is_disarmed() {
-                return top.deadline.to_instant();
-            }
-            state.armed.pop();
-        }
-        None
-    }
-}
-
-impl Clock {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn now(&self) -> Deadline {
-        self.lock().now
-    }
-
-    fn advance_to(&self, target: Deadline) {
-        loop {
-            let due = {
-                let mut state = self.lock();
-                match state.armed.peek() {
-                    Some(top) if top.deadline <= target => {
-                        let due = state.armed.pop().expect("peeked");
-                        state.now = state.now.max(due.deadline);
-                        due
-                    }
-                    _ => {
-                        state.now = state.now.max(target);
-                        return;
-                    }
-                }
-            };
-            fire(due.hold);
-        }
-    }
-
-    fn arm(&self, node: NodeRef) {
-        let deadline = node.deadline();
-        let Some(hold) = TimerHold::arm(node) else {
-            return; // claimed already (T6)
-        };
-        let mut state = self.lock();
-        if deadline <= state.now {
-            // Passed while it was being derived: fire now, as the timer
-            // thread would at once.
-            drop(state);
-            return fire(hold);
-        }
-        if state.armed.len() >= state.compact_at {
-            state.armed.retain(|p| !p.hold.is_disarmed());
-            state.compact_at = (2 * state.armed.len()).max(1024);
-        }
-        state.seq += 1;
-        let seq = state.seq;
-        state.armed.push(Pending {
-            deadline,
-            seq,
-            hold,
-        });
-    }
-}
-
-impl Drop for Clock {
-    fn drop(&mut self) {
-        let address = self.root.node().map_or(0, |n| n.as_ptr() as usize);
-        clocks().retain(|(a, _)| *a != address);
-        // The pending holds go with the heap; `_handle` then cancels the tree.
-        self.lock().armed.clear();
-    }
-}
-
-/// Fires a due deadline on this thread: the ordinary cancel (T4), with its
-/// `after_func` functions run here and a panic resumed to the caller.
-fn fire(hold: TimerHold) {
-    let Some(node) = hold.take() else {
-        return; // disarmed: its node was canceled
-    };
-    if node.err().is_none() {
-        let cause = node.timer_slot().cause.clone();
-        node::cancel(&node, Error::DeadlineExceeded, cause, How::Deadline);
-    }
-}
-
-/// The clock of the virtual tree `node` is in, if it is still alive.
-fn clock_of(node: &Node) -> Option<Arc<Clock>> {
-    let mut top = node;
-    while let Some(parent) = top.parent() {
-        top = parent;
-    }
-    let address = top as *const Node as usize;
-    let clocks = clocks();
-    let (_, clock) = clocks.iter().find(|(a, _)| *a == address)?;
-    clock.upgrade()
-}
-
-/// The time for a node with the virtual-time bit: its clock's, or real
-/// time once the clock is gone (its tree is then canceled).
-#[cold]
-pub(crate) fn now_for(node: &Node) -> Deadline {
-    clock_of(node).map_or_else(Deadline::now, |clock| clock.now())
-}
-
-/// Arms a deadline node with the virtual-time bit on its clock. With the
-/// clock gone its tree is canceled, so nothing needs to fire.
-#[cold]
-pub(crate) fn arm(node: NodeRef) {
-    if let Some(clock) = clock_of(&node) {
-        clock.arm(node);
+        self.inner.clock.next_deadline()?.to_instant()
     }
 }

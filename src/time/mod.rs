@@ -17,6 +17,7 @@ pub(crate) mod deadline;
 pub(crate) mod driver;
 pub(crate) mod fire;
 pub(crate) mod hold;
+pub(crate) mod manual;
 #[cfg(loom)]
 pub(crate) mod model;
 #[cfg(not(loom))]

@@ -83,6 +83,22 @@ pub(crate) enum How {
     TaskGroup = 7,
 }
 
+impl How {
+    /// How an origin's sentence ends, after the path of the node the
+    /// cancel started at.
+    pub(crate) fn sentence(self) -> &'static str {
+        match self {
+            How::Inherited | How::Cancel => " was canceled by its handle",
+            How::HandleDropped => " was canceled when its handle was dropped",
+            How::Deadline => " passed its deadline",
+            How::Merged => " was canceled by a context merged into it",
+            How::TokenBridge => " was canceled by its bridged CancellationToken",
+            How::RequestAborted => " was canceled when its request was aborted",
+            How::TaskGroup => " was canceled by its task group",
+        }
+    }
+}
+
 /// How the cancel recorded in a canceled `word` reached its node (S4).
 #[inline]
 pub(crate) fn how_of(word: usize) -> How {

@@ -27,7 +27,6 @@
 //! the error itself ([`AsError`], the default), or for gRPC requests a
 //! gRPC status ([`AsGrpcStatus`](crate::tower::AsGrpcStatus), for tonic's `Channel`).
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -39,26 +38,9 @@ use ::tower_layer::Layer;
 use ::tower_service::Service;
 
 use super::budget::{BudgetCodec, GrpcTimeout};
-use super::ended::{AsError, OnEnded};
+use super::ended::{AsError, BoxError, OnEnded};
 use super::reply::is_grpc;
 use crate::{Context, DoneOwned, Error};
-
-/// The error type of [`BudgetService`]: the inner service's error, or the
-/// context's [`Error`] (downcast it to tell them apart).
-///
-/// Through tonic's client, the context's error arrives as a `Status` with
-/// code UNKNOWN, message `context deadline exceeded` (or `context
-/// canceled`) and the [`Error`] as its `source()`; with
-/// [`BudgetLayer::on_ended`]`(`[`AsGrpcStatus`](crate::tower::AsGrpcStatus)`)` it arrives as
-/// DEADLINE_EXCEEDED (or CANCELLED) instead.
-///
-/// ```
-/// use ctxtree::{tower::BoxError, Error};
-///
-/// let err: BoxError = Box::new(Error::Canceled);
-/// assert_eq!(err.downcast_ref::<Error>(), Some(&Error::Canceled));
-/// ```
-pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A [`Layer`] for outgoing HTTP requests (hyper, tonic's `Channel`, any
 /// tower HTTP client) that sends the remaining budget of the caller's

@@ -11,11 +11,29 @@
 //! which not every HTTP client has (hyper's `Incoming` has none): hence an
 //! option, not the default.
 
+use std::error::Error as StdError;
+
 use ::http::Response;
 
-use super::client::BoxError;
 use super::reply::grpc_status;
 use crate::Error;
+
+/// The error type of [`BudgetService`](crate::tower::BudgetService): the inner service's error, or the
+/// context's [`Error`] (downcast it to tell them apart).
+///
+/// Through tonic's client, the context's error arrives as a `Status` with
+/// code UNKNOWN, message `context deadline exceeded` (or `context
+/// canceled`) and the [`Error`] as its `source()`; with
+/// [`BudgetLayer::on_ended`](crate::tower::BudgetLayer::on_ended)`(`[`AsGrpcStatus`](crate::tower::AsGrpcStatus)`)` it arrives as
+/// DEADLINE_EXCEEDED (or CANCELLED) instead.
+///
+/// ```
+/// use ctxtree::{tower::BoxError, Error};
+///
+/// let err: BoxError = Box::new(Error::Canceled);
+/// assert_eq!(err.downcast_ref::<Error>(), Some(&Error::Canceled));
+/// ```
+pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How a [`BudgetService`](crate::tower::BudgetService) answers a call whose
 /// context ended, before it was sent (K1) or while it was in flight (K3,

@@ -89,8 +89,8 @@ pub use budget::{
     BudgetCodec, ConnectTimeout, EnvoyExpectedTimeout, EnvoyUpstreamTimeout, GrpcTimeout,
     InvalidBudget,
 };
-pub use client::{BoxError, BudgetFuture, BudgetLayer, BudgetService};
-pub use ended::{AsError, AsGrpcStatus, OnEnded};
+pub use client::{BudgetFuture, BudgetLayer, BudgetService};
+pub use ended::{AsError, AsGrpcStatus, BoxError, OnEnded};
 pub use grpc_timeout::{
     encode_grpc_timeout, parse_grpc_timeout, set_grpc_timeout, InvalidGrpcTimeout, GRPC_TIMEOUT,
 };

@@ -57,11 +57,7 @@ impl Node {
                 .compare_exchange_weak(cur, word, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
-                    if state::err_of(word) == Some(Error::Canceled) {
-                        stat!(Canceled);
-                    } else {
-                        stat!(DeadlineExceeded);
-                    }
+                    count_claim(state::err_of(word));
                     let waiters = state::waiter_head(cur);
                     // Most nodes end with nobody waiting: skip the call.
                     if waiters != 0 {
@@ -103,12 +99,9 @@ pub(crate) fn cancel(node: &Node, err: Error, cause: Option<Cause>, how: How) {
             )
             .is_ok();
         if won {
-            match err {
-                Error::Canceled => stat!(Canceled),
-                _ => stat!(DeadlineExceeded),
-            }
+            count_claim(Some(err));
             #[cfg(feature = "tracing")]
-            crate::integrations::trace::canceled(node, how);
+            super::events::canceled(node, how);
             if node.children.close_if_empty() {
                 // No subtree: leave the parent's list as below (L1).
                 node.link.mark_deleted();
@@ -129,7 +122,7 @@ pub(super) fn cancel_slow(node: &Node, err: Error, cause: Option<Cause>, how: Ho
         && node.claim_from(cur, state::canceled(err, cause, how), &mut callbacks);
     #[cfg(feature = "tracing")]
     if won {
-        crate::integrations::trace::canceled(node, how);
+        super::events::canceled(node, how);
     }
     finish_cancel(node, won, callbacks)
 }
@@ -210,4 +203,16 @@ pub(super) fn propagate(node: &Node, callbacks: &mut Callbacks) {
         Close::Sharded(block) if block.iter().all(|shard| shard.list.is_finished()) => {}
         Close::Sharded(_) => walk(node, Start::Sharded, callbacks),
     }
+}
+
+/// Counts a claim by its err (feature `stats`; nothing without it).
+#[inline(always)]
+fn count_claim(err: Option<Error>) {
+    #[cfg(feature = "stats")]
+    crate::stats::count(match err {
+        Some(Error::Canceled) => crate::stats::Event::Canceled,
+        _ => crate::stats::Event::DeadlineExceeded,
+    });
+    #[cfg(not(feature = "stats"))]
+    let _ = err;
 }

@@ -207,10 +207,6 @@ impl Drop for Node {
 impl Node {
     pub(super) fn free_resources(&mut self) {
         stat!(Freed);
-        if self.parent.named() {
-            // Before the block can be reused by another node.
-            super::names::remove(self);
-        }
         // Relaxed suffices: `release` acquired the last count (an Acquire load).
         let word = self.state.load(Ordering::Relaxed);
         if state::is_canceled(word) {

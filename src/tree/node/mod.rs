@@ -71,9 +71,12 @@ mod alloc;
 pub(crate) mod cache;
 mod cancel;
 mod derive;
+#[cfg(feature = "tracing")]
+pub(crate) mod events;
 mod layout;
 mod listed;
 mod names;
+pub(crate) mod path;
 mod refs;
 pub(crate) mod snapshot;
 #[cfg(all(test, not(loom)))]

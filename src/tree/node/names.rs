@@ -1,8 +1,8 @@
 //! Context names: a side table from a named node's address to its name, so
 //! that unnamed nodes (nearly all) carry nothing for it. A node is named at
 //! its derivation and tagged in its parent link (`ParentLink::named`); its
-//! entry is removed when it is freed (`Node::free_resources`), before its
-//! block can hold another node. Readers (`Display`, origins, the dump)
+//! entry is removed when it is freed (`refs::free`), before its block can
+//! hold another node. Readers (`Display`, origins, the dump)
 //! hold a user of the node, or reach it where it cannot be freed, so the
 //! entry they find is the node's own.
 

@@ -279,6 +279,12 @@ impl Drop for ParentUser {
 #[inline]
 pub(super) unsafe fn free(ptr: *const Node) {
     // SAFETY: nobody else can reach it (the caller's contract).
+    if unsafe { (*ptr).parent.named() } {
+        // Before the block can hold another node.
+        // SAFETY: as above.
+        super::names::remove(unsafe { &*ptr });
+    }
+    // SAFETY: nobody else can reach it (the caller's contract).
     if unsafe { (*ptr).kind() } == Kind::Deadline {
         // SAFETY: as above.
         return unsafe { retire_timed(ptr) };
