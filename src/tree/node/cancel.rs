@@ -20,8 +20,18 @@ impl Node {
     /// is told it may reclaim the entry (T3). The caller keeps the node
     /// alive (a user, or its listing in a closed list), so the user released
     /// here is never the last.
+    #[inline]
     pub(super) fn disarm_timer(&self) {
-        if self.kind() == Kind::Deadline && self.timer_slot().disarm() {
+        if self.kind() == Kind::Deadline {
+            self.disarm_deadline();
+        }
+    }
+
+    /// [`disarm_timer`](Node::disarm_timer) of a deadline node, kept out of
+    /// line: the plain cancel needs only the kind test.
+    #[inline(never)]
+    fn disarm_deadline(&self) {
+        if self.timer_slot().disarm() {
             stat!(TimerDisarmed);
             // SAFETY: the timer's user, handed to us by `disarm` (T6).
             unsafe { release_users(self, 1) };

@@ -134,10 +134,22 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
                 // SAFETY: as just said.
                 && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
             {
-                // Unlinked: no thread can reach it through the list (L7).
-                // SAFETY: as just said; the parent is alive (our user of a
-                // node it listed until now).
-                unsafe { unlinked_by_last_user(ptr, &*parent.as_ptr()) };
+                // Unlinked: no thread can reach it through the list (L7),
+                // and unless a dump's visit granted itself a user before
+                // the unlink (L9: our CAS read the head after that visit's
+                // `SWEEPING` release, so this load sees its grant), we are
+                // the last user; it holds no grant (it was listed).
+                if planted!("unlink_ignores_visit")
+                    || planted!("unlink_with_users")
+                    || node.refs.load(Ordering::Acquire) == USER | LISTED
+                {
+                    // SAFETY: unlinked and no other user.
+                    unsafe { free(ptr) };
+                } else {
+                    // SAFETY: our user, unlinked by L7's CAS from the
+                    // parent's list; the parent is alive (N1).
+                    unsafe { unlinked_while_visited(ptr, &*parent.as_ptr()) };
+                }
                 return;
             }
         }
@@ -146,27 +158,19 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
     unsafe { release_loop(ptr, 1, true) }
 }
 
-/// The end of L7 for a node its last user just unlinked: free it, unless a
-/// dump's visit granted itself a user before the unlink (L9). Our CAS read
-/// the head after that visit's `SWEEPING` release, so this load sees its
-/// grant; then the list's reference ends as a pass ends it (N1): a grant
-/// on the parent first, then `LISTED`, then our user, freeing the node if
-/// it is the last.
+/// The end of L7 for a node its last user unlinked while a dump's visit
+/// held a user of its own (L9): the list's reference ends as a pass ends it
+/// (N1) — a grant on the parent first, then `LISTED` — then our user goes,
+/// freeing the node if it is the last by then.
 ///
 /// # Safety
 /// The caller owns one user of `ptr`, which it unlinked from `parent`'s
 /// list by L7's CAS, and keeps `parent` alive.
-#[inline]
-unsafe fn unlinked_by_last_user(ptr: *const Node, parent: &Node) {
-    // SAFETY: our user keeps it alive.
-    let node = unsafe { &*ptr };
-    if planted!("unlink_ignores_visit") || node.refs.load(Ordering::Acquire) == USER | LISTED {
-        // We are its last user; it holds no grant (it was listed).
-        // SAFETY: unlinked and no other user: nobody else can reach it.
-        return unsafe { free(ptr) };
-    }
+#[cold]
+unsafe fn unlinked_while_visited(ptr: *const Node, parent: &Node) {
     parent.grant(1);
-    node.refs.fetch_sub(LISTED, Ordering::AcqRel);
+    // SAFETY: our user keeps it alive.
+    unsafe { (*ptr).refs.fetch_sub(LISTED, Ordering::AcqRel) };
     // SAFETY: our user; the node is no longer listed and holds the grant.
     unsafe { release_loop(ptr, 1, false) }
 }
@@ -270,6 +274,13 @@ impl Drop for ParentUser {
     }
 }
 
+/// Removes a named node's entry from the names table (out of line: few
+/// nodes have one).
+#[cold]
+fn unname(node: &Node) {
+    super::names::remove(node);
+}
+
 /// Frees a node (its memory, its cause count). Does not touch its parent.
 /// A deadline node whose block the timer still holds (T7) is retired
 /// instead: its fields are dropped now, its block when the timer lets go.
@@ -282,7 +293,7 @@ pub(super) unsafe fn free(ptr: *const Node) {
     if unsafe { (*ptr).parent.named() } {
         // Before the block can hold another node.
         // SAFETY: as above.
-        super::names::remove(unsafe { &*ptr });
+        unname(unsafe { &*ptr });
     }
     // SAFETY: nobody else can reach it (the caller's contract).
     if unsafe { (*ptr).kind() } == Kind::Deadline {
