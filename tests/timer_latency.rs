@@ -54,14 +54,25 @@ fn a_deadline_due_during_a_storm_fires_before_the_backlog_ends() {
     let _serial = serial();
     let n = n();
     // The premise — the later deadline is armed while the storm is still
-    // firing — fails only if this thread wakes too late; then retry.
-    let fired = (0..5)
-        .find_map(|_| storm_then_later_deadline(n))
-        .expect("this thread never woke before the whole storm had fired");
-    eprintln!("{fired} of {n} storm deadlines had fired when the later one did");
+    // firing — fails if this thread wakes too late (then retry at once). A
+    // machine loaded enough to starve the timer thread while it takes in
+    // the storm can also delay the later deadline's arrival behind it, so
+    // the test fails only if that happens in each of three storms.
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let fired = (0..5)
+            .find_map(|_| storm_then_later_deadline(n))
+            .expect("this thread never woke before the whole storm had fired");
+        eprintln!("{fired} of {n} storm deadlines had fired when the later one did");
+        attempts.push(fired);
+        if fired < n {
+            break;
+        }
+    }
     assert!(
-        fired < n,
-        "the later deadline waited for the whole storm of {n}"
+        attempts.iter().any(|&fired| fired < n),
+        "the later deadline waited for the whole storm of {n}, {} times",
+        attempts.len()
     );
     let step = ctxtree::__diagnostics::timer_max_step_work();
     assert!(step <= MAX_STEP, "a timer step handled {step} entries");
