@@ -18,6 +18,10 @@
 //!
 //! Bound: a visit reads at most `shown + count_cap` linked nodes past
 //! the `DELETED` ones it meets; the caller picks both.
+//!
+//! Linearization: a visit shows the children linked between its
+//! `SWEEPING` CAS and its release; a dump of many lists is not one atomic
+//! snapshot (each list is read at its own moment).
 
 use crate::plant::planted;
 use crate::sync::{epoch, Ordering};
