@@ -6,22 +6,27 @@
 //! stream's context lives as long as the stream. No protobuf: a bytes-in,
 //! bytes-out codec.
 
+// The example's services; this file uses their message codec.
+#[allow(dead_code)]
+#[path = "../examples/three_hops/hops.rs"]
+mod hops;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use ctxtree::tower::{
     AsError, AsGrpcStatus, BudgetLayer, BudgetService, ContextLayer, OnEnded, RequestAborted,
 };
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
+use hops::RawCodec;
 use http::uri::PathAndQuery;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Code, Status};
@@ -30,44 +35,6 @@ use tower::Service;
 /// How long the tests wait for something the other side of the loopback
 /// does (a call reaching its handler, a context observing its end).
 const BOUND: Duration = Duration::from_secs(1);
-
-/// Messages are raw bytes.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
-}
 
 /// One unary method, `/test.Raw/Call`. The request says what to do:
 /// `remaining` answers the request context's remaining milliseconds,
