@@ -50,6 +50,8 @@ declare -A MODEL=(
   [inherit_keeps_how]=origin:origin_of_parent_cancel_vs_child_cancel
   [visit_unswept]=dump:dump_vs_last_user_unlink
   [unlink_ignores_visit]=dump:dump_vs_last_user_unlink
+  [sweep_job_unheld]=collector:handed_off_sweep_vs_parent_cancel_and_drop
+  [rest_dropped]=collector:split_collection_vs_cancel
 )
 
 status=0

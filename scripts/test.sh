@@ -112,7 +112,7 @@ loom() {
   CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-3} \
     RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo "$@"
 }
-LOOM_TESTS=(--release -p loom-tests --test after_func --test core --test timer --test drop_sweep --test merge --test origin --test dump)
+LOOM_TESTS=(--release -p loom-tests --test after_func --test core --test timer --test drop_sweep --test merge --test origin --test dump --test collector)
 loom test "${LOOM_TESTS[@]}" --no-run
 # One model, three_inserts_vs_cancel, takes about 60 % of the models' time.
 # libtest starts tests in name order, so it would start last and run alone

@@ -135,6 +135,19 @@ pub mod __diagnostics {
     pub fn timer_max_step_work() -> usize {
         crate::time::driver::max_step_work()
     }
+
+    /// The most nodes one sweep run by a derive or a drop has visited (L10,
+    /// `src/tree/children/mod.rs`): at most 1,024; the rest of a longer
+    /// sweep runs on the collector thread.
+    pub fn max_inline_sweep() -> usize {
+        crate::tree::children::max_inline_sweep()
+    }
+
+    /// The most waiter entries one collection run by an abandoned waiter
+    /// has walked (W6, `src/tree/waiters.rs`): at most 1,024.
+    pub fn max_inline_collect() -> usize {
+        crate::tree::waiters::max_inline_collect()
+    }
 }
 
 /// Hooks for the loom models only: there is no timer thread under loom.
@@ -144,7 +157,10 @@ pub mod loom_hooks {
     pub use crate::time::model::{drop_disarmed, fire_armed};
     pub use crate::tree::callback_pool::run_handed_off;
     pub use crate::tree::children::set_drop_sweeps as sweep_on_drop;
+    pub use crate::tree::children::set_inline_sweep;
+    pub use crate::tree::collector::run_collections;
     pub use crate::tree::node::live_nodes;
+    pub use crate::tree::waiters::set_inline_collect;
 
     /// Shards `ctx`'s children list now, as a lost insert race would (L8),
     /// so a model can start from a sharded parent. Returns whether it did

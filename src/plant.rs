@@ -51,6 +51,8 @@ pub(crate) const PLANTS: &[&str] = &[
     "inherit_keeps_how",
     "visit_unswept",
     "unlink_ignores_visit",
+    "sweep_job_unheld",
+    "rest_dropped",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

@@ -8,8 +8,10 @@
 //!    else in the tree.
 //! 2. [`waiters`] (W1–W5: the waiter stack in the state word).
 //! 3. [`trampoline`] (F5: one callback loop per thread), [`callback_pool`]
-//!    (F6–F7: the timer thread's hand-off) and [`dispatch`] (where a
-//!    cancel's callbacks run; no invariant of its own).
+//!    (F6–F7: the timer thread's hand-off), [`dispatch`] (where a
+//!    cancel's callbacks run; no invariant of its own) and [`collector`]
+//!    (K1–K2: the thread that finishes long sweeps and collections, L10,
+//!    W6; it runs jobs the node layer queues and knows no node).
 //! 4. [`children`] (L1–L8 in its `mod.rs`; `shards.rs` states the shard
 //!    block's own rules), by mechanism: `link`, `list`, `sweep`, `shards`,
 //!    `head`. It knows nodes only through its `Listed` trait, so it uses
@@ -32,9 +34,12 @@
 //! future (waiting is what they are for) and `stop_wait` on a callback that
 //! is running (F3). The only locks are off the tree's paths: the callback
 //! pool's queue (F7, taken by the timer thread's hand-off and its runners,
-//! with no user code under it) and the tokio bridge's `try_lock` (B2).
+//! with no user code under it), the collector's queue (K1, taken once per
+//! sweep or collection too long to run inline, with no user code under it)
+//! and the tokio bridge's `try_lock` (B2).
 pub(crate) mod callback_pool;
 pub(crate) mod children;
+pub(crate) mod collector;
 pub(crate) mod dispatch;
 pub(crate) mod inline_stack;
 pub(crate) mod node;

@@ -90,6 +90,21 @@ pub mod alloc {
     pub fn live() -> isize {
         LIVE.load(Ordering::SeqCst)
     }
+
+    /// Live heap bytes above `base` once they are at most `bound`, or
+    /// after `within` (whatever is left then): for memory that a
+    /// background thread (the collector) gives back shortly after.
+    #[allow(dead_code)]
+    pub fn settled(base: isize, bound: isize, within: std::time::Duration) -> isize {
+        let start = std::time::Instant::now();
+        loop {
+            let left = live() - base;
+            if left <= bound || start.elapsed() >= within {
+                return left;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 /// Wakers that count, and one-shot polling.

@@ -5,7 +5,7 @@
 use super::link::{Listed, PTR_MASK};
 use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
 use super::shards::ShardBlock;
-use super::sweep::{SweepBudget, DROP_COST};
+use super::sweep::{Sweep, SweepBudget, DROP_COST};
 use crate::plant::planted;
 use crate::sync::Ordering;
 
@@ -80,21 +80,28 @@ pub(super) fn lost_race(cur: usize, actual: usize) -> bool {
 pub(super) fn attach_sharded<T: Listed>(
     block: ShardBlock<'_>,
     child: *const T,
-) -> Result<bool, ()> {
+) -> Result<Sweep, ()> {
     let (at, shard) = block.mine();
     let swept = shard.list.attach_plain(child, &shard.budget)?;
-    if swept {
-        sweep_other::<T>(block, at);
-    }
-    Ok(swept)
+    Ok(with_other::<T>(block, at, swept))
 }
 
-/// With shard `at`'s own sweep, one other shard, if it is idle (L5, L8).
-fn sweep_other<T: Listed>(block: ShardBlock<'_>, at: usize) {
+/// After shard `at`'s own sweep (`swept`), one other shard, if it is idle
+/// (L5, L8); the more urgent of the two outcomes (L10).
+fn with_other<T: Listed>(block: ShardBlock<'_>, at: usize, swept: Sweep) -> Sweep {
+    if swept == Sweep::Idle {
+        return swept;
+    }
     // A plain load first: an empty, closed or busy shard needs no sweep,
     // and its line is another thread's hot one.
-    if let Some(other) = block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
-        other.list.sweep::<T>(&other.budget);
+    let other = match block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
+        Some(other) => other.list.sweep_due::<T>(&other.budget),
+        None => Sweep::Idle,
+    };
+    match (swept, other) {
+        (Sweep::HandOff, _) | (_, Sweep::HandOff) => Sweep::HandOff,
+        (Sweep::Ran, _) | (_, Sweep::Ran) => Sweep::Ran,
+        _ => swept,
     }
 }
 
@@ -124,39 +131,55 @@ impl ChildList {
     /// `hold` takes a user of the list's node, as a deriving sweeper holds
     /// one (N1), and the sweep ends before the user `hold` returned is
     /// dropped.
+    /// Returns what the sweep did: `HandOff` asks the caller to queue a
+    /// full sweep (L10).
     pub(crate) fn note_dropped<T: Listed, H>(
         &self,
         budget: &SweepBudget,
         hold: impl FnOnce() -> H,
-    ) {
+    ) -> Sweep {
         if !drop_sweeps() {
-            return;
+            return Sweep::Idle;
         }
         let word = self.head.load(Ordering::Acquire);
         if let Some(block) = shards_of(word) {
             let (at, shard) = block.mine();
             if shard.budget.spend(DROP_COST) {
                 let _owner = owner_user(hold);
-                shard.list.sweep::<T>(&shard.budget);
-                sweep_other::<T>(block, at);
+                let swept = shard.list.sweep_due::<T>(&shard.budget);
+                return with_other::<T>(block, at, swept);
             }
         } else if word & CLOSED == 0 && budget.spend(DROP_COST) {
             let _owner = owner_user(hold);
-            self.sweep::<T>(budget);
+            return self.sweep_due::<T>(budget);
+        }
+        Sweep::Idle
+    }
+
+    /// The collector's job (L10): sweeps the list in full, or each shard
+    /// of a sharded one. The caller holds a user of the list's node.
+    pub(crate) fn sweep_in_full<T: Listed>(&self, budget: &SweepBudget) {
+        let word = self.head.load(Ordering::Acquire);
+        match shards_of(word) {
+            Some(block) => block
+                .iter()
+                .for_each(|shard| shard.list.sweep_in_full_plain::<T>(&shard.budget)),
+            None => self.sweep_in_full_plain::<T>(budget),
         }
     }
 
     /// Links `child` at the head, or in the calling thread's shard if the
     /// list is sharded (L8). On success the list owns one reference to it
-    /// (L4), and `Ok` tells whether the insert may have run a sweep (which
-    /// frees nodes: a cause's drop may have panicked, held until the caller
-    /// resumes it); on `Err` the list is closed and the caller keeps it.
+    /// (L4), and `Ok` tells whether the insert ran a sweep (which frees
+    /// nodes: a cause's drop may have panicked, held until the caller
+    /// resumes it) and whether the caller must queue the rest (L10); on
+    /// `Err` the list is closed and the caller keeps it.
     #[inline]
     pub(crate) fn attach<T: Listed>(
         &self,
         child: *const T,
         budget: &SweepBudget,
-    ) -> Result<bool, ()> {
+    ) -> Result<Sweep, ()> {
         let cur = self.head.load(Ordering::Acquire);
         if cur & (CLOSED | SHARDED) != 0 {
             // A sharded list's inserts go straight to the thread's shard: a
@@ -187,7 +210,7 @@ impl ChildList {
         budget: &SweepBudget,
         mut cur: usize,
         mut lost: u32,
-    ) -> Result<bool, ()> {
+    ) -> Result<Sweep, ()> {
         loop {
             if lost >= LOSSES_TO_SHARD {
                 cur = self.shard(cur);
@@ -209,13 +232,12 @@ impl ChildList {
         }
     }
 
-    /// `attach` on a list that is never sharded: a shard (L8). `Ok(true)`
-    /// if the insert ran a sweep.
+    /// `attach` on a list that is never sharded: a shard (L8).
     pub(super) fn attach_plain<T: Listed>(
         &self,
         child: *const T,
         budget: &SweepBudget,
-    ) -> Result<bool, ()> {
+    ) -> Result<Sweep, ()> {
         let mut cur = self.head.load(Ordering::Acquire);
         loop {
             if cur & CLOSED != 0 {

@@ -158,6 +158,21 @@
 //! **L9** (a visit, for the tree dump: a sweep that unlinks nothing, and
 //! may grant itself users of the live children it reaches) is stated in
 //! `visit.rs`; L7's last user re-reads the count after its unlink for it.
+//!
+//! - **L10** No derive or drop sweeps more than `inline_sweep()` (1,024)
+//!   nodes. A sweep due on one stops there (a sweep may stop anywhere: it
+//!   renews the budget from what it saw and releases what it unlinked, as
+//!   at the end), and so does one that finds another sweeper running (which
+//!   may be the collector's, already past the nodes this count was for);
+//!   either way the caller queues a *full* sweep of the node's lists (each
+//!   shard) on the collector thread (`tree/collector.rs`, K1–K2), holding a
+//!   user of the node taken as L5's dropper takes one. A queued sweep is
+//!   the sweep of L5 on another thread; L1–L8 hold for it unchanged. So a
+//!   derive or a drop pays at most 1,024 node visits of collection, and the
+//!   L5 bound holds a collector's sweep after the last count (milliseconds
+//!   for 10⁶ nodes), with no operation to come. The cost is a queued job
+//!   (one lock, deduplicated per node) per due sweep of a list longer than
+//!   1,024 nodes, which comes at most once per `MIN_SWEEP` counts.
 
 mod head;
 mod link;
@@ -171,5 +186,9 @@ pub use head::set_drop_sweeps;
 pub(crate) use head::Close;
 pub(crate) use link::{ChildLink, Listed};
 pub(crate) use list::{ChildList, Release};
-pub(crate) use sweep::{collect_deferred, release_later, SweepBudget, LARGE_WALK};
+#[cfg(not(loom))]
+pub(crate) use sweep::max_inline_sweep;
+#[cfg(loom)]
+pub use sweep::set_inline_sweep;
+pub(crate) use sweep::{collect_deferred, release_later, Sweep, SweepBudget, LARGE_WALK};
 pub(crate) use visit::Visit;

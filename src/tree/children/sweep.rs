@@ -69,6 +69,58 @@ impl SweepBudget {
 /// The count bits of a sweep budget; the 8 bits above count sweeps.
 pub(super) const BUDGET_LEFT: u32 = (1 << 24) - 1;
 
+/// Nodes a sweep run by a derive or a drop visits at most (L10): more, and
+/// the rest of the sweep is queued for the collector thread, where it runs
+/// in full. About 10–150 µs, cache-hot to scattered. Under loom a model
+/// sets its own (`loom_hooks::set_inline_sweep`), unbounded by default so
+/// the other models keep their state space.
+#[cfg(not(loom))]
+pub(crate) fn inline_sweep() -> usize {
+    1024
+}
+
+#[cfg(loom)]
+pub(crate) fn inline_sweep() -> usize {
+    INLINE_SWEEP.with(std::cell::Cell::get)
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    /// Per OS thread, which is per test (loom runs a model on its test's thread).
+    static INLINE_SWEEP: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Under loom, sets the inline sweep's node limit for this test's models.
+#[cfg(loom)]
+pub fn set_inline_sweep(limit: usize) {
+    INLINE_SWEEP.with(|l| l.set(limit));
+}
+
+/// The most nodes an inline sweep visited so far (the tests' bound on L10).
+static MAX_INLINE_SWEEP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The most nodes one sweep run by a derive or a drop has visited (L10).
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn max_inline_sweep() -> usize {
+    MAX_INLINE_SWEEP.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// What a sweep due on a derive or a drop did (L10).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Sweep {
+    /// No sweep was due, or the list is closed or was sharded.
+    Idle,
+    /// A sweep ran: it may have freed nodes (a cause's drop may have
+    /// panicked, held for the caller to resume).
+    Ran,
+    /// A sweep ran and stopped at its limit, or found another sweeper
+    /// running (which may be the collector's, past the nodes this count
+    /// was for): the caller queues a full sweep of the owner's lists on
+    /// the collector, holding a user of it. A sweep that ran may have
+    /// freed nodes, as for `Ran`.
+    HandOff,
+}
+
 /// Unlinked nodes per batch of a sweep (a stack array: a growing `Vec`
 /// reaches glibc's large-request size at 128 pointers, and every such malloc
 /// consolidates the allocator's fast bins, which the sweep's frees fill).
@@ -207,20 +259,80 @@ pub(crate) fn collect_deferred() {
     }
 }
 
+/// What [`ChildList::sweep`] did.
+pub(super) enum Swept {
+    /// It swept, visiting this many nodes.
+    Visited(usize),
+    /// Another sweeper runs.
+    Busy,
+    /// The list is closed, or was sharded: nothing to sweep here.
+    Closed,
+}
+
+/// The nodes a sweep may still visit (L10).
+pub(super) struct Visits {
+    left: usize,
+}
+
+impl Visits {
+    /// Counts one visit; false once the limit is reached (the sweep stops
+    /// where it is: the nodes after that wait for the next sweep).
+    #[inline]
+    fn take(&mut self) -> bool {
+        if self.left == 0 {
+            return false;
+        }
+        self.left -= 1;
+        true
+    }
+}
+
 impl ChildList {
     /// Counts an insert against the sweep budget and sweeps when it runs
-    /// out (L5); returns whether it swept.
+    /// out (L5, L10).
     #[inline]
-    pub(super) fn inserted<T: Listed>(&self, budget: &SweepBudget) -> bool {
-        let due = budget.spend(1);
-        if due {
-            self.sweep::<T>(budget);
+    pub(super) fn inserted<T: Listed>(&self, budget: &SweepBudget) -> Sweep {
+        if budget.spend(1) {
+            self.sweep_due::<T>(budget)
+        } else {
+            Sweep::Idle
         }
-        due
     }
 
-    /// Unlinks `DELETED` nodes if no other sweeper runs (L5).
-    pub(super) fn sweep<T: Listed>(&self, budget: &SweepBudget) {
+    /// A sweep found due by a derive or a drop: at most `inline_sweep()`
+    /// nodes here, the rest handed off (L10).
+    pub(super) fn sweep_due<T: Listed>(&self, budget: &SweepBudget) -> Sweep {
+        let limit = inline_sweep();
+        match self.sweep::<T>(budget, limit) {
+            Swept::Visited(visited) => {
+                if !cfg!(loom) {
+                    MAX_INLINE_SWEEP.fetch_max(visited, std::sync::atomic::Ordering::Relaxed);
+                }
+                if visited >= limit {
+                    Sweep::HandOff
+                } else {
+                    Sweep::Ran
+                }
+            }
+            Swept::Busy => {
+                // Counted again only after `MIN_SWEEP` more operations:
+                // the collector dedupes queued jobs, but each try takes
+                // its lock.
+                budget.renew(MIN_SWEEP);
+                Sweep::HandOff
+            }
+            Swept::Closed => Sweep::Idle,
+        }
+    }
+
+    /// The collector's sweep (L10): the whole list, whatever its length.
+    pub(crate) fn sweep_in_full_plain<T: Listed>(&self, budget: &SweepBudget) {
+        let _ = self.sweep::<T>(budget, usize::MAX);
+    }
+
+    /// Unlinks `DELETED` nodes if no other sweeper runs (L5), visiting at
+    /// most `limit` nodes (L10).
+    pub(super) fn sweep<T: Listed>(&self, budget: &SweepBudget, limit: usize) -> Swept {
         // Pinned before the first node is read: once `SWEEPING` is ours a
         // closer may close the list and release its nodes through the epoch
         // (L4), and only a pin that precedes that release keeps them alive
@@ -230,8 +342,11 @@ impl ChildList {
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
             // Sharded since our insert: its nodes are the first shard's now.
-            if cur & (CLOSED | SWEEPING | SHARDED) != 0 {
-                return;
+            if cur & (CLOSED | SHARDED) != 0 {
+                return Swept::Closed;
+            }
+            if cur & SWEEPING != 0 {
+                return Swept::Busy;
             }
             match self.head.compare_exchange_weak(
                 cur,
@@ -245,8 +360,9 @@ impl ChildList {
         }
         let guard = early.unwrap_or_else(epoch::pin);
         let mut unlinked = Unlinked::new(self, &guard);
-        let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked);
-        let live = self.sweep_from::<T>(first, &mut unlinked);
+        let mut visits = Visits { left: limit };
+        let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked, &mut visits);
+        let live = self.sweep_from::<T>(first, &mut unlinked, &mut visits);
         #[cfg(not(loom))]
         let next = live.max(MIN_SWEEP);
         #[cfg(loom)]
@@ -257,6 +373,7 @@ impl ChildList {
         budget.renew(next);
         let old = self.head.fetch_and(!SWEEPING, Ordering::AcqRel);
         unlinked.release(old);
+        Swept::Visited(limit - visits.left)
     }
 
     /// The sweeper's unlinks at the head (L5): while the first node is
@@ -271,10 +388,11 @@ impl ChildList {
         &self,
         mut word: usize,
         unlinked: &mut Unlinked<'_, T>,
+        visits: &mut Visits,
     ) -> usize {
         loop {
             let first = word & HEAD_PTR;
-            if first == 0 {
+            if first == 0 || !visits.take() {
                 return 0;
             }
             // SAFETY: reached from the head while pinned (L4, L6).
@@ -309,6 +427,7 @@ impl ChildList {
         &self,
         first: usize,
         released: &mut Unlinked<'_, T>,
+        visits: &mut Visits,
     ) -> u32 {
         if first == 0 {
             return 0;
@@ -326,7 +445,7 @@ impl ChildList {
             live += 1;
         }
         let mut cur = first_next & PTR_MASK;
-        while cur != 0 {
+        while cur != 0 && visits.take() {
             let node = cur as *const T;
             // SAFETY: reachable while pinned (L4), as above.
             let next = unsafe { (*node).link().next.load(Ordering::Acquire) };

@@ -3,12 +3,13 @@
 //! (N4), the mark in its parent's list (L1), the callbacks (F2).
 
 use super::layout::{Kind, Node};
-use super::refs::release_users;
+use super::refs::{release_users, NodePtr, NodeUser};
 use super::walk::{walk, Start};
 use crate::error::{Cause, Error};
 use crate::plant::planted;
 use crate::sync::Ordering;
 use crate::tree::children::Close;
+use crate::tree::collector;
 use crate::tree::panics;
 use crate::tree::state::{self, How};
 use crate::tree::waiters::{self, Callbacks};
@@ -172,9 +173,13 @@ pub(super) fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
 /// collection this triggers finds the node canceled, it wakes the survivors
 /// itself (W2); their callbacks run here once the subtree is canceled,
 /// helping a concurrent cancel finish first (F2).
+/// The caller holds a user of `node`.
 pub(crate) fn note_abandoned(node: &Node) {
     let mut callbacks = Callbacks::default();
-    waiters::note_abandoned(&node.state, &node.waiter_gc, &mut callbacks);
+    let rest = waiters::note_abandoned(&node.state, &node.waiter_gc, &mut callbacks);
+    if let Some(rest) = rest {
+        collect_later(node, rest);
+    }
     if !callbacks.is_empty() {
         propagate(node, &mut callbacks);
         callbacks.run();
@@ -183,6 +188,27 @@ pub(crate) fn note_abandoned(node: &Node) {
     // held (with or without callbacks): raise it here, not at some later,
     // unrelated cancel (the fast paths of `cancel` and `derive` do not look).
     panics::resume();
+}
+
+/// Hands the rest of a long waiter chain to the collector thread (W6),
+/// with a user of `node` that keeps the stack's node alive until it ends.
+#[cold]
+#[inline(never)]
+fn collect_later(node: &Node, rest: waiters::Rest) {
+    let held = NodeUser::take(node);
+    let node = NodePtr(node);
+    collector::run_later(Box::new(move || {
+        // SAFETY: `held` keeps the node alive.
+        let node = unsafe { node.get() };
+        node.assert_live();
+        let mut callbacks = Callbacks::default();
+        rest.finish(&node.state, &node.waiter_gc, &mut callbacks);
+        if !callbacks.is_empty() {
+            propagate(node, &mut callbacks);
+            callbacks.run();
+        }
+        drop(held);
+    }));
 }
 
 /// Planted bug for the timer's loom models: claims without propagating.

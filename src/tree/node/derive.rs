@@ -10,7 +10,7 @@ use crate::error::Cause;
 use crate::plant::planted;
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::deadline::Deadline;
-use crate::tree::children::{ChildLink, ChildList, SweepBudget};
+use crate::tree::children::{ChildLink, ChildList, Sweep, SweepBudget};
 use crate::tree::panics;
 use crate::tree::state;
 use crate::tree::waiters::{Callbacks, WaiterGc};
@@ -105,7 +105,10 @@ pub(super) fn derive_under(
         Ok(swept) => {
             // SAFETY: the two users; the list holds the node.
             let pair = unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) };
-            if swept {
+            if swept == Sweep::HandOff {
+                super::refs::sweep_later(parent);
+            }
+            if matches!(swept, Sweep::Ran | Sweep::HandOff) {
                 // The sweep may have freed a node whose cause panicked on
                 // drop (held by `unlist`): raise it now that the pass is done.
                 panics::resume();

@@ -14,7 +14,8 @@ use super::layout::LIVE_NODES;
 use super::layout::{timer_slot_of, Kind, Node, TimedNode};
 use crate::plant::planted;
 use crate::sync::Ordering;
-use crate::tree::children::ChildLink;
+use crate::tree::children::{ChildLink, Sweep};
+use crate::tree::collector;
 
 /// A counted pointer to a [`Node`] (N1).
 pub(crate) struct NodeRef(pub(super) NonNull<Node>);
@@ -248,26 +249,72 @@ fn note_left_linked(node: &Node, n: u32) {
     // grant on its parent; either keeps the parent alive while we hold
     // the node's users (N1).
     let parent = unsafe { parent.as_ref() };
-    parent
+    let swept = parent
         .children
-        .note_dropped::<Node, _>(&parent.sweep_budget, || ParentUser::take(parent));
-}
-
-/// A user of a node taken for the sweep of its list that a drop runs
-/// (L5): granted while a listed child with users keeps the node alive.
-/// The node then cannot be its last user's L7 case (its list is open, or
-/// closed and not yet released, so the count never shows its last user
-/// alone), so the grant does not break L7's argument.
-struct ParentUser(*const Node);
-
-impl ParentUser {
-    fn take(node: &Node) -> ParentUser {
-        node.grant(1);
-        ParentUser(node)
+        .note_dropped::<Node, _>(&parent.sweep_budget, || NodeUser::take(parent));
+    if swept == Sweep::HandOff {
+        sweep_later(parent);
     }
 }
 
-impl Drop for ParentUser {
+/// Queues a full sweep of `node`'s lists on the collector thread (L10),
+/// holding a user of `node` until it ends. The caller keeps `node` alive:
+/// it holds a user of it, or of a child listed in it.
+#[cold]
+#[inline(never)]
+pub(super) fn sweep_later(node: &Node) {
+    // Planted bug: the job names the node without holding it.
+    let held = (!planted!("sweep_job_unheld")).then(|| NodeUser::take(node));
+    let key = node as *const Node as usize;
+    let node = NodePtr(node);
+    collector::run_once(
+        key,
+        Box::new(move || {
+            // SAFETY: `held` keeps the node alive (L10).
+            let node = unsafe { node.get() };
+            node.assert_live();
+            node.children.sweep_in_full::<Node>(&node.sweep_budget);
+            drop(held);
+        }),
+    );
+}
+
+/// A node's address in a collector job, beside the user that keeps it.
+pub(super) struct NodePtr(pub(super) *const Node);
+
+// SAFETY: only an address; the job that carries it holds a user of the
+// node (or is a planted bug), and nodes are shared across threads.
+unsafe impl Send for NodePtr {}
+
+impl NodePtr {
+    /// # Safety
+    /// The caller holds the node alive.
+    pub(super) unsafe fn get<'a>(&self) -> &'a Node {
+        // SAFETY: the caller's contract.
+        unsafe { &*self.0 }
+    }
+}
+
+/// A user of a node taken for work on its lists: the sweep of its list
+/// that a drop runs (L5), or a job queued on the collector (L10). Granted
+/// while a user of the node or a listed child with users keeps the node
+/// alive. In the second case the node cannot be its last user's L7 case
+/// (its list is open, or closed and not yet released, so the count never
+/// shows its last user alone), so the grant does not break L7's argument.
+pub(super) struct NodeUser(*const Node);
+
+// SAFETY: a user of a node, which is shared and freed from any thread
+// (see `NodeRef`).
+unsafe impl Send for NodeUser {}
+
+impl NodeUser {
+    pub(super) fn take(node: &Node) -> NodeUser {
+        node.grant(1);
+        NodeUser(node)
+    }
+}
+
+impl Drop for NodeUser {
     fn drop(&mut self) {
         // SAFETY: the user granted in `take`.
         unsafe { release_users(self.0, 1) }

@@ -1,0 +1,101 @@
+//! loom models of the work the tree's operations hand to the collector
+//! thread (src/tree/collector.rs, K1–K2): the rest of a sweep (L10,
+//! src/tree/children/mod.rs) and the rest of a waiter collection (W6,
+//! src/tree/waiters.rs). Under loom the collector is a queue a model
+//! drains on a thread of its choice (`loom_hooks::run_collections`); the
+//! inline limits are set to hand off at once for this file's models only.
+//!
+//! Run: `CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+//!       RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release -p loom-tests --test collector`
+#![cfg(loom)]
+
+use ctxtree::loom_hooks::{run_collections, set_inline_collect, set_inline_sweep};
+use ctxtree::{Context, Error};
+use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::sync::Arc;
+use loom::thread;
+use loom_tests::model;
+
+/// L10, N1: a derive whose sweep hands the rest to the collector queues a
+/// job holding a user of the parent; the job's sweep races the parent's
+/// cancel, the drop of its last handles and of its children. Fails with
+/// `sweep_job_unheld` (the job names the parent without a user: it is
+/// freed before the job sweeps it).
+#[test]
+fn handed_off_sweep_vs_parent_cancel_and_drop() {
+    set_inline_sweep(0);
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        // Every insert's sweep is due under loom; with no inline budget it
+        // is handed off: one job per derive.
+        let (older, older_handle) = parent.with_cancel();
+        let (newer, newer_handle) = parent.with_cancel();
+        older_handle.cancel(); // DELETED, behind `newer`: for the sweep
+        drop((older, older_handle));
+        let collector = thread::spawn(run_collections);
+        handle.cancel();
+        drop((parent, handle));
+        assert_eq!(newer.err(), Some(Error::Canceled));
+        drop((newer, newer_handle));
+        collector.join().unwrap();
+        run_collections(); // anything queued after the collector looked
+    });
+}
+
+/// W2, W6: an abandon's collection walks one entry and hands the rest of
+/// the chain it took to the collector; the collector gives it back (or
+/// wakes it) while the context is canceled. Every callback still
+/// registered runs exactly once. Fails with `rest_dropped` (the rest is
+/// freed, its waiters never woken).
+#[test]
+fn split_collection_vs_cancel() {
+    set_inline_collect(1);
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let count = |ran: &Arc<AtomicUsize>| {
+            let ran = ran.clone();
+            move || {
+                ran.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let first = ctx.after_func(count(&ran));
+        let second = ctx.after_func(count(&ran));
+        let third = ctx.after_func(|| unreachable!("stopped"));
+        // The stack is third → second → first: the collection walks
+        // `third` (abandoned, freed) and hands off `second → first`.
+        assert!(third.stop());
+        let collector = thread::spawn(run_collections);
+        handle.cancel();
+        collector.join().unwrap();
+        run_collections();
+        assert_eq!(ran.load(Ordering::SeqCst), 2);
+        assert!(!first.stop() && !second.stop());
+    });
+}
+
+/// W4, W6: an abandon while the rest of the chain is with the collector;
+/// the entry abandoned may be in the part given back or in the rest. The
+/// callback left runs once at the cancel, the abandoned one never.
+#[test]
+fn abandon_vs_rest_given_back() {
+    set_inline_collect(1);
+    model(|| {
+        let (ctx, handle) = Context::background().with_cancel();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let counter = ran.clone();
+        let kept = ctx.after_func(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        let left = ctx.after_func(|| unreachable!("stopped"));
+        let first_out = ctx.after_func(|| unreachable!("stopped"));
+        assert!(first_out.stop()); // hands `left → kept` to the collector
+        let collector = thread::spawn(run_collections);
+        assert!(left.stop());
+        collector.join().unwrap();
+        run_collections();
+        handle.cancel();
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+        drop(kept);
+    });
+}
