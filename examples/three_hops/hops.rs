@@ -1,16 +1,22 @@
 //! The three services of the example (and of `tests/three_hops.rs`): C
-//! (axum over HTTP), B (tonic, calling C), and A's call into B.
+//! (axum over HTTP), B (tonic, calling C) and A (axum over HTTP, calling B),
+//! and the clients between them.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
+use axum::extract::Path;
 use axum::{routing::get, Extension, Router};
 use bytes::{Buf, BufMut, Bytes};
 use ctxtree::tower::{AsGrpcStatus, BudgetLayer, ConnectTimeout, ContextLayer};
 use ctxtree::{CancelHandle, Context, Error};
 use futures::future::BoxFuture;
 use http::uri::PathAndQuery;
+use http::StatusCode;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc::UnboundedSender;
@@ -69,8 +75,9 @@ impl Decoder for RawCodec {
 
 type BoxError = ctxtree::tower::BoxError;
 
-/// B's HTTP client toward C: one HTTP/1 connection per request (hyper),
-/// behind `BudgetLayer`.
+/// An HTTP/1 client (hyper), one connection per request: B's toward C
+/// (behind `BudgetLayer`), and the caller's toward A. Answers the status and
+/// the whole body; a body cut short is an error.
 pub async fn http_get(
     addr: SocketAddr,
     req: http::Request<Empty<Bytes>>,
@@ -84,8 +91,12 @@ pub async fn http_get(
     Ok((status, String::from_utf8(body.to_vec())?))
 }
 
+/// How long C's `/slow/{n}` takes to answer.
+pub const SLOW: Duration = Duration::from_millis(50);
+
 /// C: `/remaining` answers its request context's remaining milliseconds;
-/// `/stuck` sends its request context to `seen` and never answers.
+/// `/slow/{n}` answers `n` after [`SLOW`]; `/stuck` sends its request
+/// context to `seen` and never answers.
 pub async fn start_c(seen: UnboundedSender<Context>) -> Hop {
     let (root, shutdown) = Context::background().with_cancel();
     let app = Router::new()
@@ -95,6 +106,13 @@ pub async fn start_c(seen: UnboundedSender<Context>) -> Hop {
                 ctx.remaining()
                     .map_or(u128::MAX, |d| d.as_millis())
                     .to_string()
+            }),
+        )
+        .route(
+            "/slow/{n}",
+            get(|Path(n): Path<String>| async move {
+                tokio::time::sleep(SLOW).await;
+                n
             }),
         )
         .route(
@@ -196,10 +214,11 @@ pub async fn start_b(c: SocketAddr, seen: UnboundedSender<Context>) -> Hop {
     }
 }
 
-/// A: calls B through `BudgetLayer` within `ctx`'s scope; a call whose
-/// context ended is answered DEADLINE_EXCEEDED (or CANCELLED) by
-/// `AsGrpcStatus`.
-pub async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status> {
+/// A's call into B, asking B to GET `path` on C: through `BudgetLayer`,
+/// within the context of `Context::current()` (the caller's scope, or in
+/// A's handler the request's); a call whose context ended is answered
+/// DEADLINE_EXCEEDED (or CANCELLED) by `AsGrpcStatus`.
+pub async fn call_b(b: SocketAddr, path: &str) -> Result<String, Status> {
     // Connects on the first call: a refused connection is UNAVAILABLE.
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{b}"))
         .unwrap()
@@ -207,9 +226,57 @@ pub async fn call_b(b: SocketAddr, path: &'static str) -> Result<String, Status>
     let mut client =
         tonic::client::Grpc::new(BudgetLayer::new().on_ended(AsGrpcStatus).layer(channel));
     client.ready().await.map_err(Status::from_error)?;
-    let req = tonic::Request::new(Bytes::from_static(path.as_bytes()));
+    let req = tonic::Request::new(Bytes::copy_from_slice(path.as_bytes()));
     let res = client
         .unary(req, PathAndQuery::from_static("/test.B/Call"), RawCodec)
         .await?;
     Ok(String::from_utf8(res.into_inner().to_vec()).unwrap())
+}
+
+/// A: `GET /via-b/{*path}` calls B, which GETs `/{path}` on C, and answers
+/// C's body. Each answer the handler completes (a 200 with C's body) is
+/// counted in `completed`. `shutdown` drains A: in-flight requests are
+/// answered (503 if their call to B was cut short), then A stops.
+pub async fn start_a(b: SocketAddr, completed: Arc<AtomicUsize>) -> Hop {
+    let (root, shutdown) = Context::background().with_cancel();
+    let app = Router::new()
+        .route(
+            "/via-b/{*path}",
+            get(move |Path(path): Path<String>| via_b(b, path, completed.clone())),
+        )
+        .layer(ContextLayer::new(root.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(root.cancelled_owned())
+            .await
+            .unwrap();
+    });
+    Hop {
+        addr,
+        shutdown,
+        served,
+    }
+}
+
+/// A's handler: no context passed by hand; `call_b` finds the request's
+/// through `Context::current()` (set by `ContextLayer`).
+async fn via_b(b: SocketAddr, path: String, completed: Arc<AtomicUsize>) -> (StatusCode, String) {
+    match call_b(b, &format!("/{path}")).await {
+        Ok(body) => {
+            completed.fetch_add(1, Ordering::SeqCst);
+            (StatusCode::OK, body)
+        }
+        Err(status) => (http_status(&status), status.message().to_owned()),
+    }
+}
+
+/// The HTTP status A answers for B's gRPC status.
+fn http_status(status: &Status) -> StatusCode {
+    match status.code() {
+        tonic::Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        tonic::Code::Unavailable | tonic::Code::Cancelled => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    }
 }
