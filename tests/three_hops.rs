@@ -100,10 +100,12 @@ async fn a_budget_crosses_two_hops_and_ends_the_last_ones_work() {
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     let c_ctx = next(&mut chain.c_contexts).await;
     let c_deadline = c_ctx.deadline().unwrap();
-    // Rounded up to a millisecond per hop, never earlier than A's.
+    // Never earlier than A's; later by the rounding (a millisecond per hop)
+    // and by the time each hop's request spent in flight before its server
+    // read the header (milliseconds; tens on a loaded machine).
     assert!(c_deadline >= a_deadline, "C's deadline is earlier than A's");
     assert!(
-        c_deadline - a_deadline < Duration::from_millis(10),
+        c_deadline - a_deadline < Duration::from_millis(100),
         "C's deadline is {:?} after A's",
         c_deadline - a_deadline
     );

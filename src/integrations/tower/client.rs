@@ -21,7 +21,13 @@
 //! - **K4** If the inner call fails once the context has ended (or its
 //!   deadline has passed), the call ends with the context's [`Error`], not
 //!   the inner one: the transport saw the end first (tonic's own
-//!   `grpc-timeout` timer, say). A response that arrives is passed on.
+//!   `grpc-timeout` timer, say).
+//! - **K5** A response that arrives once the context has ended (or its
+//!   deadline has passed) goes through the policy's
+//!   [`answered`](OnEnded::answered): passed on by default; a gRPC failure
+//!   in trailers-only form becomes the context's end under
+//!   [`AsGrpcStatus`](crate::tower::AsGrpcStatus) (a server's own timer may
+//!   answer first at the same deadline).
 //!
 //! "Ends with the context's [`Error`]" is the [`OnEnded`] policy's answer:
 //! the error itself ([`AsError`], the default), or for gRPC requests a
@@ -44,7 +50,7 @@ use crate::{Context, DoneOwned, Error};
 
 /// A [`Layer`] for outgoing HTTP requests (hyper, tonic's `Channel`, any
 /// tower HTTP client) that sends the remaining budget of the caller's
-/// context along and abandons the call when that context ends (K1-K4).
+/// context along and abandons the call when that context ends (K1-K5).
 ///
 /// `R` is what a call whose context ended answers ([`OnEnded`]): the
 /// context's [`Error`] by default; on a tonic `Channel`, use
@@ -329,7 +335,8 @@ where
             let ctx = this.ctx.take();
             return Poll::Ready(match (output, ctx.as_ref().and_then(ended)) {
                 (Err(_), Some(err)) => this.on_ended.answer(err, this.grpc), // K4
-                (output, _) => output.map_err(Into::into),
+                (Ok(res), Some(err)) => this.on_ended.answered(res, err, this.grpc), // K5
+                (output, None) => output.map_err(Into::into),
             });
         }
         match this.done.as_mut().map(|done| Pin::new(done).poll(cx)) {

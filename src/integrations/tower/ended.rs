@@ -72,6 +72,19 @@ pub trait OnEnded<Res>: Clone + Send + Sync + 'static {
     /// The call's output for a context that ended with `err`; `grpc` is
     /// true for gRPC requests (`content-type: application/grpc*`).
     fn answer(&self, err: Error, grpc: bool) -> Result<Res, BoxError>;
+
+    /// The call's output for a response `res` that arrived once the
+    /// context had ended with `err` (K5): `res` itself by default.
+    ///
+    /// ```
+    /// use ctxtree::{tower::{AsError, OnEnded}, Error};
+    ///
+    /// assert_eq!(AsError.answered(7, Error::DeadlineExceeded, false).unwrap(), 7);
+    /// ```
+    fn answered(&self, res: Res, err: Error, grpc: bool) -> Result<Res, BoxError> {
+        let _ = (err, grpc);
+        Ok(res)
+    }
 }
 
 /// The default [`OnEnded`]: the call fails with the context's [`Error`]
@@ -105,9 +118,11 @@ impl<Res> OnEnded<Res> for AsError {
 /// The response is synthesized on the client side: HTTP 200, `content-type:
 /// application/grpc`, `grpc-status`, `grpc-message`, an empty body (hence
 /// `B: Default`; tonic's `Body` has it). tonic's own enforcement of the
-/// `grpc-timeout` it sends reports CANCELLED (`Timeout expired`); when it
-/// fires at the context's deadline, [`BudgetFuture`](crate::tower::BudgetFuture)
-/// answers in its place (K4), so the caller sees DEADLINE_EXCEEDED.
+/// `grpc-timeout` it sends reports CANCELLED (`Timeout expired`), on the
+/// client as an error and on the server as a trailers-only response; when
+/// either arrives once the context's deadline has passed,
+/// [`BudgetFuture`](crate::tower::BudgetFuture) answers in its place (K4,
+/// K5), so the caller sees DEADLINE_EXCEEDED.
 ///
 /// ```
 /// use ctxtree::{tower::{AsGrpcStatus, OnEnded}, Error};
@@ -135,5 +150,23 @@ impl<B: Default> OnEnded<Response<B>> for AsGrpcStatus {
             Error::Canceled => 1,         // CANCELLED
         };
         Ok(grpc_status(code, &err.to_string()))
+    }
+
+    /// A gRPC failure in trailers-only form (HTTP 200 with a non-zero
+    /// `grpc-status` header) that arrived once the context had ended is
+    /// answered as the context's end (K5): the status the caller sees is
+    /// its own deadline's, as in grpc-go, not the one a peer's timer raced
+    /// it to (tonic's server reports CANCELLED `Timeout expired`). Other
+    /// responses pass.
+    fn answered(&self, res: Response<B>, err: Error, grpc: bool) -> Result<Response<B>, BoxError> {
+        let failed = res
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|status| status.as_bytes() != b"0");
+        if grpc && failed {
+            self.answer(err, grpc)
+        } else {
+            Ok(res)
+        }
     }
 }

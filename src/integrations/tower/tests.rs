@@ -1,5 +1,5 @@
 //! Unit tests of the server layer (`grpc-timeout` parsing, replies,
-//! policies) and of the client layer's answers (K4).
+//! policies) and of the client layer's answers (K4, K5).
 
 use std::time::Duration;
 
@@ -194,4 +194,40 @@ fn a_failure_after_the_deadline_is_the_contexts_end() {
     let (ctx, _cancel) = Context::background().with_timeout(Duration::from_secs(60));
     let err = futures::executor::block_on(ctx.scope(failing(Duration::ZERO))).unwrap_err();
     assert_eq!(err.to_string(), "transport timeout");
+}
+
+/// K5: a gRPC failure in trailers-only form (a server's own timer:
+/// CANCELLED `Timeout expired`) that arrives after the deadline passed is
+/// answered as the context's end under `AsGrpcStatus`; a success, and any
+/// response before the deadline, are passed on.
+#[test]
+fn a_grpc_failure_after_the_deadline_is_the_contexts_end() {
+    use super::{AsGrpcStatus, BudgetLayer};
+    use crate::Context;
+    use ::tower::{service_fn, Layer, ServiceExt};
+
+    let answering = |wait: Duration, status: &'static str| {
+        let client = BudgetLayer::new().on_ended(AsGrpcStatus).layer(service_fn(
+            move |_req: ::http::Request<()>| async move {
+                std::thread::sleep(wait); // blocks the poll: no timer can run
+                let mut res = Response::new(String::new());
+                res.headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static(status));
+                Ok::<_, std::io::Error>(res)
+            },
+        ));
+        let mut req = ::http::Request::new(());
+        req.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        client.oneshot(req)
+    };
+    let status = |wait, timeout, status| {
+        let (ctx, _cancel) = Context::background().with_timeout(timeout);
+        let res = futures::executor::block_on(ctx.scope(answering(wait, status))).unwrap();
+        res.headers()["grpc-status"].to_str().unwrap().to_owned()
+    };
+    let (short, long) = (Duration::from_millis(20), Duration::from_secs(60));
+    assert_eq!(status(Duration::from_millis(30), short, "1"), "4");
+    assert_eq!(status(Duration::from_millis(30), short, "0"), "0");
+    assert_eq!(status(Duration::ZERO, long, "1"), "1");
 }
