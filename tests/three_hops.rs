@@ -7,7 +7,8 @@
 //! a load of concurrent clients, A's graceful shutdown loses no answer its
 //! handler completed: each one reaches its client whole, requests in
 //! flight are answered (503 once their call to B is cut short), and
-//! the rest are refused.
+//! the rest are refused; and a client that disconnects from A ends the
+//! work in B and C.
 
 #[path = "../examples/three_hops/hops.rs"]
 mod hops;
@@ -352,6 +353,31 @@ async fn shutting_a_down_drains_without_losing_a_completed_response() {
         tokio::time::timeout(DRAIN, hop.served)
             .await
             .expect("B or C did not drain")
+            .unwrap();
+    }
+}
+
+/// A's own client goes away: hyper drops A's request future, which cancels
+/// A's request context and drops its call to B; B and C see their callers
+/// go and cancel their work (`RequestAborted`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_disconnects_from_a_cancels_the_work_in_b_and_c() {
+    let mut chain = start_chain().await;
+    let a = start_a(chain.b.addr, Arc::new(AtomicUsize::new(0))).await;
+    let call = tokio::spawn(get(a.addr, "/via-b/stuck"));
+    let b_ctx = next(&mut chain.b_contexts).await;
+    let c_ctx = next(&mut chain.c_contexts).await;
+    assert!(!b_ctx.is_done() && !c_ctx.is_done());
+
+    call.abort(); // drops the client's connection to A
+    assert!(call.await.unwrap_err().is_cancelled());
+    assert_aborted(&b_ctx, "B").await;
+    assert_aborted(&c_ctx, "C").await;
+    for hop in [a, chain.b, chain.c] {
+        hop.shutdown.cancel();
+        tokio::time::timeout(DRAIN, hop.served)
+            .await
+            .expect("a hop did not drain")
             .unwrap();
     }
 }
