@@ -9,7 +9,8 @@
 //! Invariants:
 //! - **T1** Every armed entry is, at every moment, in exactly one place: its
 //!   shard's stack, a stack the driver took and has not ingested yet, one of
-//!   the driver's two heaps (`main`, `side`, T9), or being fired / dropped
+//!   the driver's heaps (`main`, `side`, `fresh`) or a split's vectors
+//!   (`parting`, `backlog`, T9), or being fired / dropped
 //!   by the driver or a collecting thread. An entry is a [`TimerHold`], which keeps
 //!   its node's block (and, while armed, a user of it, T6).
 //! - **T2** No missed wake-up: an arming thread pushes (a `SeqCst` CAS), then
@@ -58,9 +59,19 @@
 //!   step, and `fresh` is merged back once nothing else is due. So an entry
 //!   armed during a storm or a compaction of 10⁶ entries fires within about
 //!   a step (well under a millisecond) of its deadline instead of after the
-//!   backlog; entries queued before a storm fire in deadline order after
-//!   the backlog due before them. An arming thread's own collection (T5)
-//!   takes only what was pushed since the driver last took its shard.
+//!   backlog. A storm whose due part is a sizeable share of `main` (at
+//!   least 1 in 16 of 64 sampled entries) is *split*: `main`'s array is
+//!   taken whole, and `SPLIT_SLICE` entries per step go to a `backlog` if
+//!   due at the split's start, else back onto `main`, which fires them as
+//!   they fall due; the backlog is fired `SLICE` per step once the split
+//!   is done, in no particular order (all are overdue). So an entry that
+//!   was in `main` before the storm, due after its instant, fires at most
+//!   about a split (a few ms at 10⁶) late, not after the backlog. No pour
+//!   starts during a split or its backlog. A step handles at most `3 ×
+//!   SLICE` entries plus the larger of a split slice (`4 × SLICE`) or a
+//!   pour, a backlog slice and a merge (`3 × SLICE`): `7 × SLICE`. An
+//!   arming thread's own collection (T5) takes only what was pushed since
+//!   the driver last took its shard.
 //!
 //! Linearization: an entry is armed at its push CAS (and T6's `ARMED`); the
 //! driver fires what is due at each step, in deadline order within each
@@ -230,6 +241,13 @@ fn collect(driver: &Driver, shard: &Shard) {
 /// well under a millisecond.
 const SLICE: usize = 1024;
 
+/// Entries a split looks at per step (T9): moving one costs a few
+/// nanoseconds (a push onto a `Vec`, or onto a heap in about O(1) for
+/// entries in no particular order), so a split of 10⁶ takes milliseconds.
+const SPLIT_SLICE: usize = 4 * SLICE;
+/// Entries sampled to decide whether a storm is worth a split.
+const SAMPLES: usize = 64;
+
 /// The driver's loop state.
 struct Heap {
     /// The armed entries, earliest deadline on top.
@@ -245,6 +263,13 @@ struct Heap {
     pouring: bool,
     /// Whether more entries were due after the last step's slices.
     storm: bool,
+    /// While a storm is split (T9): what was `main`, not yet looked at.
+    parting: Vec<Entry>,
+    /// The due entries the split found, fired `SLICE` per step once it
+    /// ended, in no particular order (all are overdue).
+    backlog: Vec<Entry>,
+    /// The split sends entries due at or before this to `backlog`.
+    horizon: Deadline,
     /// Stacks taken from the shards and not yet ingested, newest last: the
     /// newest are ingested first, so an entry armed now is not queued
     /// behind a burst armed before it (T9).
@@ -265,6 +290,9 @@ fn run(driver: &'static Driver) {
         fresh: BinaryHeap::new(),
         pouring: false,
         storm: false,
+        parting: Vec::new(),
+        backlog: Vec::new(),
+        horizon: Deadline::NEVER,
         chains: Vec::new(),
         compact_at: MIN_COMPACT,
         disarmed: 0,
@@ -309,23 +337,93 @@ impl Heap {
         if self.pouring {
             work += fire_due(&mut self.side, now).0;
         } else {
-            work += fire_due(&mut self.main, now).0;
+            let (fired, more) = fire_due(&mut self.main, now);
+            work += fired;
+            if more && self.parting.is_empty() && self.backlog.is_empty() {
+                self.split_if_worth_it(now);
+            }
+        }
+        if !self.parting.is_empty() {
+            work += self.split();
+        } else {
+            work += self.fire_backlog();
         }
         self.start_pour_if_due();
         if self.pouring {
             work += self.pour(now);
         }
         let due = |heap: &BinaryHeap<Entry>| heap.peek().is_some_and(|top| top.deadline <= now);
-        self.storm = due(&self.main) || due(&self.side);
+        self.storm = due(&self.main)
+            || due(&self.side)
+            || !self.parting.is_empty()
+            || !self.backlog.is_empty();
         if !self.storm {
             work += self.merge_fresh();
         }
         MAX_STEP_WORK.fetch_max(work, Ordering::Relaxed);
     }
 
+    /// Starts a split of `main` (T9) if its due part is a sizeable share
+    /// of it: at least 1 in 16 of 64 entries sampled across the heap's
+    /// array. Then splitting (a few ns per entry) costs less than firing
+    /// the due part, and what falls due meanwhile no longer waits for it.
+    fn split_if_worth_it(&mut self, now: Deadline) {
+        let entries = self.main.as_slice();
+        if entries.len() < SPLIT_SLICE {
+            return; // fired in order within a few steps
+        }
+        let stride = entries.len() / SAMPLES;
+        let due = (0..SAMPLES)
+            .filter(|i| entries[i * stride].deadline <= now)
+            .count();
+        if due * 16 >= SAMPLES {
+            self.horizon = now;
+            self.parting = std::mem::take(&mut self.main).into_vec();
+        }
+    }
+
+    /// One slice of a split (T9): up to `SPLIT_SLICE` entries of what was
+    /// `main`, each dropped if disarmed, put in `backlog` if due by the
+    /// horizon, else pushed back onto `main` (which fires them in deadline
+    /// order as they fall due, split or not). Returns how many.
+    fn split(&mut self) -> usize {
+        let n = self.parting.len().min(SPLIT_SLICE);
+        for entry in self.parting.drain(self.parting.len() - n..) {
+            if entry.hold.is_disarmed() {
+                drop_on_driver(entry.hold);
+            } else if entry.deadline <= self.horizon {
+                self.backlog.push(entry);
+            } else {
+                self.main.push(entry);
+            }
+        }
+        if self.parting.is_empty() {
+            self.parting = Vec::new(); // its capacity is the old heap's
+        }
+        n
+    }
+
+    /// Fires up to `SLICE` entries of the split's backlog (T9); returns
+    /// how many.
+    fn fire_backlog(&mut self) -> usize {
+        let n = self.backlog.len().min(SLICE);
+        for entry in self.backlog.drain(self.backlog.len() - n..) {
+            fire(entry);
+        }
+        if n > 0 && self.backlog.is_empty() {
+            self.backlog = Vec::new();
+        }
+        n
+    }
+
     /// Whether work is queued that the next step would do at once.
     fn busy(&self) -> bool {
-        self.pouring || self.storm || !self.chains.is_empty() || !self.fresh.is_empty()
+        self.pouring
+            || self.storm
+            || !self.chains.is_empty()
+            || !self.fresh.is_empty()
+            || !self.parting.is_empty()
+            || !self.backlog.is_empty()
     }
 
     /// Where ingested entries go: `fresh` during a storm, `side` during a
@@ -414,8 +512,8 @@ impl Heap {
     /// Starts a pour that drops the disarmed entries when enough were
     /// reported, the heap doubled, or a tidy is due (T3).
     fn start_pour_if_due(&mut self) {
-        if self.pouring {
-            return;
+        if self.pouring || !self.parting.is_empty() || !self.backlog.is_empty() {
+            return; // after the split and its backlog (T9)
         }
         let len = self.main.len();
         let many_disarmed = self.disarmed >= MIN_COMPACT.max(len / 2);
@@ -477,7 +575,7 @@ fn fire_due(heap: &mut BinaryHeap<Entry>, now: Deadline) -> (usize, bool) {
 static MAX_STEP_WORK: AtomicUsize = AtomicUsize::new(0);
 
 /// The most entries (ingested, fired, dropped or moved) the driver has
-/// handled in one step so far: at most `5 × SLICE` (T9).
+/// handled in one step so far: at most `7 × SLICE` (T9).
 pub(crate) fn max_step_work() -> usize {
     MAX_STEP_WORK.load(Ordering::Relaxed)
 }
