@@ -195,10 +195,20 @@ pub fn memory_note(fresh: &[Option<Stats>], churned: &[Option<Stats>], floor: f6
 /// Deadlines in the full run's storm: all due at one instant.
 pub const STORM: usize = 1_000_000;
 
-/// Milliseconds late: a 1 ms timeout armed at the instant `n` deadlines
-/// fall due, from its deadline to its cancel being seen. `None` where the
-/// implementation has no deadlines.
-pub fn storm_lateness<T: Tree>(n: usize) -> Option<Sampler> {
+/// When the timeout whose lateness [`storm_lateness`] measures is armed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Later {
+    /// At the instant the storm falls due, for 1 ms.
+    ArmedAtTheStorm,
+    /// With the storm, before its instant, due 5 ms after it: it waits in
+    /// the timer's heap with the storm's deadlines.
+    ArmedBefore,
+}
+
+/// Milliseconds late: a timeout armed as `later` says around the instant
+/// `n` deadlines fall due, from its deadline to its cancel being seen.
+/// `None` where the implementation has no deadlines.
+pub fn storm_lateness<T: Tree>(n: usize, later: Later) -> Option<Sampler> {
     let (parent, handle) = live_parent::<T>();
     T::with_timeout(&parent, std::time::Duration::from_secs(3600))?;
     // How long the arms of the last sample took: the next storm falls due
@@ -224,14 +234,23 @@ pub fn storm_lateness<T: Tree>(n: usize) -> Option<Sampler> {
             Instant::now() < due,
             "the storm fell due before its arms were in"
         );
+        let after = std::time::Duration::from_millis(5);
+        let before = T::with_timeout(
+            &parent,
+            (due + after).saturating_duration_since(Instant::now()),
+        )
+        .expect("checked");
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        let armed = Instant::now();
-        let (short, _short_handle) =
-            T::with_timeout(&parent, std::time::Duration::from_millis(1)).expect("checked");
+        let (short, _short_handle, deadline) = match later {
+            Later::ArmedAtTheStorm => {
+                let ms = std::time::Duration::from_millis(1);
+                let (ctx, handle) = T::with_timeout(&parent, ms).expect("checked");
+                (ctx, handle, Instant::now() + ms)
+            }
+            Later::ArmedBefore => (before.0, before.1, due + after),
+        };
         T::wait(&short);
-        let late = armed
-            .elapsed()
-            .saturating_sub(std::time::Duration::from_millis(1));
+        let late = deadline.elapsed();
         assert!(!T::is_done(&parent), "the storm ran under a live parent");
         for (ctx, _) in &storm {
             T::wait(ctx);

@@ -7,6 +7,7 @@ mod child;
 mod compose;
 mod samplers;
 mod server;
+mod tails;
 
 use std::time::Duration;
 
@@ -321,38 +322,11 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
                 ));
             }
         }
-        "churn" => rows.extend(churn_rows(id, cfg, p)),
+        "churn" => rows.extend(tails::churn_rows(id, cfg, p)),
         "merge" => rows.extend(compose::merge_rows(id, cfg, p)),
         "group" => rows.extend(compose::group_rows(id, cfg, p)),
         "server" => rows.extend(server::server_rows(id, cfg, p)),
-        "storm" => {
-            let n = cfg.storm;
-            let label = format!(
-                "a 1 ms timeout armed as {} deadlines fall due: lateness",
-                pow10(n)
-            );
-            p.step(&label);
-            let stats = interleave(
-                cfg.deep_samples.min(3),
-                vec![
-                    crate::churn::storm_lateness::<CtxTree>(n),
-                    crate::churn::storm_lateness::<MutexTree>(n),
-                    crate::churn::storm_lateness::<TokioTree>(n),
-                ],
-            );
-            let cells = stats
-                .into_iter()
-                .map(|s| s.map_or_else(|| Cell::Na("n/a (no deadlines)".into()), Cell::Value))
-                .collect();
-            let case = sized_case("lateness", "deadlines", n, crate::churn::STORM);
-            let mut r = Row::new(id, &case, &label, Unit::Ms, cells);
-            r.note = Some(
-                "from the timeout's deadline until a thread blocked on it wakes; idle, the same \
-                 timeout is about 0.1 ms late"
-                    .into(),
-            );
-            rows.push(r);
-        }
+        "storm" => rows.extend(tails::storm_rows(id, cfg, p)),
         "chain" => {
             for &d in &cfg.chains {
                 let label = format!("chain of {d}: build + cancel + drop");
@@ -533,88 +507,6 @@ pub fn pow10(n: usize) -> String {
     } else {
         n.to_string()
     }
-}
-
-/// The churned-tree rows (`churn.rs`).
-fn churn_rows(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
-    use crate::churn::{self, cancel_grid, derive_after_drops};
-    let samples = cfg.deep_samples;
-    let cells = |stats: Vec<Option<Stats>>| -> Vec<Cell> {
-        stats
-            .into_iter()
-            .map(|s| s.map_or_else(|| Cell::Na("n/a".into()), Cell::Value))
-            .collect()
-    };
-    let grid = format!("{} x {}", pow10(churn::MIDS), pow10(churn::LEAVES));
-    let label = format!("cancel a fresh {grid} tree, per leaf");
-    p.step(&label);
-    let fresh = interleave(
-        samples,
-        vec![
-            cancel_grid::<CtxTree>(false),
-            cancel_grid::<MutexTree>(false),
-            cancel_grid::<TokioTree>(false),
-        ],
-    );
-    let mut rows = vec![Row::new(
-        id,
-        "fresh",
-        &label,
-        Unit::Ns,
-        cells(fresh.clone()),
-    )];
-    let label = format!("cancel the {grid} tree after churn under it, per leaf");
-    p.step(&label);
-    let churned = interleave(
-        samples,
-        vec![
-            cancel_grid::<CtxTree>(true),
-            cancel_grid::<MutexTree>(true),
-            cancel_grid::<TokioTree>(true),
-        ],
-    );
-    let label_floor = format!(
-        "pointer chase over {} scattered nodes, per node",
-        pow10(churn::MIDS * churn::LEAVES)
-    );
-    p.step(&label_floor);
-    let floor = interleave(samples, vec![Some(churn::pointer_chase())]).remove(0);
-    let floor_median = floor.as_ref().map_or(f64::NAN, |s| s.median);
-    let mut r = Row::new(id, "churned", &label, Unit::Ns, cells(churned.clone()));
-    r.note = Some(churn::memory_note(&fresh, &churned, floor_median));
-    rows.push(r);
-    let mut floor_cells = vec![floor.map_or_else(|| Cell::Na("n/a".into()), Cell::Value)];
-    floor_cells.extend((1..IMPLS.len()).map(|_| Cell::Na("(the floor)".into())));
-    let mut r = Row::new(id, "floor", &label_floor, Unit::Ns, floor_cells);
-    r.note = Some(
-        "the memory-latency floor of the walks above: one dependent load per 64-byte node, in \
-         shuffled order; the same for every implementation"
-            .into(),
-    );
-    rows.push(r);
-    for (case, pct, what) in [("p999", 99.9, "p99.9"), ("max", 100.0, "max")] {
-        let label = format!(
-            "single derives after {} children dropped in random order: {what}",
-            pow10(churn::DROPPED)
-        );
-        p.step(&label);
-        let stats = interleave(
-            samples,
-            vec![
-                derive_after_drops::<CtxTree>(pct),
-                derive_after_drops::<MutexTree>(pct),
-                derive_after_drops::<TokioTree>(pct),
-            ],
-        );
-        let mut r = Row::new(id, case, &label, Unit::Ns, cells(stats));
-        r.note = Some(format!(
-            "{} derives under the parent, each timed alone (about 20 ns of it is the clock); per \
-             sample the {what}, then the median over samples",
-            2 * churn::DROPPED
-        ));
-        rows.push(r);
-    }
-    rows
 }
 
 #[cfg(test)]
