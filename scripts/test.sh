@@ -23,7 +23,7 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 # Optional integrations (Cargo features): none, each alone, all.
-FEATURES=(tokio crossbeam-channel tower tracing stats metrics)
+FEATURES=(tokio crossbeam-channel tower tracing stats metrics serde)
 declare -A FEATURE_TESTS=(
   [tokio]="--test tokio_bridge --test runtimes --test task_group"
   [crossbeam-channel]="--test channel"
@@ -31,6 +31,7 @@ declare -A FEATURE_TESTS=(
   [tracing]=""
   [stats]=""
   [metrics]="--test stats"
+  [serde]="--test dump"
 )
 
 step "cargo clippy --all-targets -D warnings (no features, each feature, all)"
@@ -84,8 +85,14 @@ done
 step "cargo doc --all-features -D warnings (rustdoc links)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p ctxtree
 
-step "unit, integration and doc tests (no features)"
-cargo test --workspace
+# Without features: every crate's unit tests, the doc tests, and the core
+# semantics suites. The other integration tests run below with all
+# features (which only add integrations beside the same core); the
+# no-feature clippy above already type-checked every one of them.
+step "unit, doc and core integration tests (no features)"
+cargo test --workspace --lib --bins
+cargo test -p ctxtree --doc
+cargo test -p ctxtree --test semantics --test go_conformance --test concurrency
 
 # Each criterion benchmark of the three implementations once, in criterion's
 # test mode (the dev build, debug assertions on): the shared operations

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::time::{self, Deadline};
-use crate::tree::node::{self, Kind, Name, NodeRef, Root};
+use crate::tree::node::{self, Kind, Label, NodeRef, Root};
 use crate::tree::state::How;
 use crate::values::ValuesRef;
 
@@ -351,32 +351,32 @@ impl Context {
         expired: bool,
         cause: Option<Cause>,
     ) -> (Context, CancelHandle) {
-        self.with_deadline_named(deadline, expired, cause, None)
+        self.with_deadline_labeled(deadline, expired, cause, None)
     }
 
-    /// [`with_deadline_at`](Context::with_deadline_at), naming the child.
-    pub(crate) fn with_deadline_named(
+    /// [`with_deadline_at`](Context::with_deadline_at), labeling the child.
+    pub(crate) fn with_deadline_labeled(
         &self,
         deadline: Deadline,
         expired: bool,
         cause: Option<Cause>,
-        name: Option<Name>,
+        label: Option<Label>,
     ) -> (Context, CancelHandle) {
         if self.deadline_raw() <= deadline {
             // The parent ends first anyway: no timer (Go's rule).
-            return match name {
+            return match label {
                 None => self.with_cancel(),
-                name => self.derive(Kind::Cancel, self.deadline_raw(), None, name),
+                label => self.derive(Kind::Cancel, self.deadline_raw(), None, label),
             };
         }
         if expired {
-            let (ctx, handle) = self.derive(Kind::Deadline, deadline, None, name);
+            let (ctx, handle) = self.derive(Kind::Deadline, deadline, None, label);
             if let Some(node) = ctx.node() {
                 node::cancel(node, Error::DeadlineExceeded, cause, How::Deadline);
             }
             return (ctx, handle);
         }
-        let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause, name);
+        let (ctx, handle) = self.derive(Kind::Deadline, deadline, cause, label);
         if let Some(node) = ctx.node() {
             if node.err().is_none() {
                 if node.virtual_time() {
@@ -394,13 +394,13 @@ impl Context {
         kind: Kind,
         deadline: Deadline,
         deadline_cause: Option<Cause>,
-        name: Option<Name>,
+        label: Option<Label>,
     ) -> (Context, CancelHandle) {
         let (parent, root) = match &self.repr {
             Repr::Root(root) => (None, *root),
             Repr::Node(node) => (Some(node), node.root()),
         };
-        let (ctx, handle) = node::derive(parent, root, kind, deadline, deadline_cause, name);
+        let (ctx, handle) = node::derive(parent, root, kind, deadline, deadline_cause, label);
         (
             Context {
                 repr: Repr::Node(ctx),

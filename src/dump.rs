@@ -66,6 +66,7 @@ impl Default for TreeLimits {
 /// assert!(text.contains("WithDeadline(\"GET /a\""), "{text}");
 /// ```
 #[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ContextTree {
     /// The contexts shown, depth first.
     pub nodes: Vec<TreeNode>,
@@ -76,24 +77,32 @@ pub struct ContextTree {
 
 /// One context of a [`ContextTree`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct TreeNode {
     /// Levels below the dumped context.
     pub depth: usize,
-    /// `"WithCancel"`, `"WithDeadline"`, or the root's name
-    /// (`"context.Background"`).
+    /// `"WithCancel"`, `"WithDeadline"`, `"Merged"` (from
+    /// [`Context::merge`]), or the root's name (`"context.Background"`).
     pub kind: &'static str,
     /// Its name, if it was derived with one ([`Context::named`]).
     pub name: Option<String>,
+    /// How long ago it was derived: known for named contexts (the names
+    /// table keeps the time; unnamed contexts carry nothing for it).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "serde_support::secs"))]
+    pub age: Option<Duration>,
     /// Time left to its deadline (zero once passed), if it has one.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "serde_support::secs"))]
     pub deadline_in: Option<Duration>,
     /// Its err once it is done.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "serde_support::display"))]
     pub err: Option<Error>,
     /// Its cause, when it is more than the err.
     pub cause: Option<String>,
     /// Where its cancellation started ([`crate::Origin`]'s text).
     pub origin: Option<String>,
-    /// Someone waits on it (`wait`, a `done()` future, an `after_func`).
-    pub waiting: bool,
+    /// Who waits on it while it is active.
+    pub waiters: Waiters,
     /// Live children shown below it.
     pub children: usize,
     /// Live children not shown (limits), up to `count_cap`.
@@ -101,6 +110,38 @@ pub struct TreeNode {
     /// Its children list could not be read: another thread was sweeping it
     /// each time the dump tried.
     pub busy: bool,
+}
+
+/// Who waits on a context of a [`TreeNode`], by kind, counted up to the
+/// dump's `count_cap` entries. Counting is a collection of the context's
+/// waiter stack: it also frees the entries of waiters that gave up.
+///
+/// ```
+/// let (ctx, _h) = ctxtree::Context::background().with_cancel();
+/// let _registration = ctx.after_func(|| ());
+/// let waiters = ctx.tree().nodes[0].waiters;
+/// assert_eq!((waiters.callbacks, waiters.tasks, waiters.threads), (1, 0, 0));
+/// assert_eq!(waiters.total(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct Waiters {
+    /// Threads blocked in `wait` or `wait_timeout`.
+    pub threads: usize,
+    /// Tasks waiting on a `done()` future (or `run`, `cancelled()`…).
+    pub tasks: usize,
+    /// `after_func` functions registered (merges and bridges among them).
+    pub callbacks: usize,
+    /// The count stopped at `count_cap`: there are more.
+    pub more: bool,
+}
+
+impl Waiters {
+    /// Threads, tasks and functions together.
+    pub fn total(&self) -> usize {
+        self.threads + self.tasks + self.callbacks
+    }
 }
 
 impl Context {
@@ -149,7 +190,7 @@ impl Context {
                 0
             };
             let (children, visit) = snapshot::children(&node, shown, limits.count_cap);
-            let mut entry = TreeNode::of(&node, depth);
+            let mut entry = TreeNode::of(&node, depth, limits.count_cap);
             entry.children = children.len();
             match visit {
                 Visit::Open { more } => entry.children_not_shown = more,
@@ -170,19 +211,26 @@ impl TreeNode {
             depth: 0,
             kind: name,
             name: None,
+            age: None,
             deadline_in: None,
             err: None,
             cause: None,
             origin: None,
-            waiting: false,
+            waiters: Waiters::default(),
             children: 0,
             children_not_shown: 0,
             busy: false,
         }
     }
 
-    fn of(node: &NodeRef, depth: usize) -> TreeNode {
-        let waiting = snapshot::has_waiters(node);
+    fn of(node: &NodeRef, depth: usize, count_cap: usize) -> TreeNode {
+        let (census, more) = snapshot::waiters(node, count_cap);
+        let waiters = Waiters {
+            threads: census.threads,
+            tasks: census.tasks,
+            callbacks: census.callbacks,
+            more,
+        };
         let ctx = Context {
             repr: Repr::Node(node.clone()),
             values: None,
@@ -195,15 +243,17 @@ impl TreeNode {
         TreeNode {
             depth,
             kind: match node.kind() {
+                _ if snapshot::merged(node) => "Merged",
                 Kind::Cancel => "WithCancel",
                 Kind::Deadline => "WithDeadline",
             },
             name: ctx.name().map(|n| n.into_owned()),
+            age: snapshot::born(node).map(|born| born.elapsed()),
             deadline_in: ctx.remaining(),
             err,
             cause,
             origin: ctx.origin().map(|o| o.to_string()),
-            waiting,
+            waiters,
             ..TreeNode::root("")
         }
     }
@@ -233,6 +283,9 @@ impl fmt::Display for TreeNode {
         if let Some(left) = self.deadline_in {
             write!(f, " in {left:.3?}")?;
         }
+        if let Some(age) = self.age {
+            write!(f, " · age {age:.3?}")?;
+        }
         let children = self.children + self.children_not_shown;
         if children > 0 {
             let s = if children == 1 { "" } else { "ren" };
@@ -244,8 +297,22 @@ impl fmt::Display for TreeNode {
         if self.busy {
             f.write_str(" · children busy")?;
         }
-        if self.waiting {
-            f.write_str(" · waiting")?;
+        let waiters = self.waiters;
+        if waiters.total() > 0 {
+            let more = if waiters.more { "+" } else { "" };
+            write!(f, " · {}{more} waiting", waiters.total())?;
+            let kinds = [
+                (waiters.threads, "thread"),
+                (waiters.tasks, "task"),
+                (waiters.callbacks, "after_func"),
+            ];
+            let mut sep = " (";
+            for (n, what) in kinds.into_iter().filter(|(n, _)| *n > 0) {
+                let s = if n == 1 { "" } else { "s" };
+                write!(f, "{sep}{n} {what}{s}")?;
+                sep = ", ";
+            }
+            f.write_str(")")?;
         }
         if let Some(err) = self.err {
             write!(f, " · {err}")?;
@@ -257,5 +324,31 @@ impl fmt::Display for TreeNode {
             }
         }
         Ok(())
+    }
+}
+
+/// How the dump's data serializes (feature `serde`): durations as seconds
+/// (`f64`), errors as their message.
+#[cfg(feature = "serde")]
+mod serde_support {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    pub(super) fn secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn display<S: Serializer>(
+        e: &Option<crate::Error>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match e {
+            Some(e) => s.collect_str(e),
+            None => s.serialize_none(),
+        }
     }
 }

@@ -103,7 +103,7 @@ mod virtual_clock;
 pub use after_func::AfterFunc;
 pub use context::Context;
 pub use done::{Cancelled, CancelledOwned, Done, DoneOwned};
-pub use dump::{ContextTree, TreeLimits, TreeNode};
+pub use dump::{ContextTree, TreeLimits, TreeNode, Waiters};
 pub use error::{Cause, Error};
 pub use handle::{CancelHandle, Canceler};
 pub use integrations::current::Scoped;

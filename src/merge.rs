@@ -24,7 +24,7 @@ use crate::context::Context;
 use crate::handle::CancelHandle;
 use crate::plant::planted;
 use crate::time::Deadline;
-use crate::tree::node;
+use crate::tree::node::{self, Label};
 use crate::tree::state::How;
 
 impl Context {
@@ -81,7 +81,9 @@ impl Context {
             .iter()
             .map(|other| other.deadline_raw())
             .fold(self.deadline_raw(), Deadline::min);
-        let (merged, handle) = self.with_deadline_at(deadline, deadline <= self.now(), None);
+        let expired = deadline <= self.now();
+        let (merged, handle) =
+            self.with_deadline_labeled(deadline, expired, None, Some(Label::merged()));
         let Some(child) = merged.node() else {
             unreachable!("a derived context has a node");
         };

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::context::Context;
 use crate::handle::CancelHandle;
 use crate::time::deadline::Deadline;
-use crate::tree::node::{self, Kind, Name};
+use crate::tree::node::{self, Kind, Label, Name};
 
 /// A derivation with a name, from [`Context::named`]: call one of its
 /// `with_*` methods to get the named child.
@@ -74,7 +74,7 @@ impl Named<'_> {
     pub fn with_cancel(self) -> (Context, CancelHandle) {
         let deadline = self.parent.deadline_raw();
         self.parent
-            .derive(Kind::Cancel, deadline, None, Some(self.name))
+            .derive(Kind::Cancel, deadline, None, Some(Label::named(self.name)))
     }
 
     /// [`Context::with_deadline`], named.
@@ -90,7 +90,7 @@ impl Named<'_> {
         let deadline = Deadline::from_instant(deadline);
         let expired = deadline <= self.parent.now();
         self.parent
-            .with_deadline_named(deadline, expired, None, Some(self.name))
+            .with_deadline_labeled(deadline, expired, None, Some(Label::named(self.name)))
     }
 
     /// [`Context::with_timeout`], named.
@@ -104,7 +104,11 @@ impl Named<'_> {
     #[must_use = "the handle cancels the context when dropped: keep it (`let (ctx, _cancel) = ...`, not `_`)"]
     pub fn with_timeout(self, timeout: Duration) -> (Context, CancelHandle) {
         let deadline = Deadline::after(self.parent.now(), timeout);
-        self.parent
-            .with_deadline_named(deadline, timeout.is_zero(), None, Some(self.name))
+        self.parent.with_deadline_labeled(
+            deadline,
+            timeout.is_zero(),
+            None,
+            Some(Label::named(self.name)),
+        )
     }
 }

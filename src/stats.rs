@@ -98,6 +98,7 @@ pub(crate) fn count(event: Event) {
 /// assert!(after.canceled >= before.canceled + 1);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct Snapshot {
     /// Contexts derived (cancel and deadline nodes; value layers are not

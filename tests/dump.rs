@@ -26,7 +26,9 @@ fn a_dump_shows_names_deadlines_waiters_and_ends() {
             (3, "WithCancel")
         ]
     );
-    assert!(tree.nodes[1].waiting && !tree.nodes[0].waiting);
+    assert_eq!(tree.nodes[1].waiters.callbacks, 1);
+    assert_eq!(tree.nodes[0].waiters.total(), 0);
+    assert!(tree.nodes[0].age.is_some() && tree.nodes[3].age.is_none());
     let left = tree.nodes[1].deadline_in.unwrap();
     assert!(left > Duration::from_secs(59) && left <= Duration::from_secs(60));
     assert_eq!(tree.not_shown, 0);
@@ -164,4 +166,111 @@ fn a_million_node_tree_dumps_within_bounds_under_churn() {
     }
     cancel_root.cancel();
     assert_eq!(root.tree().nodes.len(), 1);
+}
+
+/// Merged contexts show as such; named ones show their age; waiters are
+/// counted by kind, those that gave up not at all (the count collects
+/// them); and a cut count says so.
+#[test]
+fn a_dump_shows_merges_ages_and_who_waits() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Waker};
+
+    let (server, _s) = Context::background().named("server").with_cancel();
+    let (other, _o) = Context::background().with_cancel();
+    let (merged, _m) = server.merge(&other);
+    thread::sleep(Duration::from_millis(20));
+    let (request, _r) = server.named("request").with_cancel();
+
+    // Two tasks (one gives up), a thread, a function.
+    let mut tasks: Vec<_> = (0..2).map(|_| Box::pin(request.done())).collect();
+    for task in &mut tasks {
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        assert!(task.as_mut().poll(&mut cx).is_pending());
+    }
+    drop(tasks.pop());
+    let _f = request.after_func(|| {});
+    let blocked = {
+        let request = request.clone();
+        thread::spawn(move || request.wait())
+    };
+    let tree = loop {
+        let tree = request.tree();
+        if tree.nodes[0].waiters.threads == 1 {
+            break tree;
+        }
+        thread::sleep(Duration::from_millis(1));
+    };
+    let waiters = tree.nodes[0].waiters;
+    assert_eq!(
+        (
+            waiters.threads,
+            waiters.tasks,
+            waiters.callbacks,
+            waiters.more
+        ),
+        (1, 1, 1, false)
+    );
+    let line = tree.to_string();
+    assert!(
+        line.contains("· 3 waiting (1 thread, 1 task, 1 after_func)"),
+        "{line}"
+    );
+
+    let tree = server.tree();
+    let kinds: Vec<_> = tree.nodes.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, ["WithCancel", "WithCancel", "Merged"]);
+    let (server_age, request_age) = (tree.nodes[0].age.unwrap(), tree.nodes[1].age.unwrap());
+    assert!(server_age >= Duration::from_millis(20), "{server_age:?}");
+    assert!(request_age < server_age);
+    assert!(tree.to_string().contains("· age "));
+    // The merged context's registration on `other` is a function there.
+    assert_eq!(other.tree().nodes[0].waiters.callbacks, 1);
+    drop(merged);
+
+    // Counting stops at `count_cap`: the rest is still counted as more.
+    let registrations: Vec<_> = (0..10).map(|_| request.after_func(|| {})).collect();
+    let limits = TreeLimits {
+        count_cap: 4,
+        ..TreeLimits::default()
+    };
+    let waiters = request.tree_with(&limits).nodes[0].waiters;
+    assert!(waiters.more && waiters.total() == 4, "{waiters:?}");
+    // The rest went to the collector and comes back: nothing is lost.
+    drop(registrations);
+    _r.cancel();
+    assert_eq!(blocked.join().unwrap(), Error::Canceled);
+    assert!(tasks[0]
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+        .is_ready());
+}
+
+/// The dump's data serializes (feature `serde`) for an admin endpoint.
+#[cfg(feature = "serde")]
+#[test]
+fn a_dump_serializes_to_json() {
+    let (server, _s) = Context::background().named("server").with_cancel();
+    let (_request, _r) = server.named("GET /a").with_timeout(Duration::from_secs(60));
+    let json = serde_json::to_value(server.tree()).unwrap();
+    let nodes = json["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2);
+    assert_eq!(nodes[1]["kind"], "WithDeadline");
+    assert_eq!(nodes[1]["name"], "GET /a");
+    let left = nodes[1]["deadline_in"].as_f64().unwrap();
+    assert!(left > 59.0 && left <= 60.0, "{left}");
+    assert_eq!(nodes[1]["err"], serde_json::Value::Null);
+    assert_eq!(nodes[0]["waiters"]["tasks"], 0);
+    _r.cancel();
+    let json = serde_json::to_value(server.tree_with(&TreeLimits::default())).unwrap();
+    assert_eq!(json["nodes"].as_array().unwrap().len(), 1);
+}
+
+/// The counters' snapshot serializes too (features `serde` and `stats`).
+#[cfg(all(feature = "serde", feature = "stats"))]
+#[test]
+fn a_stats_snapshot_serializes_to_json() {
+    let (_ctx, _h) = Context::background().with_cancel();
+    let json = serde_json::to_value(ctxtree::stats::snapshot()).unwrap();
+    assert!(json["derived"].as_u64().unwrap() >= 1, "{json}");
 }

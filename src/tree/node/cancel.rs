@@ -177,6 +177,14 @@ pub(super) fn finish_cancel(node: &Node, won: bool, mut callbacks: Callbacks) {
 pub(crate) fn note_abandoned(node: &Node) {
     let mut callbacks = Callbacks::default();
     let rest = waiters::note_abandoned(&node.state, &node.waiter_gc, &mut callbacks);
+    after_collection(node, callbacks, rest);
+}
+
+/// What a collection of `node`'s waiters left to do (W2, W6): the rest of a
+/// long chain to the collector, and the callbacks of survivors it woke
+/// because the node was canceled meanwhile, run once the subtree is
+/// canceled (F2). The caller holds a user of `node`.
+pub(super) fn after_collection(node: &Node, mut callbacks: Callbacks, rest: Option<waiters::Rest>) {
     if let Some(rest) = rest {
         collect_later(node, rest);
     }

@@ -4,7 +4,7 @@
 
 use super::alloc::alloc_node;
 use super::layout::{Kind, Node, PackedShape, ParentLink, Root, Shape};
-use super::names::{self, Name};
+use super::names::{self, Label};
 use super::refs::{NodeRef, LISTED, USER};
 use crate::error::Cause;
 use crate::plant::planted;
@@ -25,7 +25,7 @@ pub(crate) fn derive(
     kind: Kind,
     deadline: Deadline,
     deadline_cause: Option<Cause>,
-    name: Option<Name>,
+    label: Option<Label>,
 ) -> (NodeRef, NodeRef) {
     let shape = PackedShape::new(Shape {
         root,
@@ -33,22 +33,22 @@ pub(crate) fn derive(
         deadline,
         virtual_time: parent.is_some_and(|p| p.virtual_time()),
     });
-    let named = name.is_some();
+    let tags = label.as_ref().map_or(0, Label::tags);
     let pair = match parent {
-        Some(parent) => derive_under(parent, shape, deadline_cause, named),
+        Some(parent) => derive_under(parent, shape, deadline_cause, tags),
         None => {
             let ptr = alloc_node(shape.kind(), deadline_cause, || {
-                let parent = ParentLink::new(None, named);
+                let parent = ParentLink::new(None, tags);
                 Node::new(2 * USER, state::ACTIVE, ChildList::new(), parent, shape)
             });
             // SAFETY: two counts, handed to the two refs.
             unsafe { (NodeRef::adopt(ptr), NodeRef::adopt(ptr)) }
         }
     };
-    if let Some(name) = name {
+    if let Some(label) = label.filter(|label| label.name.is_some()) {
         // We hold both users: the node cannot be freed (and its entry
         // removed) before the entry is in.
-        names::insert(&pair.0, name);
+        names::insert(&pair.0, label);
     }
     pair
 }
@@ -64,7 +64,7 @@ pub(crate) fn derive_virtual_root() -> (NodeRef, NodeRef) {
         virtual_time: true,
     });
     let ptr = alloc_node(shape.kind(), None, || {
-        let parent = ParentLink::new(None, false);
+        let parent = ParentLink::new(None, 0);
         Node::new(2 * USER, state::ACTIVE, ChildList::new(), parent, shape)
     });
     // SAFETY: two counts, handed to the two refs.
@@ -76,7 +76,7 @@ pub(crate) fn derive_virtual_root() -> (NodeRef, NodeRef) {
 /// The hot path of the library, kept free of the general case's branches.
 #[inline]
 pub(crate) fn derive_cancel(parent: &NodeRef) -> (NodeRef, NodeRef) {
-    derive_under(parent, parent.shape.cancel_child(), None, false)
+    derive_under(parent, parent.shape.cancel_child(), None, 0)
 }
 
 #[inline(always)]
@@ -84,11 +84,11 @@ pub(super) fn derive_under(
     parent: &NodeRef,
     shape: PackedShape,
     deadline_cause: Option<Cause>,
-    named: bool,
+    tags: usize,
 ) -> (NodeRef, NodeRef) {
     let parent_word = parent.state_word();
     if state::is_canceled(parent_word) {
-        return born_canceled(parent, parent_word, shape, deadline_cause, named);
+        return born_canceled(parent, parent_word, shape, deadline_cause, tags);
     }
     // Two users (the two handles) and the list's hold; no grant on the
     // parent while listed (N1): no write to the parent's count.
@@ -97,7 +97,7 @@ pub(super) fn derive_under(
             (2 * USER) | LISTED,
             state::ACTIVE,
             ChildList::new(),
-            ParentLink::new(Some(parent.0), named),
+            ParentLink::new(Some(parent.0), tags),
             shape,
         )
     });
@@ -141,7 +141,7 @@ pub(super) fn born_canceled(
     parent_word: usize,
     shape: PackedShape,
     deadline_cause: Option<Cause>,
-    named: bool,
+    tags: usize,
 ) -> (NodeRef, NodeRef) {
     // SAFETY: `parent` is alive, so its word's cause is too; the new word
     // needs its own count.
@@ -153,7 +153,7 @@ pub(super) fn born_canceled(
             2 * USER,
             state::inherited(parent_word),
             ChildList::new_closed(),
-            ParentLink::new(Some(parent.0), named),
+            ParentLink::new(Some(parent.0), tags),
             shape,
         )
     });

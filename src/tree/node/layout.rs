@@ -80,27 +80,37 @@ pub(crate) struct Node {
     pub(super) alive: crate::sync::UnsafeCell<()>,
 }
 
-/// A node's parent pointer and, in its low bit (nodes are 8-aligned), whether
-/// the node has an entry in the names table (`names.rs`).
+/// A node's parent pointer and, in its low bits (nodes are 8-aligned), its
+/// tags: whether the node has an entry in the names table (`names.rs`), and
+/// whether `merge` derived it.
 #[derive(Clone, Copy)]
 pub(crate) struct ParentLink(usize);
 
-const NAMED: usize = 1;
+/// Tag: the node has an entry in the names table.
+pub(super) const NAMED: usize = 1;
+/// Tag: the node is a merged context (`merge.rs`).
+pub(super) const MERGED: usize = 2;
+const TAGS: usize = NAMED | MERGED;
 
 impl ParentLink {
-    pub(super) fn new(parent: Option<NonNull<Node>>, named: bool) -> ParentLink {
+    pub(super) fn new(parent: Option<NonNull<Node>>, tags: usize) -> ParentLink {
         let ptr = parent.map_or(0, |p| p.as_ptr() as usize);
-        ParentLink(ptr | if named { NAMED } else { 0 })
+        ParentLink(ptr | (tags & TAGS))
     }
 
     #[inline]
     pub(super) fn get(self) -> Option<NonNull<Node>> {
-        NonNull::new((self.0 & !NAMED) as *mut Node)
+        NonNull::new((self.0 & !TAGS) as *mut Node)
     }
 
     #[inline]
     pub(crate) fn named(self) -> bool {
         self.0 & NAMED != 0
+    }
+
+    #[inline]
+    pub(crate) fn merged(self) -> bool {
+        self.0 & MERGED != 0
     }
 }
 

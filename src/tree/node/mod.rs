@@ -88,5 +88,5 @@ pub(crate) use derive::{derive, derive_cancel, derive_virtual_root};
 #[cfg(loom)]
 pub use layout::live_nodes;
 pub(crate) use layout::{deadline_of, timer_slot_of, Kind, Node, Root};
-pub(crate) use names::{get as name_of, Name};
+pub(crate) use names::{get as name_of, Label, Name};
 pub(crate) use refs::{free_timed_block, NodeRef};

@@ -1,6 +1,7 @@
-//! Context names: a side table from a named node's address to its name, so
-//! that unnamed nodes (nearly all) carry nothing for it. A node is named at
-//! its derivation and tagged in its parent link (`ParentLink::named`); its
+//! Context labels: a side table from a labeled node's address to its
+//! [`Label`] — a name, whether it is a merge, when it was derived — so that
+//! plain nodes (nearly all) carry nothing for it. A node is labeled at its
+//! derivation and tagged in its parent link (`ParentLink::named`); its
 //! entry is removed when it is freed (`refs::free`), before its block can
 //! hold another node. Readers (`Display`, origins, the dump)
 //! hold a user of the node, or reach it where it cannot be freed, so the
@@ -9,32 +10,71 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
-use super::layout::Node;
+use super::layout::{Node, MERGED, NAMED};
 
 /// A context's name: a static string, or one made per request.
 pub(crate) type Name = Cow<'static, str>;
+
+/// What a derivation says of its node beyond its shape: a name (kept in
+/// the side table, with the time of the derivation for the dump's age) and
+/// whether `merge` derived it (a tag in the parent link only).
+#[derive(Clone, Debug)]
+pub(crate) struct Label {
+    /// Its name ([`Context::named`](crate::Context::named)).
+    pub(crate) name: Option<Name>,
+    /// Derived by `merge` (shown as such in the dump).
+    pub(crate) merged: bool,
+    /// When it was derived (the dump's age).
+    pub(crate) born: Instant,
+}
+
+impl Label {
+    pub(crate) fn named(name: Name) -> Label {
+        Label {
+            name: Some(name),
+            merged: false,
+            born: Instant::now(),
+        }
+    }
+
+    pub(crate) fn merged() -> Label {
+        Label {
+            name: None,
+            merged: true,
+            born: Instant::now(),
+        }
+    }
+
+    /// The parent link's tags for a node with this label.
+    pub(super) fn tags(&self) -> usize {
+        let named = if self.name.is_some() { NAMED } else { 0 };
+        let merged = if self.merged { MERGED } else { 0 };
+        named | merged
+    }
+}
 
 /// Shards of the table, by address: naming from many threads at once
 /// contends on one of these only.
 const SHARDS: usize = 16;
 
 #[allow(clippy::declare_interior_mutable_const)] // each array element is its own static lock
-const EMPTY: Mutex<Option<HashMap<usize, Name>>> = Mutex::new(None);
-static TABLE: [Mutex<Option<HashMap<usize, Name>>>; SHARDS] = [EMPTY; SHARDS];
+const EMPTY: Mutex<Option<HashMap<usize, Label>>> = Mutex::new(None);
+static TABLE: [Mutex<Option<HashMap<usize, Label>>>; SHARDS] = [EMPTY; SHARDS];
 
-fn shard(address: usize) -> MutexGuard<'static, Option<HashMap<usize, Name>>> {
+fn shard(address: usize) -> MutexGuard<'static, Option<HashMap<usize, Label>>> {
     // Nodes are 8-aligned and mostly 64 bytes apart: skip the low bits.
     TABLE[(address >> 6) % SHARDS]
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-pub(super) fn insert(node: &Node, name: Name) {
+pub(super) fn insert(node: &Node, label: Label) {
     let address = node as *const Node as usize;
     shard(address)
         .get_or_insert_with(HashMap::new)
-        .insert(address, name);
+        .insert(address, label);
 }
 
 pub(super) fn remove(node: &Node) {
@@ -46,6 +86,11 @@ pub(super) fn remove(node: &Node) {
 
 /// The name of `node`, if it was named.
 pub(crate) fn get(node: &Node) -> Option<Name> {
+    label(node)?.name
+}
+
+/// The label of `node`, if it was named (the table's entry).
+pub(crate) fn label(node: &Node) -> Option<Label> {
     if !node.parent.named() {
         return None;
     }
