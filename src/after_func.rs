@@ -2,7 +2,7 @@
 //! with no thread or task per registration.
 //!
 //! A registration is one more entry on the node's waiter stack
-//! (`tree/waiters.rs`) whose wake-up is "run this function" instead of
+//! (`tree/waiters/`) whose wake-up is "run this function" instead of
 //! "unpark this thread". So it inherits the stack's guarantees: registering
 //! and canceling are CASes on the one state word and cannot miss each other
 //! (S3); a stopped registration is an abandoned entry, freed by the

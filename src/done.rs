@@ -1,5 +1,5 @@
 //! Waiting for cancellation: the `done()` futures and the blocking waits, all
-//! built on one waiter registration (`tree/waiters.rs`).
+//! built on one waiter registration (`tree/waiters/`).
 //!
 //! A future registers at most one waiter at a time; if it is polled with a
 //! waker that would not wake the same task, it abandons that waiter and

@@ -144,7 +144,7 @@ pub mod __diagnostics {
     }
 
     /// The most waiter entries one collection run by an abandoned waiter
-    /// has walked (W6, `src/tree/waiters.rs`): at most 1,024.
+    /// has walked (W6, `src/tree/waiters/collect.rs`): at most 1,024.
     pub fn max_inline_collect() -> usize {
         crate::tree::waiters::max_inline_collect()
     }

@@ -3,7 +3,7 @@
 //!
 //! A `Run` is a `done()` future and the user's future side by side; it
 //! spawns nothing and works under any executor (it only uses the `Waker` it
-//! is polled with, through the waiter stack of `tree/waiters.rs`).
+//! is polled with, through the waiter stack of `tree/waiters/`).
 //!
 //! Invariants:
 //! - **R1 (bias)** Every poll checks the context first (one load). Once the

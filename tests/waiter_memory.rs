@@ -1,4 +1,5 @@
-//! Abandoned waiters keep no waker (W5, src/tree/waiters.rs) and few entries (W4):
+//! Abandoned waiters keep no waker (W5, src/tree/waiters/mod.rs) and few entries (W4, W6 in
+//! src/tree/waiters/collect.rs):
 //! futures that wait on a long-lived context and are dropped give their
 //! wakers back at once — a waker often owns a whole task — and the stack
 //! stays within twice its live waiters plus 32, even when no other waiter

@@ -1,7 +1,7 @@
 //! loom models of the work the tree's operations hand to the collector
 //! thread (src/tree/collector.rs, K1–K2): the rest of a sweep (L10,
 //! src/tree/children/mod.rs) and the rest of a waiter collection (W6,
-//! src/tree/waiters.rs). Under loom the collector is a queue a model
+//! src/tree/waiters/collect.rs). Under loom the collector is a queue a model
 //! drains on a thread of its choice (`loom_hooks::run_collections`); the
 //! inline limits are set to hand off at once for this file's models only.
 //!

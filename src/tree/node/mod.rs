@@ -2,7 +2,7 @@
 //! walk over its subtree.
 //!
 //! A node joins the three mechanisms: its state word (`tree/state.rs`,
-//! which also heads the waiter stack of `tree/waiters.rs`), the list of its
+//! which also heads the waiter stack of `tree/waiters/`), the list of its
 //! children (`tree/children/`), and its own link in its parent's list.
 //! Handles (`Context`, `CancelHandle`) are just counted pointers to it.
 //!
