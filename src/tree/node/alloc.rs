@@ -6,7 +6,7 @@
 use std::alloc::Layout;
 
 #[cfg(not(loom))]
-use super::cache::{Cache, Class};
+use super::cache::{Cache, Class, Guard};
 #[cfg(loom)]
 use super::layout::LIVE_NODES;
 use super::layout::{Kind, Node, TimedNode, TIMED_LAYOUT};
@@ -22,6 +22,8 @@ const NODE_LAYOUT: Layout = Layout::new::<Node>();
 std::thread_local! {
     static NODE_CACHES: Cache = const { Cache::new(NODE_LAYOUT) };
     static TIMED_CACHES: Cache = const { Cache::new(TIMED_LAYOUT) };
+    static NODE_GUARD: Guard = const { Guard::new(&NODE_CACHES) };
+    static TIMED_GUARD: Guard = const { Guard::new(&TIMED_CACHES) };
 }
 
 /// Plain nodes (`with_cancel` children). 1024 blocks: a request that
@@ -29,12 +31,12 @@ std::thread_local! {
 /// request its memory back (a 1000-deep chain frees 1000 nodes in one
 /// burst; with 64 blocks, 94 % of them went through glibc's `_int_free`).
 #[cfg(not(loom))]
-pub(super) static NODES: Class = Class::new(NODE_LAYOUT, 1024, &NODE_CACHES);
+pub(super) static NODES: Class = Class::new(NODE_LAYOUT, 1024, &NODE_CACHES, &NODE_GUARD);
 
 /// Deadline nodes (`TimedNode`). Fewer: a request sets a few deadlines,
 /// and the timer's own collection frees them in batches of 64 (T5).
 #[cfg(not(loom))]
-pub(super) static TIMED: Class = Class::new(TIMED_LAYOUT, 64, &TIMED_CACHES);
+pub(super) static TIMED: Class = Class::new(TIMED_LAYOUT, 64, &TIMED_CACHES, &TIMED_GUARD);
 
 /// Allocates the node `make` builds, of kind `kind`; a `Kind::Deadline`
 /// node gets a timer slot holding the cause to record if its deadline
@@ -113,6 +115,7 @@ pub(super) struct ReturnBlock(pub(super) &'static Class, pub(super) *mut u8);
 
 #[cfg(not(loom))]
 impl Drop for ReturnBlock {
+    #[inline(always)]
     fn drop(&mut self) {
         // SAFETY: the value in the block was dropped (or its drop unwound);
         // nobody can reach the block (the creator's contract).

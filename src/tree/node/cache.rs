@@ -22,7 +22,10 @@
 //!   it joins the freeing thread's cache: blocks migrate, the bound is per
 //!   thread.
 //! - **C4** After a cache is destroyed (thread exit: another thread-local's
-//!   destructor may still free nodes) blocks bypass it.
+//!   destructor may still free nodes) blocks bypass it. The stack itself
+//!   is a thread-local without a destructor (reaching it is one address
+//!   computation, no lazy registration), emptied at exit by a second
+//!   thread-local, its guard, registered by the first push.
 //!
 //! Reuse needs no ordering of its own: whoever frees a node has acquired
 //! every other access to it (N1's Acquire on the last count, or the epoch),
@@ -50,19 +53,29 @@ use std::ptr;
 use std::thread::LocalKey;
 
 /// A size class: the layout of its blocks, how many one thread keeps (C2),
-/// and the per-thread stacks.
+/// the per-thread stacks and the thread-local whose destructor empties them.
 pub(crate) struct Class {
     layout: Layout,
     capacity: u32,
     caches: &'static LocalKey<Cache>,
+    guard: &'static LocalKey<Guard>,
 }
 
 /// Whether `alloc.rs` allocates through the cache.
 pub(crate) const ENABLED: bool = !cfg!(any(miri, ctxtree_no_node_cache));
 
-/// A thread's cached blocks of one class: an intrusive stack (C1).
+/// `Cache::len` of a thread's stack before its first push registered the
+/// guard: at or above every capacity, so the push takes the slow path once.
+const UNARMED: u32 = u32::MAX - 1;
+/// `Cache::len` once the guard has emptied the stack at thread exit (C4).
+const DESTROYED: u32 = u32::MAX;
+
+/// A thread's cached blocks of one class: an intrusive stack (C1). It has
+/// no destructor, so reaching it costs no lazy registration; its [`Guard`]
+/// empties it at thread exit.
 pub(crate) struct Cache {
     head: Cell<*mut u8>,
+    /// Blocks cached, or `UNARMED` / `DESTROYED`.
     len: Cell<u32>,
     layout: Layout,
 }
@@ -71,11 +84,12 @@ impl Cache {
     pub(crate) const fn new(layout: Layout) -> Cache {
         Cache {
             head: Cell::new(ptr::null_mut()),
-            len: Cell::new(0),
+            len: Cell::new(UNARMED),
             layout,
         }
     }
 
+    #[inline(always)]
     fn pop(&self) -> *mut u8 {
         let block = self.head.get();
         if !block.is_null() {
@@ -87,12 +101,14 @@ impl Cache {
     }
 
     /// Caches `block` if there are fewer than `capacity`; returns whether
-    /// it did.
-    fn push(&self, block: *mut u8, capacity: u32) -> bool {
+    /// it did. The first push registers `guard` (C2's return at exit).
+    #[inline(always)]
+    fn push(&self, block: *mut u8, capacity: u32, guard: &'static LocalKey<Guard>) -> bool {
         let len = self.len.get();
-        if len >= capacity {
+        if len >= capacity && !self.arm(len, guard) {
             return false;
         }
+        let len = self.len.get();
         // SAFETY: the caller hands over a block of the class (pointer-aligned,
         // at least a word) holding no value.
         unsafe { ptr::write(block as *mut *mut u8, self.head.get()) };
@@ -100,40 +116,72 @@ impl Cache {
         self.len.set(len + 1);
         true
     }
-}
 
-impl Drop for Cache {
-    fn drop(&mut self) {
+    /// The slow path of `push`: the stack is full, destroyed (C4), or not
+    /// yet armed — then the guard is reached (registering its destructor)
+    /// and the stack starts empty. Returns whether the push may go on.
+    #[cold]
+    #[inline(never)]
+    fn arm(&self, len: u32, guard: &'static LocalKey<Guard>) -> bool {
+        if len != UNARMED || guard.try_with(|_| ()).is_err() {
+            return false;
+        }
+        self.len.set(0);
+        true
+    }
+
+    /// Returns every cached block to the allocator; later blocks bypass
+    /// the stack (C4).
+    fn destroy(&self) {
         loop {
             let block = self.pop();
             if block.is_null() {
-                return;
+                break;
             }
             // SAFETY: cached blocks came from `alloc(self.layout)` (C1).
             unsafe { dealloc(block, self.layout) };
         }
+        self.len.set(DESTROYED);
+    }
+}
+
+/// Empties its class's stack of the thread when the thread exits (C2, C4).
+pub(crate) struct Guard(&'static LocalKey<Cache>);
+
+impl Guard {
+    pub(crate) const fn new(caches: &'static LocalKey<Cache>) -> Guard {
+        Guard(caches)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // A `Cache` has no destructor, so it is reachable here.
+        let _ = self.0.try_with(Cache::destroy);
     }
 }
 
 impl Class {
-    /// A class of blocks of `layout`, at most `capacity` per thread in the
-    /// thread-local `caches` (C2).
+    /// A class whose blocks have `layout`: at most `capacity` kept per
+    /// thread in the thread-local `caches`, emptied by `guard` (C2).
     pub(crate) const fn new(
         layout: Layout,
         capacity: u32,
         caches: &'static LocalKey<Cache>,
+        guard: &'static LocalKey<Guard>,
     ) -> Class {
         Class {
             layout,
             capacity,
             caches,
+            guard,
         }
     }
 
     /// A block of the class: a cached one, or a new allocation.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc_block(&'static self) -> *mut u8 {
-        let cached = self.caches.try_with(Cache::pop).unwrap_or(ptr::null_mut());
+        let cached = self.caches.with(|cache| cache.pop());
         if !cached.is_null() {
             return cached;
         }
@@ -151,14 +199,10 @@ impl Class {
     /// # Safety
     /// `block` came from this class's [`alloc_block`](Class::alloc_block),
     /// holds no value, and nobody uses it any more.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn free_block(&'static self, block: *mut u8) {
-        let capacity = self.capacity;
-        if !self
-            .caches
-            .try_with(|cache| cache.push(block, capacity))
-            .unwrap_or(false)
-        {
+        let (capacity, guard) = (self.capacity, self.guard);
+        if !self.caches.with(|cache| cache.push(block, capacity, guard)) {
             // SAFETY: forwarded from the caller; blocks come from
             // `alloc(self.layout)`.
             unsafe { dealloc(block, self.layout) };
@@ -168,7 +212,7 @@ impl Class {
     /// Blocks of the class cached on this thread (tests).
     #[cfg(test)]
     pub(crate) fn cached(&'static self) -> u32 {
-        self.caches.with(|cache| cache.len.get())
+        self.caches.with(|cache| cache.len.get()) % UNARMED
     }
 }
 
@@ -183,9 +227,11 @@ mod tests {
     std::thread_local! {
         static NODE_CACHES: Cache = const { Cache::new(NODE_LAYOUT) };
         static TIMED_CACHES: Cache = const { Cache::new(TIMED_LAYOUT) };
+        static NODE_GUARD: Guard = const { Guard::new(&NODE_CACHES) };
+        static TIMED_GUARD: Guard = const { Guard::new(&TIMED_CACHES) };
     }
-    static NODES: Class = Class::new(NODE_LAYOUT, 1024, &NODE_CACHES);
-    static TIMED: Class = Class::new(TIMED_LAYOUT, 64, &TIMED_CACHES);
+    static NODES: Class = Class::new(NODE_LAYOUT, 1024, &NODE_CACHES, &NODE_GUARD);
+    static TIMED: Class = Class::new(TIMED_LAYOUT, 64, &TIMED_CACHES, &TIMED_GUARD);
 
     #[test]
     fn a_freed_block_is_reused_lifo() {

@@ -5,6 +5,7 @@
 
 mod child;
 mod compose;
+mod features;
 mod samplers;
 mod server;
 mod tails;
@@ -18,6 +19,7 @@ use crate::tree::{CtxTree, MutexTree, TokioTree};
 
 pub use child::child_main;
 use child::{child_rss, deep_chains};
+pub use features::probe_main;
 use samplers::*; // one sampler per scenario, named after it
 
 /// Every scenario id, in run order, with a one-line description for `--help`.
@@ -80,8 +82,13 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     (
         "storm",
-        "lateness of a 1 ms timeout armed as 10^6 deadlines (10^5 with --quick) fall due at once \
-         (ms)",
+        "lateness of a 1 ms timeout armed as 10^6 deadlines (10^5 with --quick) fall due at once, \
+         and of one armed before them, due 5 ms after (ms)",
+    ),
+    (
+        "features",
+        "ctxtree's derive, is_done and with_timeout without and with its stats + tracing \
+         features (a second build, run as a child; not in --quick unless named)",
     ),
     (
         "memory",
@@ -118,6 +125,8 @@ pub struct Config {
     /// Load time of one server sample.
     pub server_duration: Duration,
     pub server_samples: usize,
+    /// A quick run (`--quick`).
+    pub quick: bool,
 }
 
 impl Config {
@@ -144,6 +153,7 @@ impl Config {
             server_connections: 8,
             server_duration: Duration::from_millis(500),
             server_samples: 5,
+            quick: false,
         }
     }
 
@@ -162,12 +172,18 @@ impl Config {
             storm: crate::churn::STORM / 10,
             server_duration: Duration::from_millis(100),
             server_samples: 3,
+            quick: true,
             ..Config::full(threads)
         }
     }
 
     pub fn runs(&self, scenario: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+        if self.only.is_empty() {
+            // The features rows build the runner a second time: not in a
+            // quick run unless asked for.
+            return !(self.quick && scenario == "features");
+        }
+        self.only.iter().any(|s| s == scenario)
     }
 
     /// Number of progress steps (one per row).
@@ -187,6 +203,7 @@ impl Config {
                 "memory" => 1,
                 "churn" => 5,
                 "storm" => 1,
+                "features" => 2,
                 "value" => self.value_depths.len(),
                 _ => 0,
             }
@@ -327,6 +344,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
         "group" => rows.extend(compose::group_rows(id, cfg, p)),
         "server" => rows.extend(server::server_rows(id, cfg, p)),
         "storm" => rows.extend(tails::storm_rows(id, cfg, p)),
+        "features" => rows.extend(features::feature_rows(id, cfg, p)),
         "chain" => {
             for &d in &cfg.chains {
                 let label = format!("chain of {d}: build + cancel + drop");
