@@ -103,6 +103,11 @@ pub struct TreeNode {
     pub origin: Option<String>,
     /// Who waits on it while it is active.
     pub waiters: Waiters,
+    /// The dumped context's value layers (line 0 only): the key type of
+    /// each value it sees, newest first, up to `count_cap`. Value layers
+    /// are not nodes of the tree — a cancelable context does not know the
+    /// layers derived below it — so deeper lines have none.
+    pub values: Vec<&'static str>,
     /// Live children shown below it.
     pub children: usize,
     /// Live children not shown (limits), up to `count_cap`.
@@ -170,13 +175,16 @@ impl Context {
     /// ```
     pub fn tree_with(&self, limits: &TreeLimits) -> ContextTree {
         let mut tree = ContextTree::default();
+        let values = self.value_types(limits.count_cap);
         let root = match &self.repr {
             Repr::Root(root) => {
                 tree.nodes.push(TreeNode::root(root.name()));
+                tree.nodes[0].values = values;
                 return tree;
             }
             Repr::Node(node) => node.clone(),
         };
+        let mut values_left = values;
         // Depth first with an explicit stack (no recursion: trees can be a
         // million deep); each entry holds a user of its node.
         let mut stack = vec![(root, 0usize)];
@@ -198,10 +206,27 @@ impl Context {
                 Visit::Closed => {}
             }
             tree.not_shown += entry.children_not_shown;
+            if tree.nodes.is_empty() {
+                entry.values = std::mem::take(&mut values_left);
+            }
             tree.nodes.push(entry);
             stack.extend(children.into_iter().rev().map(|c| (c, depth + 1)));
         }
         tree
+    }
+}
+
+impl Context {
+    /// The key types of the values this context sees, newest first, at
+    /// most `cap` (a detach layer, `without_cancel`, is skipped).
+    fn value_types(&self, cap: usize) -> Vec<&'static str> {
+        let mut types = Vec::new();
+        let mut layer = self.values.as_ref();
+        while let Some(l) = layer.filter(|_| types.len() < cap) {
+            types.extend(l.type_name());
+            layer = l.parent();
+        }
+        types
     }
 }
 
@@ -217,6 +242,7 @@ impl TreeNode {
             cause: None,
             origin: None,
             waiters: Waiters::default(),
+            values: Vec::new(),
             children: 0,
             children_not_shown: 0,
             busy: false,
@@ -285,6 +311,9 @@ impl fmt::Display for TreeNode {
         }
         if let Some(age) = self.age {
             write!(f, " · age {age:.3?}")?;
+        }
+        if !self.values.is_empty() {
+            write!(f, " · values {}", self.values.join(", "))?;
         }
         let children = self.children + self.children_not_shown;
         if children > 0 {

@@ -274,3 +274,24 @@ fn a_stats_snapshot_serializes_to_json() {
     let json = serde_json::to_value(ctxtree::stats::snapshot()).unwrap();
     assert!(json["derived"].as_u64().unwrap() >= 1, "{json}");
 }
+
+/// The dumped context's first line summarizes its value layers (the only
+/// ones a dump can see: layers are not nodes of the tree).
+#[test]
+fn a_dump_shows_the_dumped_contexts_values() {
+    struct RequestId(#[allow(dead_code)] u64);
+    let (server, _s) = Context::background().with_cancel();
+    let ctx = server.with_value(RequestId(7)).with_value(5u32);
+    let tree = ctx.tree();
+    assert_eq!(tree.nodes[0].values.len(), 2);
+    assert_eq!(tree.nodes[0].values[0], "u32");
+    assert!(tree.nodes[0].values[1].ends_with("RequestId"));
+    assert!(tree.to_string().contains(" · values u32, "), "{tree}");
+    let (_child, _c) = ctx.with_cancel();
+    let tree = ctx.tree();
+    assert!(tree.nodes[1].values.is_empty());
+    assert_eq!(
+        Context::background().with_value(1u8).tree().nodes[0].values,
+        ["u8"]
+    );
+}
