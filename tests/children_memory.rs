@@ -195,3 +195,49 @@ fn a_canceled_child_held_by_its_own_child_is_returned() {
         "children released by their own children's grants stayed linked: {left} bytes for {n}"
     );
 }
+
+/// Through the tower layer: a server's requests that are all in flight and
+/// then aborted (hyper drops their futures when clients go) leave nothing
+/// on the server's root once the collector has finished (L5, L10).
+#[cfg(feature = "tower")]
+#[test]
+fn aborted_requests_leave_nothing_on_the_servers_root() {
+    use std::future::Future;
+    use std::task::{Context as TaskContext, Waker};
+
+    use ctxtree::tower::ContextLayer;
+    use tower::{service_fn, Layer, Service};
+
+    let _serial = serial();
+    let (root, _shutdown) = Context::background().with_cancel();
+    let n = n() / 2;
+    let mut svc =
+        ContextLayer::new(root.clone()).layer(service_fn(|_req: http::Request<String>| {
+            std::future::pending::<Result<http::Response<String>, std::convert::Infallible>>()
+        }));
+    let base = live();
+    let mut cx = TaskContext::from_waker(Waker::noop());
+    let mut in_flight: Vec<Option<_>> = (0..n)
+        .map(|_| {
+            let mut call = Box::pin(svc.call(http::Request::new(String::new())));
+            assert!(call.as_mut().poll(&mut cx).is_pending());
+            Some(call)
+        })
+        .collect();
+    let peak = live() - base;
+    assert!(
+        peak > n as isize * 56,
+        "the requests were in flight: {peak} bytes"
+    );
+    for i in shuffled(n) {
+        in_flight[i] = None; // the client went away: its request context ends
+    }
+    drop(in_flight);
+    let left = settled(base, SLACK, SETTLE);
+    eprintln!("{n} aborted requests: {peak} bytes in flight, {left} after");
+    assert!(
+        left <= SLACK,
+        "aborted requests stayed on the root: {left} bytes of {peak} for {n}"
+    );
+    assert_no_call_swept_the_crowd();
+}

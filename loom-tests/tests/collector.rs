@@ -99,3 +99,26 @@ fn abandon_vs_rest_given_back() {
         drop(kept);
     });
 }
+
+/// L5, L10: a drop's sweep and an insert's sweep of the same list at once:
+/// one of them finds the other running (`SWEEPING`) and hands a full sweep
+/// to the collector, which runs while the parent is canceled. Every node
+/// is freed once (the model's leak check), whoever swept it.
+#[test]
+fn drop_sweep_vs_insert_sweep_hand_off() {
+    ctxtree::loom_hooks::sweep_on_drop(true);
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (older, older_handle) = parent.with_cancel();
+        let (newer, newer_handle) = parent.with_cancel();
+        older_handle.cancel(); // DELETED behind `newer`: its drop sweeps
+        let dropper = thread::spawn(move || drop((older, older_handle)));
+        let (third, third_handle) = parent.with_cancel(); // an insert's sweep
+        dropper.join().unwrap();
+        run_collections();
+        handle.cancel();
+        assert_eq!(third.err(), Some(Error::Canceled));
+        drop((newer, newer_handle, third, third_handle, parent, handle));
+        run_collections();
+    });
+}

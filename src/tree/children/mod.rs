@@ -167,7 +167,10 @@
 //!   either way the caller queues a *full* sweep of the node's lists (each
 //!   shard) on the collector thread (`tree/collector.rs`, K1–K2), holding a
 //!   user of the node taken as L5's dropper takes one. A queued sweep is
-//!   the sweep of L5 on another thread; L1–L8 hold for it unchanged. So a
+//!   the sweep of L5 on another thread; L1–L8 hold for it unchanged. It
+//!   empties the budget as it starts: an insert or drop made while it runs
+//!   may be behind its cursor, and the first one is then due, finds it
+//!   running and queues the next, which starts after it (K2) and sees them. So a
 //!   derive or a drop pays at most 1,024 node visits of collection, and the
 //!   L5 bound holds a collector's sweep after the last count (milliseconds
 //!   for 10⁶ nodes), with no operation to come. The cost is a queued job

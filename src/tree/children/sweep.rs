@@ -326,7 +326,12 @@ impl ChildList {
     }
 
     /// The collector's sweep (L10): the whole list, whatever its length.
+    /// The budget is emptied first, so the first insert or drop made while
+    /// this sweep runs is due, finds it running, and queues another: the
+    /// nodes left behind this sweep's cursor are swept by that one, even
+    /// if nothing happens on the list afterwards.
     pub(crate) fn sweep_in_full_plain<T: Listed>(&self, budget: &SweepBudget) {
+        budget.renew(0);
         let _ = self.sweep::<T>(budget, usize::MAX);
     }
 

@@ -57,6 +57,9 @@ pub enum Op {
     /// `merge` of two shared nodes (the first the primary); the merged
     /// child stays with the thread.
     Merge(u8, u8),
+    /// `group::scope` on a shared node with `1 + b % 3` tasks, some failing
+    /// (`group_ops.rs`).
+    Group(u8, u8),
 }
 
 /// A decoded input.
@@ -107,7 +110,7 @@ pub fn decode(data: &[u8]) -> Plan {
     while total < MAX_OPS {
         let Some(t) = r.next() else { break };
         let (a, b) = (r.byte(), r.byte());
-        let op = match (t >> 2) % 21 {
+        let op = match (t >> 2) % 22 {
             0 => Op::Cancel(a),
             1 => Op::CancelWithCause(a, b),
             2 => Op::DropHandle(a),
@@ -125,7 +128,8 @@ pub fn decode(data: &[u8]) -> Plan {
             15 => Op::Yield,
             16 | 17 => Op::AfterFunc(a, b),
             18 | 19 => Op::Stop(a, b),
-            _ => Op::Merge(a, b),
+            20 => Op::Merge(a, b),
+            _ => Op::Group(a, b),
         };
         plan.threads[t as usize % threads].push(op);
         total += 1;

@@ -4,6 +4,7 @@
 //   tree_ops.rs        cancels and derivations      } a racing thread's
 //   wait_ops.rs        reads, futures and waits     } operations
 //   after_func_ops.rs  after_func and stop          }
+//   group_ops.rs       task groups                  }
 //   racer.rs           a racing thread
 //   pool.rs            the worker threads
 //   checks.rs          the invariants after join and at the end
@@ -13,6 +14,7 @@ mod after_func_ops;
 mod checks;
 mod decode;
 mod driver;
+mod group_ops;
 mod pool;
 mod racer;
 mod state;

@@ -5,6 +5,7 @@ use std::thread;
 
 use super::after_func_ops::{after_func, stop};
 use super::decode::Op;
+use super::group_ops::group;
 use super::state::{Local, Shared};
 use super::tree_ops::{
     cancel, cancel_local, cancel_with_cause, derive, derive_churn, derive_local, drop_handle, merge,
@@ -38,6 +39,7 @@ pub(super) fn thread_main(sh: &Arc<Shared>, t: usize, ops: &[Op]) -> Local {
             Op::AfterFunc(a, b) => after_func(sh, &mut local, n, a, b),
             Op::Stop(j, b) => stop(&mut local, j, b),
             Op::Merge(a, b) => merge(sh, &mut local, n, a, b),
+            Op::Group(a, b) => group(sh, n, a, b),
         }
     }
     local
