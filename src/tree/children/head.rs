@@ -5,7 +5,7 @@
 use super::link::{Listed, PTR_MASK};
 use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
 use super::shards::ShardBlock;
-use super::sweep::{Sweep, SweepBudget, DROP_COST};
+use super::sweep::{Sweep, SweepBudget, Trigger, DROP_COST};
 use crate::plant::planted;
 use crate::sync::Ordering;
 
@@ -83,19 +83,24 @@ pub(super) fn attach_sharded<T: Listed>(
 ) -> Result<Sweep, ()> {
     let (at, shard) = block.mine();
     let swept = shard.list.attach_plain(child, &shard.budget)?;
-    Ok(with_other::<T>(block, at, swept))
+    Ok(with_other::<T>(block, at, swept, Trigger::Insert))
 }
 
 /// After shard `at`'s own sweep (`swept`), one other shard, if it is idle
 /// (L5, L8); the more urgent of the two outcomes (L10).
-fn with_other<T: Listed>(block: ShardBlock<'_>, at: usize, swept: Sweep) -> Sweep {
+fn with_other<T: Listed>(
+    block: ShardBlock<'_>,
+    at: usize,
+    swept: Sweep,
+    trigger: Trigger,
+) -> Sweep {
     if swept == Sweep::Idle {
         return swept;
     }
     // A plain load first: an empty, closed or busy shard needs no sweep,
     // and its line is another thread's hot one.
     let other = match block.other_to_sweep(at).filter(|o| o.list.may_need_sweep()) {
-        Some(other) => other.list.sweep_due::<T>(&other.budget),
+        Some(other) => other.list.sweep_due::<T>(&other.budget, trigger),
         None => Sweep::Idle,
     };
     match (swept, other) {
@@ -146,12 +151,12 @@ impl ChildList {
             let (at, shard) = block.mine();
             if shard.budget.spend(DROP_COST) {
                 let _owner = owner_user(hold);
-                let swept = shard.list.sweep_due::<T>(&shard.budget);
-                return with_other::<T>(block, at, swept);
+                let swept = shard.list.sweep_due::<T>(&shard.budget, Trigger::Drop);
+                return with_other::<T>(block, at, swept, Trigger::Drop);
             }
         } else if word & CLOSED == 0 && budget.spend(DROP_COST) {
             let _owner = owner_user(hold);
-            return self.sweep_due::<T>(budget);
+            return self.sweep_due::<T>(budget, Trigger::Drop);
         }
         Sweep::Idle
     }

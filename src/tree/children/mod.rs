@@ -163,19 +163,23 @@
 //!   nodes. A sweep due on one stops there (a sweep may stop anywhere: it
 //!   renews the budget from what it saw and releases what it unlinked, as
 //!   at the end), and so does one that finds another sweeper running (which
-//!   may be the collector's, already past the nodes this count was for);
-//!   either way the caller queues a *full* sweep of the node's lists (each
-//!   shard) on the collector thread (`tree/collector.rs`, K1–K2), holding a
-//!   user of the node taken as L5's dropper takes one. A queued sweep is
-//!   the sweep of L5 on another thread; L1–L8 hold for it unchanged. It
-//!   empties the budget as it starts: an insert or drop made while it runs
-//!   may be behind its cursor, and the first one is then due, finds it
-//!   running and queues the next, which starts after it (K2) and sees them. So a
-//!   derive or a drop pays at most 1,024 node visits of collection, and the
-//!   L5 bound holds a collector's sweep after the last count (milliseconds
-//!   for 10⁶ nodes), with no operation to come. The cost is a queued job
-//!   (one lock, deduplicated per node) per due sweep of a list longer than
-//!   1,024 nodes, which comes at most once per `MIN_SWEEP` counts.
+//!   may be the collector's, already past the nodes this count was for).
+//!   Then a drop — or an insert whose part met a dead node — queues a
+//!   *full* sweep of the node's lists (each shard) on the collector thread
+//!   (`tree/collector.rs`, K1–K2), holding a user of the node taken as L5's
+//!   dropper takes one. An insert whose part met only live children (a
+//!   fan-out being built) queues none: the dead nodes a list can hold were
+//!   each counted by a drop, which queues its own; and an insert that finds
+//!   a sweep running leaves the budget spent, so the next operation looks
+//!   again. A queued sweep is the sweep of L5 on another thread; L1–L8 hold
+//!   for it unchanged. It empties the budget as it starts: an insert or
+//!   drop made while it runs may be behind its cursor, and the first drop
+//!   is then due, finds it running and queues the next, which starts after
+//!   it (K2) and sees them. So a derive or a drop pays at most 1,024 node
+//!   visits of collection, and the L5 bound holds a collector's sweep after
+//!   the last count (milliseconds for 10⁶ nodes), with no operation to
+//!   come. The cost is a queued job (one lock, deduplicated per node) per
+//!   due sweep of a list longer than 1,024 nodes that holds dead nodes.
 
 mod head;
 mod link;

@@ -259,10 +259,17 @@ pub(crate) fn collect_deferred() {
     }
 }
 
+/// What made a sweep due (L5, L10).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Trigger {
+    Insert,
+    Drop,
+}
+
 /// What [`ChildList::sweep`] did.
 pub(super) enum Swept {
-    /// It swept, visiting this many nodes.
-    Visited(usize),
+    /// It swept, visiting `visited` nodes, `dead` if any was `DELETED`.
+    Visited { visited: usize, dead: bool },
     /// Another sweeper runs.
     Busy,
     /// The list is closed, or was sharded: nothing to sweep here.
@@ -293,27 +300,35 @@ impl ChildList {
     #[inline]
     pub(super) fn inserted<T: Listed>(&self, budget: &SweepBudget) -> Sweep {
         if budget.spend(1) {
-            self.sweep_due::<T>(budget)
+            self.sweep_due::<T>(budget, Trigger::Insert)
         } else {
             Sweep::Idle
         }
     }
 
     /// A sweep found due by a derive or a drop: at most `inline_sweep()`
-    /// nodes here, the rest handed off (L10).
-    pub(super) fn sweep_due<T: Listed>(&self, budget: &SweepBudget) -> Sweep {
+    /// nodes here, the rest handed off (L10) — by an insert only if its
+    /// part met dead nodes: a drop's node is somewhere in the list, but
+    /// an insert into a list of live children (a fan-out being built) has
+    /// nothing to collect further on.
+    pub(super) fn sweep_due<T: Listed>(&self, budget: &SweepBudget, trigger: Trigger) -> Sweep {
         let limit = inline_sweep();
         match self.sweep::<T>(budget, limit) {
-            Swept::Visited(visited) => {
+            Swept::Visited { visited, dead } => {
                 if !cfg!(loom) {
                     MAX_INLINE_SWEEP.fetch_max(visited, std::sync::atomic::Ordering::Relaxed);
                 }
-                if visited >= limit {
+                let rest_worth_it = dead || trigger == Trigger::Drop;
+                if visited >= limit && rest_worth_it {
                     Sweep::HandOff
                 } else {
                     Sweep::Ran
                 }
             }
+            // An insert behind a running sweep's cursor is no garbage; the
+            // budget stays spent, so the next operation looks again (a
+            // plain load while the sweep runs).
+            Swept::Busy if trigger == Trigger::Insert => Sweep::Idle,
             Swept::Busy => {
                 // Counted again only after `MIN_SWEEP` more operations:
                 // the collector dedupes queued jobs, but each try takes
@@ -343,6 +358,18 @@ impl ChildList {
         // (L4), and only a pin that precedes that release keeps them alive
         // for us. (Pinned after the CAS, a sweep of a list whose first node
         // has no users could follow it after its release.)
+        // A plain look first: a busy or closed list needs no pin. (Not
+        // under loom: the CAS loop below decides the same, and the models
+        // keep their state space.)
+        if !cfg!(loom) {
+            let word = self.head.load(Ordering::Relaxed);
+            if word & (CLOSED | SHARDED) != 0 {
+                return Swept::Closed;
+            }
+            if word & SWEEPING != 0 {
+                return Swept::Busy;
+            }
+        }
         let early = (!planted!("sweep_pin_late")).then(epoch::pin);
         let mut cur = self.head.load(Ordering::Relaxed);
         loop {
@@ -378,7 +405,11 @@ impl ChildList {
         budget.renew(next);
         let old = self.head.fetch_and(!SWEEPING, Ordering::AcqRel);
         unlinked.release(old);
-        Swept::Visited(limit - visits.left)
+        let visited = limit - visits.left;
+        Swept::Visited {
+            visited,
+            dead: visited > live as usize,
+        }
     }
 
     /// The sweeper's unlinks at the head (L5): while the first node is
