@@ -16,21 +16,22 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_tests::model;
 
-/// L10, N1: a derive whose sweep hands the rest to the collector queues a
+/// L10, N1: a drop whose sweep hands the rest to the collector queues a
 /// job holding a user of the parent; the job's sweep races the parent's
 /// cancel, the drop of its last handles and of its children. Fails with
 /// `sweep_job_unheld` (the job names the parent without a user: it is
 /// freed before the job sweeps it).
 #[test]
 fn handed_off_sweep_vs_parent_cancel_and_drop() {
+    ctxtree::loom_hooks::sweep_on_drop(true);
     set_inline_sweep(0);
     model(|| {
         let (parent, handle) = Context::background().with_cancel();
-        // Every insert's sweep is due under loom; with no inline budget it
-        // is handed off: one job per derive.
         let (older, older_handle) = parent.with_cancel();
         let (newer, newer_handle) = parent.with_cancel();
-        older_handle.cancel(); // DELETED, behind `newer`: for the sweep
+        older_handle.cancel(); // DELETED, behind `newer`: not unlinked by L7
+                               // Its drop counts toward a sweep (due at once under loom), which
+                               // has no inline budget: a job for the collector.
         drop((older, older_handle));
         let collector = thread::spawn(run_collections);
         handle.cancel();
@@ -38,7 +39,6 @@ fn handed_off_sweep_vs_parent_cancel_and_drop() {
         assert_eq!(newer.err(), Some(Error::Canceled));
         drop((newer, newer_handle));
         collector.join().unwrap();
-        run_collections(); // anything queued after the collector looked
     });
 }
 
