@@ -52,6 +52,7 @@ declare -A MODEL=(
   [unlink_ignores_visit]=dump:dump_vs_last_user_unlink
   [sweep_job_unheld]=collector:handed_off_sweep_vs_parent_cancel_and_drop
   [rest_dropped]=collector:split_collection_vs_cancel
+  [busy_drop_forgotten]=collector:drop_sweep_vs_insert_sweep_hand_off
 )
 
 status=0

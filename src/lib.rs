@@ -168,6 +168,12 @@ pub mod loom_hooks {
     pub fn shard_children(ctx: &crate::Context) -> bool {
         ctx.node().is_some_and(|node| node.shard_children())
     }
+
+    /// The children linked in `ctx`'s list, dead ones included (a model
+    /// checks what sweeps left; no other thread may change the list).
+    pub fn linked_children(ctx: &crate::Context) -> usize {
+        ctx.node().map_or(0, |node| node.linked_children())
+    }
 }
 
 /// The README's examples, compiled and run as doc tests (they show every

@@ -53,6 +53,7 @@ pub(crate) const PLANTS: &[&str] = &[
     "unlink_ignores_visit",
     "sweep_job_unheld",
     "rest_dropped",
+    "busy_drop_forgotten",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

@@ -270,8 +270,8 @@ impl ChildList {
     }
 
     /// The nodes linked in the list, each shard's count if it is sharded
-    /// (unit tests; the caller keeps the list from changing).
-    #[cfg(test)]
+    /// (unit tests and loom models; the caller keeps the list from changing).
+    #[cfg(any(test, loom))]
     pub(crate) fn linked_counts<T: Listed>(&self) -> Vec<usize> {
         let count = |list: &ChildList| {
             let mut n = 0;

@@ -328,7 +328,9 @@ impl ChildList {
             // An insert behind a running sweep's cursor is no garbage; the
             // budget stays spent, so the next operation looks again (a
             // plain load while the sweep runs).
-            Swept::Busy if trigger == Trigger::Insert => Sweep::Idle,
+            Swept::Busy if trigger == Trigger::Insert || planted!("busy_drop_forgotten") => {
+                Sweep::Idle
+            }
             Swept::Busy => {
                 // Counted again only after `MIN_SWEEP` more operations:
                 // the collector dedupes queued jobs, but each try takes

@@ -200,6 +200,13 @@ impl Node {
     pub(crate) fn shard_children(&self) -> bool {
         self.children.shard_now()
     }
+
+    /// For `loom_hooks::linked_children`: nodes linked in the list, dead
+    /// ones included, over all shards.
+    #[cfg(loom)]
+    pub(crate) fn linked_children(&self) -> usize {
+        self.children.linked_counts::<Node>().iter().sum()
+    }
 }
 
 /// Nodes allocated and not yet freed on this test's thread (loom builds).
