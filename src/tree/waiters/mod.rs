@@ -50,7 +50,9 @@ mod collect;
 
 #[cfg(loom)]
 pub use collect::set_inline_collect;
-pub(crate) use collect::{census, max_inline_collect, note_abandoned, Census, Rest, WaiterGc};
+#[cfg(not(loom))]
+pub(crate) use collect::max_inline_collect;
+pub(crate) use collect::{census, note_abandoned, Census, Rest, WaiterGc};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::task::Waker;
