@@ -48,10 +48,10 @@
 
 mod collect;
 
-#[cfg(loom)]
-pub use collect::set_inline_collect;
 #[cfg(not(loom))]
 pub(crate) use collect::max_inline_collect;
+#[cfg(loom)]
+pub use collect::set_inline_collect;
 pub(crate) use collect::{census, note_abandoned, Census, Rest, WaiterGc};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
