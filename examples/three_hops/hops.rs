@@ -127,6 +127,12 @@ pub async fn start_c(seen: UnboundedSender<Context>) -> Hop {
                 .without_budget_codecs()
                 .budget_codec(ConnectTimeout),
         );
+    serve_http(app, root, shutdown).await
+}
+
+/// Serves `app` over HTTP on 127.0.0.1 until `root` is canceled (by
+/// `shutdown`), then drains: in-flight requests are answered, then it stops.
+async fn serve_http(app: Router, root: Context, shutdown: CancelHandle) -> Hop {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = tokio::spawn(async move {
@@ -245,19 +251,7 @@ pub async fn start_a(b: SocketAddr, completed: Arc<AtomicUsize>) -> Hop {
             get(move |Path(path): Path<String>| via_b(b, path, completed.clone())),
         )
         .layer(ContextLayer::new(root.clone()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(root.cancelled_owned())
-            .await
-            .unwrap();
-    });
-    Hop {
-        addr,
-        shutdown,
-        served,
-    }
+    serve_http(app, root, shutdown).await
 }
 
 /// A's handler: no context passed by hand; `call_b` finds the request's
