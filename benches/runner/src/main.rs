@@ -25,19 +25,20 @@ use report::Report;
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
+/// The entry of one of the runner's child processes.
+type ChildMain = fn(&[String]) -> Result<(), String>;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("__probe") {
-        return match scenarios::probe_main(&args[1..]) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        };
-    }
-    if args.first().map(String::as_str) == Some("__child") {
-        return match scenarios::child_main(&args[1..]) {
+    // The runner's own child processes: a scenario run in a fresh process
+    // (`__child`) and the instrumented build's probe (`__probe`).
+    let child: Option<ChildMain> = match args.first().map(String::as_str) {
+        Some("__child") => Some(scenarios::child_main),
+        Some("__probe") => Some(scenarios::probe_main),
+        _ => None,
+    };
+    if let Some(child) = child {
+        return match child(&args[1..]) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
