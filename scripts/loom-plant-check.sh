@@ -53,6 +53,8 @@ declare -A MODEL=(
   [sweep_job_unheld]=collector:handed_off_sweep_vs_parent_cancel_and_drop
   [rest_dropped]=collector:split_collection_vs_cancel
   [busy_drop_forgotten]=collector:drop_sweep_vs_insert_sweep_hand_off
+  [sweep_stall_ignored]=collector:sweep_stalled_by_a_concurrent_delete
+  [full_sweep_busy_dropped]=collector:full_sweep_vs_inline_sweep
 )
 
 status=0

@@ -154,7 +154,7 @@ else
 fi
 step_tsan() {
   RUSTFLAGS="-Zsanitizer=thread" RUSTDOCFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR=target/tsan \
-    TSAN_OPTIONS="halt_on_error=1" CTXTREE_SANITIZER=thread CTXTREE_STRESS_SECS=2 CTXTREE_CHURN_DIVISOR=$SAN_CHURN_DIVISOR \
+    TSAN_OPTIONS="halt_on_error=1" CTXTREE_STRESS_SECS=2 CTXTREE_CHURN_DIVISOR=$SAN_CHURN_DIVISOR \
     side_by_side tsan SAN_TESTS SAN_BESIDE cargo +nightly test -Zbuild-std --target x86_64-unknown-linux-gnu -p ctxtree
 }
 # Without the node cache (src/node_cache.rs): a cached block is still

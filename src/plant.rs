@@ -54,6 +54,8 @@ pub(crate) const PLANTS: &[&str] = &[
     "sweep_job_unheld",
     "rest_dropped",
     "busy_drop_forgotten",
+    "sweep_stall_ignored",
+    "full_sweep_busy_dropped",
 ];
 
 /// `planted!("name")`: whether the bug `name` is planted in this run (see

@@ -130,3 +130,67 @@ fn drop_sweep_vs_insert_sweep_hand_off() {
         drop((newer, newer_handle, third, third_handle, parent, handle));
     });
 }
+
+/// L5, L10: a sweep whose unlink fails because the node before it was
+/// deleted meanwhile (a drop racing the sweep's cursor) *stalls*: the
+/// dead run behind that node stays linked, although the drops that
+/// counted it were spent on this sweep. The sweep hands a full sweep to
+/// the collector, so once it ran only a node deleted after the sweep
+/// passed it may be left (drop sweeps are off here: only the insert and
+/// the collector sweep). Fails with `sweep_stall_ignored` (a stalled sweep
+/// queues nothing: `older`, dead before the sweep began, stays linked).
+#[test]
+fn sweep_stalled_by_a_concurrent_delete() {
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (older, older_handle) = parent.with_cancel();
+        let (middle, middle_handle) = parent.with_cancel();
+        let (newer, newer_handle) = parent.with_cancel();
+        older_handle.cancel(); // DELETED behind `middle`: for a sweep
+        drop((older, older_handle));
+        let dropper = thread::spawn(move || {
+            middle_handle.cancel(); // may mark `middle` under the sweep
+            drop((middle, middle_handle));
+        });
+        let (fourth, fourth_handle) = parent.with_cancel(); // an insert's sweep
+        dropper.join().unwrap();
+        run_collections();
+        // `newer`, `fourth`, and `middle` if it was deleted after the
+        // sweep had passed it.
+        let linked = ctxtree::loom_hooks::linked_children(&parent);
+        assert!(linked <= 3, "{linked} linked: a stalled sweep's run stayed");
+        handle.cancel();
+        drop((newer, newer_handle, fourth, fourth_handle, parent, handle));
+    });
+}
+
+/// L10: the collector's full sweep finds an insert's inline sweep running
+/// (which stops at its limit, having seen only live children, and hands
+/// nothing off); the job runs again once that one ended, and the dead
+/// child it was queued for is unlinked. Fails with
+/// `full_sweep_busy_dropped` (the job gives up on a busy list).
+#[test]
+fn full_sweep_vs_inline_sweep() {
+    ctxtree::loom_hooks::sweep_on_drop(true);
+    set_inline_sweep(1);
+    model(|| {
+        let (parent, handle) = Context::background().with_cancel();
+        let (older, older_handle) = parent.with_cancel();
+        let (newer, newer_handle) = parent.with_cancel();
+        // DELETED behind `newer`; its drop's sweep stops at `newer` (one
+        // visit) and queues a full sweep.
+        older_handle.cancel();
+        drop((older, older_handle));
+        let collector = thread::spawn(run_collections);
+        let (third, third_handle) = parent.with_cancel(); // inline, 1 visit
+        collector.join().unwrap();
+        run_collections();
+        assert_eq!(
+            ctxtree::loom_hooks::linked_children(&parent),
+            2,
+            "the dead child stayed linked"
+        );
+        handle.cancel();
+        drop((newer, newer_handle, third, third_handle, parent, handle));
+    });
+}

@@ -5,7 +5,7 @@
 use super::link::{Listed, PTR_MASK};
 use super::list::{ChildList, CLOSED, HEAD_PTR, SHARDED, SWEEPING};
 use super::shards::ShardBlock;
-use super::sweep::{Sweep, SweepBudget, Trigger, DROP_COST};
+use super::sweep::{Full, Sweep, SweepBudget, Trigger, DROP_COST};
 use crate::plant::planted;
 use crate::sync::Ordering;
 
@@ -162,13 +162,14 @@ impl ChildList {
     }
 
     /// The collector's job (L10): sweeps the list in full, or each shard
-    /// of a sharded one. The caller holds a user of the list's node.
-    pub(crate) fn sweep_in_full<T: Listed>(&self, budget: &SweepBudget) {
+    /// of a sharded one, and tells whether to run again. The caller holds
+    /// a user of the list's node.
+    pub(crate) fn sweep_in_full<T: Listed>(&self, budget: &SweepBudget) -> Full {
         let word = self.head.load(Ordering::Acquire);
         match shards_of(word) {
-            Some(block) => block
-                .iter()
-                .for_each(|shard| shard.list.sweep_in_full_plain::<T>(&shard.budget)),
+            Some(block) => block.iter().fold(Full::Done, |full, shard| {
+                full.and(shard.list.sweep_in_full_plain::<T>(&shard.budget))
+            }),
             None => self.sweep_in_full_plain::<T>(budget),
         }
     }

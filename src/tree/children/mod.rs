@@ -75,9 +75,11 @@
 //!   with `CAS(head: node | SWEEPING → successor | SWEEPING)`, expecting the
 //!   head exactly as it left it (an insert or a close makes it fail); every
 //!   other deleted node `cur` through `CAS(prev.next: cur → succ)` expecting
-//!   `prev.next` unmarked: if `prev` was deleted meanwhile the CAS fails and
-//!   `cur` waits for the next sweep; if `prev` is `DETACHED` the sweeper
-//!   stops and leaves the rest to the closer. `cur` is `DELETED`, so only
+//!   `prev.next` unmarked: if `prev` was deleted meanwhile the CAS fails, and
+//!   `cur` and every deleted node up to the next live one wait for the
+//!   next sweep (the sweep *stalled*: their drops were counted toward this
+//!   one, so L10 makes sure another follows); if `prev` is `DETACHED` the
+//!   sweeper stops and leaves the rest to the closer. `cur` is `DELETED`, so only
 //!   the sweeper could rewrite its pointer, and `succ` is current. The
 //!   sweeper pins before it takes `SWEEPING`, so a closer's epoch release of
 //!   the nodes it reads waits for it.
@@ -167,7 +169,9 @@
 //!   Then a drop — or an insert whose part met a dead node — queues a
 //!   *full* sweep of the node's lists (each shard) on the collector thread
 //!   (`tree/collector.rs`, K1–K2), holding a user of the node taken as L5's
-//!   dropper takes one. An insert whose part met only live children (a
+//!   dropper takes one; so does any sweep that stalled (L5: dead nodes left
+//!   behind a node deleted under it, whose drops were counted toward this
+//!   sweep and will not be counted again). An insert whose part met only live children (a
 //!   fan-out being built) queues none: the dead nodes a list can hold were
 //!   each counted by a drop, which queues its own; and an insert that finds
 //!   a sweep running leaves the budget spent, so the next operation looks
@@ -175,7 +179,12 @@
 //!   for it unchanged. It empties the budget as it starts: an insert or
 //!   drop made while it runs may be behind its cursor, and the first drop
 //!   is then due, finds it running and queues the next, which starts after
-//!   it (K2) and sees them. So a derive or a drop pays at most 1,024 node
+//!   it (K2) and sees them. The queued sweep runs again (queued anew, K2)
+//!   if it stalled, if it found another sweeper or a visit holding the
+//!   list (an inline sweep that stops at its limit having seen only live
+//!   nodes hands nothing off, and the budget it renews hides the count
+//!   that queued this one), or if the list was sharded since it looked.
+//!   So a derive or a drop pays at most 1,024 node
 //!   visits of collection, and the L5 bound holds a collector's sweep after
 //!   the last count (milliseconds for 10⁶ nodes), with no operation to
 //!   come. The cost is a queued job (one lock, deduplicated per node) per
@@ -197,5 +206,5 @@ pub(crate) use list::{ChildList, Release};
 pub(crate) use sweep::max_inline_sweep;
 #[cfg(loom)]
 pub use sweep::set_inline_sweep;
-pub(crate) use sweep::{collect_deferred, release_later, Sweep, SweepBudget, LARGE_WALK};
+pub(crate) use sweep::{collect_deferred, release_later, Full, Sweep, SweepBudget, LARGE_WALK};
 pub(crate) use visit::Visit;

@@ -268,8 +268,14 @@ pub(super) enum Trigger {
 
 /// What [`ChildList::sweep`] did.
 pub(super) enum Swept {
-    /// It swept, visiting `visited` nodes, `dead` if any was `DELETED`.
-    Visited { visited: usize, dead: bool },
+    /// It swept, visiting `visited` nodes, `dead` if any was `DELETED`,
+    /// `stalled` if it left a run of them linked behind a node deleted
+    /// under it (see [`ChildList::sweep_from`]).
+    Visited {
+        visited: usize,
+        dead: bool,
+        stalled: bool,
+    },
     /// Another sweeper runs.
     Busy,
     /// The list is closed, or was sharded: nothing to sweep here.
@@ -314,12 +320,16 @@ impl ChildList {
     pub(super) fn sweep_due<T: Listed>(&self, budget: &SweepBudget, trigger: Trigger) -> Sweep {
         let limit = inline_sweep();
         match self.sweep::<T>(budget, limit) {
-            Swept::Visited { visited, dead } => {
+            Swept::Visited {
+                visited,
+                dead,
+                stalled,
+            } => {
                 if !cfg!(loom) {
                     MAX_INLINE_SWEEP.fetch_max(visited, std::sync::atomic::Ordering::Relaxed);
                 }
                 let rest_worth_it = dead || trigger == Trigger::Drop;
-                if visited >= limit && rest_worth_it {
+                if (visited >= limit && rest_worth_it) || stalled {
                     Sweep::HandOff
                 } else {
                     Sweep::Ran
@@ -347,9 +357,28 @@ impl ChildList {
     /// this sweep runs is due, finds it running, and queues another: the
     /// nodes left behind this sweep's cursor are swept by that one, even
     /// if nothing happens on the list afterwards.
-    pub(crate) fn sweep_in_full_plain<T: Listed>(&self, budget: &SweepBudget) {
+    ///
+    /// Returns [`Full::Again`] if the job must run again: the sweep
+    /// stalled (dead nodes left behind a node deleted under it), another
+    /// sweeper or a visit held the list (an inline sweep stops at its
+    /// limit and may hand nothing off), or the list was sharded since the
+    /// caller looked (its nodes are the first shard's now).
+    pub(crate) fn sweep_in_full_plain<T: Listed>(&self, budget: &SweepBudget) -> Full {
         budget.renew(0);
-        let _ = self.sweep::<T>(budget, usize::MAX);
+        match self.sweep::<T>(budget, usize::MAX) {
+            Swept::Visited { stalled: true, .. } => Full::Again,
+            Swept::Visited { .. } => Full::Done,
+            Swept::Busy if !planted!("full_sweep_busy_dropped") => Full::Busy,
+            Swept::Busy => Full::Done,
+            Swept::Closed => {
+                let word = self.head.load(Ordering::Relaxed);
+                if word & (CLOSED | SHARDED) == SHARDED {
+                    Full::Again
+                } else {
+                    Full::Done
+                }
+            }
+        }
     }
 
     /// Unlinks `DELETED` nodes if no other sweeper runs (L5), visiting at
@@ -396,7 +425,7 @@ impl ChildList {
         let mut unlinked = Unlinked::new(self, &guard);
         let mut visits = Visits { left: limit };
         let first = self.unlink_deleted_first::<T>(cur | SWEEPING, &mut unlinked, &mut visits);
-        let live = self.sweep_from::<T>(first, &mut unlinked, &mut visits);
+        let (live, stalled) = self.sweep_from::<T>(first, &mut unlinked, &mut visits);
         #[cfg(not(loom))]
         let next = live.max(MIN_SWEEP);
         #[cfg(loom)]
@@ -411,6 +440,7 @@ impl ChildList {
         Swept::Visited {
             visited,
             dead: visited > live as usize,
+            stalled,
         }
     }
 
@@ -460,24 +490,32 @@ impl ChildList {
         }
     }
 
-    /// The sweeper's walk; returns the number of live nodes it saw.
+    /// The sweeper's walk; returns the number of live nodes it saw, and
+    /// whether it *stalled*: an unlink failed because its predecessor was
+    /// deleted after the sweep passed it. That predecessor can only be
+    /// unlinked through its own (passed) predecessor, and so can every
+    /// deleted node up to the next live one: the run is left linked, and
+    /// the caller makes sure another sweep follows (L10), or a quiet
+    /// list could keep it (a dropper marking nodes toward the head while
+    /// this sweep walks toward the tail stalls it where they cross).
     pub(super) fn sweep_from<T: Listed>(
         &self,
         first: usize,
         released: &mut Unlinked<'_, T>,
         visits: &mut Visits,
-    ) -> u32 {
+    ) -> (u32, bool) {
         if first == 0 {
-            return 0;
+            return (0, false);
         }
         let mut live = 0u32;
+        let mut stalled = false;
         // `prev` is always a linked node: we never unlink it (L1).
         let mut prev = first as *const T;
         // SAFETY: every node this sweep touches (here and in the loop) was
         // reachable while we were pinned, so its memory is live (L4).
         let first_next = unsafe { (*prev).link().next.load(Ordering::Acquire) };
         if first_next & DETACHED != 0 {
-            return live; // closed under us: the closer releases everything
+            return (live, stalled); // closed under us: the closer releases everything
         }
         if first_next & DELETED == 0 {
             live += 1;
@@ -488,7 +526,7 @@ impl ChildList {
             // SAFETY: reachable while pinned (L4), as above.
             let next = unsafe { (*node).link().next.load(Ordering::Acquire) };
             if next & DETACHED != 0 {
-                return live;
+                return (live, stalled);
             }
             let unlink = next & DELETED != 0 || planted!("sweep_unmarked");
             if unlink {
@@ -510,9 +548,9 @@ impl ChildList {
                         cur = next & PTR_MASK;
                         continue;
                     }
-                    Err(actual) if actual & DETACHED != 0 => return live,
+                    Err(actual) if actual & DETACHED != 0 => return (live, stalled),
                     // `prev` was deleted meanwhile: leave `node` for next time.
-                    Err(_) => {}
+                    Err(_) => stalled = !planted!("sweep_stall_ignored"),
                 }
             } else {
                 live = live.saturating_add(1);
@@ -520,6 +558,29 @@ impl ChildList {
             prev = node;
             cur = next & PTR_MASK;
         }
-        live
+        (live, stalled)
+    }
+}
+
+/// What the collector's sweep of one list asks of its job (L10).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Full {
+    /// The list is swept, or closed: nothing more to do.
+    Done,
+    /// Sweep it again: it stalled, or was sharded meanwhile.
+    Again,
+    /// Another sweeper or a visit held it: sweep it again once that one
+    /// had a chance to end.
+    Busy,
+}
+
+impl Full {
+    /// The more urgent of two outcomes (for the shards of one list).
+    pub(crate) fn and(self, other: Full) -> Full {
+        match (self, other) {
+            (Full::Busy, _) | (_, Full::Busy) => Full::Busy,
+            (Full::Again, _) | (_, Full::Again) => Full::Again,
+            _ => Full::Done,
+        }
     }
 }

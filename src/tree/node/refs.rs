@@ -14,7 +14,7 @@ use super::layout::LIVE_NODES;
 use super::layout::{timer_slot_of, Kind, Node, TimedNode};
 use crate::plant::planted;
 use crate::sync::Ordering;
-use crate::tree::children::{ChildLink, Sweep};
+use crate::tree::children::{ChildLink, Full, Sweep};
 use crate::tree::collector;
 
 /// A counted pointer to a [`Node`] (N1).
@@ -273,7 +273,17 @@ pub(super) fn sweep_later(node: &Node) {
             // SAFETY: `held` keeps the node alive (L10).
             let node = unsafe { node.get() };
             node.assert_live();
-            node.children.sweep_in_full::<Node>(&node.sweep_budget);
+            match node.children.sweep_in_full::<Node>(&node.sweep_budget) {
+                Full::Done => {}
+                // Queued anew (K2: this job's key left the queue as it
+                // started), behind the other jobs; a busy list's sweeper
+                // gets a moment to end first.
+                Full::Again => sweep_later(node),
+                Full::Busy => {
+                    crate::sync::yield_now();
+                    sweep_later(node);
+                }
+            }
             drop(held);
         }),
     );
