@@ -136,6 +136,12 @@ pub mod __diagnostics {
         crate::time::driver::max_step_work()
     }
 
+    /// The most timer entries one arm's collection of its shard looked at
+    /// (T5, `src/time/driver.rs`).
+    pub fn timer_max_self_collect() -> usize {
+        crate::time::driver::max_self_collect()
+    }
+
     /// The most nodes one sweep run by a derive or a drop has visited (L10,
     /// `src/tree/children/mod.rs`): at most 1,024; the rest of a longer
     /// sweep runs on the collector thread.

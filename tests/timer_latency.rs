@@ -181,3 +181,39 @@ fn a_compaction_of_canceled_deadlines_is_done_in_slices() {
     let step = ctxtree::__diagnostics::timer_max_step_work();
     assert!(step <= MAX_STEP, "a timer step handled {step} entries");
 }
+
+/// The holds one arm's collection of its shard may look at (T5): its
+/// `SELF_COLLECT` (64) batch, with the other threads' arms in the shard,
+/// cut at `4 × 64`; the rest of a longer stack goes to the timer thread.
+const MAX_SELF_COLLECT: usize = 256;
+
+/// T5: a crowd of threads arming live timeouts faster than the timer
+/// thread takes them in (two cores, more threads than shards) never makes
+/// one arm collect a long stack: every 64th arm of a thread looks at its
+/// shard's stack, and one that finds it long looks at a bounded part and
+/// hands the rest to the timer thread.
+#[test]
+fn a_crowd_of_arming_threads_keeps_each_arms_collection_bounded() {
+    let _serial = serial();
+    let per_thread = 10_000;
+    let threads: Vec<_> = (0..32)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let (parent, _handle) = Context::background().with_cancel();
+                let live: Vec<_> = (0..per_thread)
+                    .map(|_| parent.with_timeout(Duration::from_secs(60)))
+                    .collect();
+                assert!(live.iter().all(|(ctx, _)| !ctx.is_done()));
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let most = ctxtree::__diagnostics::timer_max_self_collect();
+    eprintln!("the longest collection of a shard by an arm looked at {most} holds");
+    assert!(
+        most <= MAX_SELF_COLLECT,
+        "one arm's collection looked at {most} holds (bound {MAX_SELF_COLLECT})"
+    );
+}

@@ -8,7 +8,8 @@
 //!
 //! Invariants:
 //! - **T1** Every armed entry is, at every moment, in exactly one place: its
-//!   shard's stack, a stack the driver took and has not ingested yet, one of
+//!   shard's stack, a chain an arm's collection handed to the driver
+//!   (T5), a stack the driver took and has not ingested yet, one of
 //!   the driver's heaps (`main`, `side`, `fresh`) or a split's vectors
 //!   (`parting`, `backlog`, T9), or being fired / dropped
 //!   by the driver or a collecting thread. An entry is a [`TimerHold`], which keeps
@@ -36,14 +37,20 @@
 //!   each holding one deadline block (`node::TimedNode`, 88 bytes) and
 //!   nothing else (T6); and a tidy delay after the last arm or disarm that
 //!   was counted, none is left but the uncounted remainders of live threads.
-//! - **T5** Every `SELF_COLLECT` arms, the arming thread takes its own shard's
-//!   stack, drops entries already disarmed and pushes the rest back, then
-//!   checks `sleeping_until` exactly like an arm (T2); if it kept
-//!   `SELF_COLLECT` or more live entries it wakes the driver to take them, so
-//!   no collection rescans a long run of live entries (O(1) amortized per
-//!   arm). Whoever takes a stack owns its entries (T1), so driver and
-//!   collectors need no other coordination. Most timeouts are canceled long
-//!   before they fire; this frees them on the thread that allocated them.
+//! - **T5** Every `SELF_COLLECT` (64) arms, the arming thread takes its own
+//!   shard's stack, looks at its first `COLLECT_LIMIT` (256) entries, drops
+//!   those already disarmed and pushes the live ones back, then checks
+//!   `sleeping_until` exactly like an arm (T2); the rest of a longer stack
+//!   (other threads of the shard arming faster than the driver takes their
+//!   entries in) is handed to the driver unseen, as a chain it takes in
+//!   with the shards' stacks (`Driver::handed`). If it kept `SELF_COLLECT`
+//!   or more live entries, or handed a rest, it wakes the driver. So one
+//!   arm looks at no more than 256 entries, 4 per arm amortized. Whoever
+//!   takes a stack or a chain owns its entries (T1), so driver and
+//!   collectors need no other coordination; the driver checks for handed
+//!   chains before it parks, as for the shards (T2). Most timeouts are
+//!   canceled long before they fire; this frees them on the thread that
+//!   allocated them.
 //!
 //! - **T9** No step of the driver does more than bounded work, so no burst
 //!   delays an unrelated deadline by more than about a step: each step
@@ -80,13 +87,14 @@
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::PoisonError;
 use std::thread;
 use std::time::Duration;
 
 use crate::time::deadline::Deadline;
 use crate::time::fire::{fire, Entry};
 use crate::time::hold::TimerHold;
-use crate::time::registry::{self, Driver, Shard, LOCAL, SELF_COLLECT};
+use crate::time::registry::{self, Driver, Shard, COLLECT_LIMIT, LOCAL, SELF_COLLECT};
 use crate::tree::node::{Node, NodeRef};
 
 /// Smallest heap size that triggers a compaction (T3).
@@ -182,29 +190,25 @@ fn drop_on_driver(hold: TimerHold) {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(hold)));
 }
 
-/// Takes `shard`'s whole stack (T1) and calls `each` with every hold in it.
-fn take_stack(shard: &Shard, mut each: impl FnMut(TimerHold)) {
+/// An arming thread's own clean-up of its shard (T3, T5): takes the
+/// stack, drops the disarmed entries among its first `COLLECT_LIMIT` —
+/// on this thread, which usually allocated them, so the allocator's
+/// thread cache stays warm — pushes the live ones back like an arm would
+/// (T2), and hands the rest of a longer stack to the driver unseen.
+fn collect(driver: &Driver, shard: &Shard) {
     if shard.head.load(Ordering::Relaxed) == 0 {
         return;
     }
     let mut next = shard.head.swap(0, Ordering::Acquire);
-    while next != 0 {
+    let mut kept: Vec<TimerHold> = Vec::new();
+    let mut earliest = Deadline::NEVER;
+    let mut walked = 0;
+    while next != 0 && walked < COLLECT_LIMIT {
+        walked += 1;
         // SAFETY: the swap took the whole stack; each hold came from
         // `TimerHold::into_raw` and is ours now (T1).
         let hold = unsafe { TimerHold::from_raw(next as *const Node) };
         next = hold.next().load(Ordering::Relaxed);
-        each(hold);
-    }
-}
-
-/// An arming thread's own clean-up of its shard (T3, T5): takes the
-/// stack, drops the disarmed entries — on this thread, which usually
-/// allocated them, so the allocator's thread cache stays warm — and pushes
-/// the rest back like an arm would (T2).
-fn collect(driver: &Driver, shard: &Shard) {
-    let mut kept: Vec<TimerHold> = Vec::new();
-    let mut earliest = Deadline::NEVER;
-    take_stack(shard, |hold| {
         if hold.is_disarmed() {
             // A cause's `drop` may panic: held until the stack is back.
             crate::tree::panics::hold_from(move || drop(hold));
@@ -212,13 +216,21 @@ fn collect(driver: &Driver, shard: &Shard) {
             earliest = earliest.min(hold.deadline());
             kept.push(hold);
         }
-    });
+    }
+    MAX_SELF_COLLECT.fetch_max(walked, Ordering::Relaxed);
+    let handed_rest = next != 0;
+    if handed_rest {
+        hand_to_driver(driver, next);
+    }
     let Some(bottom) = kept.first() else {
+        if handed_rest {
+            driver.thread.unpark();
+        }
         crate::tree::panics::resume();
         return;
     };
     let last = bottom.next() as *const AtomicUsize;
-    let wake = kept.len() >= SELF_COLLECT;
+    let wake = kept.len() >= SELF_COLLECT || handed_rest;
     // Relink the kept holds (in reverse order): each points at the one
     // below, the first kept at the bottom.
     let mut below = 0usize;
@@ -233,6 +245,15 @@ fn collect(driver: &Driver, shard: &Shard) {
         driver.thread.unpark();
     }
     crate::tree::panics::resume();
+}
+
+/// Gives the driver a chain of holds (T1, T5): the part of a shard's
+/// stack an arm's collection did not look at. The driver takes it in
+/// with the shards' stacks; the caller wakes it.
+fn hand_to_driver(driver: &Driver, chain: usize) {
+    let mut handed = driver.handed.lock().unwrap_or_else(PoisonError::into_inner);
+    handed.push(chain);
+    driver.handed_off.store(true, Ordering::SeqCst);
 }
 
 /// Entries the driver handles per step before it looks at its shards and
@@ -309,9 +330,13 @@ fn run(driver: &'static Driver) {
         driver.tidy_pending.store(!untidy, Ordering::SeqCst); // T3
         driver.sleeping_until.store(wake_at.raw(), Ordering::SeqCst); // T2
                                                                       // Before parking: T2 for entries, T3 for counts (no tidy pending).
-        if driver.shards.iter().any(|s| {
-            s.head.load(Ordering::SeqCst) != 0 || untidy && s.disarmed.load(Ordering::SeqCst) != 0
-        }) {
+        let handed = driver.handed_off.load(Ordering::SeqCst); // T5
+        if handed
+            || driver.shards.iter().any(|s| {
+                s.head.load(Ordering::SeqCst) != 0
+                    || untidy && s.disarmed.load(Ordering::SeqCst) != 0
+            })
+        {
             continue;
         }
         if wake_at.is_never() {
@@ -475,6 +500,15 @@ impl Heap {
                 }
             }
         }
+        // Chains handed over by arms' collections (T5): older than the
+        // stacks just taken, so ingested after them.
+        if driver.handed_off.load(Ordering::Relaxed)
+            && driver.handed_off.swap(false, Ordering::Acquire)
+        {
+            let mut handed = driver.handed.lock().unwrap_or_else(PoisonError::into_inner);
+            took |= !handed.is_empty();
+            self.chains.splice(0..0, handed.drain(..));
+        }
         self.disarmed += counted;
         let len = self.main.len() + self.side.len() + self.fresh.len();
         if self.tidy_at.is_none() && (counted > 0 || took && len <= TIDY_HEAP) {
@@ -569,6 +603,15 @@ fn fire_due(heap: &mut BinaryHeap<Entry>, now: Deadline) -> (usize, bool) {
         }
     }
     (SLICE, heap.peek().is_some_and(|top| top.deadline <= now))
+}
+
+/// The most holds one arm's collection has looked at (T5), for the tests.
+static MAX_SELF_COLLECT: AtomicUsize = AtomicUsize::new(0);
+
+/// The most holds one arming thread's collection of its shard has looked
+/// at so far (T5).
+pub(crate) fn max_self_collect() -> usize {
+    MAX_SELF_COLLECT.load(Ordering::Relaxed)
 }
 
 /// The most entries one step has handled (T9), for the tests.

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 
 use crossbeam_utils::CachePadded;
@@ -19,6 +19,8 @@ pub(crate) const BACKLOG: usize = 1024;
 pub(crate) const DISARM_BATCH: usize = 16;
 /// An arming thread collects its shard after this many arms (T5).
 pub(crate) const SELF_COLLECT: usize = 64;
+/// Holds one such collection looks at, at most (T5).
+pub(crate) const COLLECT_LIMIT: usize = 4 * SELF_COLLECT;
 
 pub(crate) struct Driver {
     pub(crate) shards: Box<[CachePadded<Shard>]>,
@@ -27,6 +29,10 @@ pub(crate) struct Driver {
     pub(crate) sleeping_until: AtomicU64,
     /// Whether the driver has a tidy scheduled (T3).
     pub(crate) tidy_pending: AtomicBool,
+    /// Chains of holds an arm's collection did not look at (T5), for the
+    /// driver to take in; `handed_off` is set while any waits.
+    pub(crate) handed: Mutex<Vec<usize>>,
+    pub(crate) handed_off: AtomicBool,
     pub(crate) thread: Thread,
 }
 
@@ -122,6 +128,8 @@ pub(crate) fn get_or_start(spawn: impl FnOnce() -> Thread) -> &'static Driver {
                 .collect(),
             sleeping_until: AtomicU64::new(0),
             tidy_pending: AtomicBool::new(false),
+            handed: Mutex::new(Vec::new()),
+            handed_off: AtomicBool::new(false),
             thread,
         }
     })
