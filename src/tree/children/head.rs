@@ -65,6 +65,21 @@ pub(crate) enum Close<'a> {
 /// The threshold is a heuristic; the sharding protocol is the same.
 pub(super) const LOSSES_TO_SHARD: u32 = if cfg!(any(loom, test)) { 1 } else { 2 };
 
+/// Unit tests: every 64th insert of a thread lets another thread run
+/// between its read of the head and its CAS, so an insert loses a race
+/// (L8) also where the test's threads share a core with other work.
+#[cfg(test)]
+fn yield_in_the_window() {
+    std::thread_local!(static INSERTS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
+    let n = INSERTS.with(|i| {
+        i.set(i.get().wrapping_add(1));
+        i.get()
+    });
+    if n % 64 == 0 {
+        std::thread::yield_now();
+    }
+}
+
 /// Whether an insert that expected the head word `cur` and found `actual`
 /// lost to another thread's insert or unlink (the first node changed), as
 /// opposed to a flag change alone: what makes a list contended (L8).
@@ -195,6 +210,8 @@ impl ChildList {
             }
             return Err(());
         }
+        #[cfg(test)]
+        yield_in_the_window();
         // The uncontended case, inline: one CAS on an open, plain head.
         match self.try_link(child, cur) {
             Ok(()) => Ok(self.inserted::<T>(budget)),
