@@ -104,6 +104,34 @@ enum CauseRepr {
 #[repr(align(64))]
 pub(crate) struct BoxedError(Box<dyn StdError + Send + Sync + 'static>);
 
+impl Drop for BoxedError {
+    /// The error's own drop is foreign code that may block: on the timer
+    /// thread it runs on the collector instead (K3, `tree/collector.rs`).
+    fn drop(&mut self) {
+        #[cfg(not(loom))]
+        if crate::tree::collector::defers_drops() {
+            let error = std::mem::replace(&mut self.0, Box::new(Handed));
+            crate::tree::collector::run_later(Box::new(move || drop(error)));
+        }
+    }
+}
+
+/// What a [`BoxedError`] holds once its error went to the collector (a
+/// zero-sized box: no allocation).
+#[cfg(not(loom))]
+#[derive(Debug)]
+struct Handed;
+
+#[cfg(not(loom))]
+impl fmt::Display for Handed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dropped on the collector thread")
+    }
+}
+
+#[cfg(not(loom))]
+impl StdError for Handed {}
+
 impl Cause {
     /// A cause carrying just a message, like Go's `errors.New`.
     ///

@@ -217,3 +217,69 @@ fn a_crowd_of_arming_threads_keeps_each_arms_collection_bounded() {
         "one arm's collection looked at {most} holds (bound {MAX_SELF_COLLECT})"
     );
 }
+
+/// Released when the test no longer needs [`SlowToDrop`]'s drop to block.
+static GATE: (std::sync::Mutex<bool>, std::sync::Condvar) =
+    (std::sync::Mutex::new(false), std::sync::Condvar::new());
+/// The name of the thread that ran [`SlowToDrop`]'s drop.
+static DROPPED_ON: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A custom cause whose drop blocks until [`GATE`] opens (10 s at most):
+/// foreign code that the timer thread must not run (K3).
+#[derive(Debug)]
+struct SlowToDrop;
+
+impl std::fmt::Display for SlowToDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("slow to drop")
+    }
+}
+
+impl std::error::Error for SlowToDrop {}
+
+impl Drop for SlowToDrop {
+    fn drop(&mut self) {
+        let name = std::thread::current().name().map(str::to_owned);
+        *DROPPED_ON.lock().unwrap() = Some(name.unwrap_or_default());
+        let (open, opened) = &GATE;
+        let guard = open.lock().unwrap();
+        let _ = opened.wait_timeout_while(guard, Duration::from_secs(10), |open| !*open);
+    }
+}
+
+/// K3: the timer thread frees a deadline context whose only user left was
+/// the timer (its handle disarmed and dropped); the context's custom cause
+/// goes with it, and its drop blocks. Another deadline, due just after,
+/// still fires on time: the drop ran on the collector thread.
+#[test]
+fn a_cause_whose_drop_blocks_delays_no_deadline() {
+    let _serial = serial();
+    let (ctx, handle) =
+        Context::background().with_timeout_cause(Duration::from_millis(5), SlowToDrop);
+    drop(handle.disarm()); // the timer's user is the last one
+    drop(ctx);
+    let start = Instant::now();
+    let (later, _later_handle) = Context::background().with_timeout(Duration::from_millis(50));
+    assert!(later.wait_timeout(Duration::from_secs(8)).is_some());
+    let took = start.elapsed();
+    {
+        let (open, opened) = &GATE;
+        *open.lock().unwrap() = true;
+        opened.notify_all();
+    }
+    assert!(
+        took < Duration::from_secs(5),
+        "a 50 ms deadline fired after {took:?}: the timer thread ran a blocking drop"
+    );
+    // The drop has run (the first deadline fired before the later one).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while DROPPED_ON.lock().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let on = DROPPED_ON.lock().unwrap().clone();
+    assert_eq!(
+        on.as_deref(),
+        Some("ctxtree-collector"),
+        "the cause was dropped on {on:?}"
+    );
+}

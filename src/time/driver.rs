@@ -305,6 +305,7 @@ struct Heap {
 
 fn run(driver: &'static Driver) {
     crate::tree::callback_pool::hand_off_on_this_thread(); // F6: no user callbacks here
+    crate::tree::collector::defer_drops_on_this_thread(); // K3: nor a cause's drop
     let mut heap = Heap {
         main: BinaryHeap::new(),
         side: BinaryHeap::new(),
