@@ -105,3 +105,24 @@ fn names_are_given_back_with_their_contexts() {
         "{grown} bytes kept after 80,000 named contexts"
     );
 }
+
+/// A burst of named contexts alive at once, then all dropped: the names
+/// table gives back the room it grew to, not only its entries (a quiet
+/// server after a spike keeps no table sized for the spike).
+#[test]
+fn a_burst_of_named_contexts_gives_its_memory_back() {
+    let _serial = serial();
+    let (root, _r) = Context::background().with_cancel();
+    let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let before = live();
+    let burst: Vec<_> = (0..n)
+        .map(|i| root.named(format!("request {i}")).with_cancel())
+        .collect();
+    let peak = live() - before;
+    drop(burst);
+    let left = settled(before, 256 * 1024 - 1, std::time::Duration::from_secs(10));
+    assert!(
+        left < 256 * 1024,
+        "{left} bytes of {peak} kept after a burst of {n} named contexts was dropped"
+    );
+}

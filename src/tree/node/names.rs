@@ -77,12 +77,26 @@ pub(super) fn insert(node: &Node, label: Label) {
         .insert(address, label);
 }
 
+/// Removes `node`'s entry. A shard a quarter full or less is shrunk to
+/// half its room (`MIN_ROOM` at least), so after a burst of named
+/// contexts the table gives its room back, not only its entries (each
+/// shrink moves at most half the entries the shard lost since its last
+/// resize: O(1) amortized per removal).
 pub(super) fn remove(node: &Node) {
     let address = node as *const Node as usize;
-    if let Some(table) = shard(address).as_mut() {
-        table.remove(&address);
+    let mut shard = shard(address);
+    let Some(table) = shard.as_mut() else {
+        return;
+    };
+    table.remove(&address);
+    if table.capacity() > MIN_ROOM && table.len() * 4 <= table.capacity() {
+        table.shrink_to((table.len() * 2).max(MIN_ROOM));
     }
 }
+
+/// Entries a shard keeps room for however few it holds (no resizing for a
+/// handful of named contexts coming and going).
+const MIN_ROOM: usize = 64;
 
 /// The name of `node`, if it was named.
 pub(crate) fn get(node: &Node) -> Option<Name> {
