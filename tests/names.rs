@@ -113,7 +113,11 @@ fn names_are_given_back_with_their_contexts() {
 fn a_burst_of_named_contexts_gives_its_memory_back() {
     let _serial = serial();
     let (root, _r) = Context::background().with_cancel();
-    let n = if cfg!(debug_assertions) { 20_000 } else { 100_000 };
+    let n = if cfg!(debug_assertions) {
+        20_000
+    } else {
+        100_000
+    };
     let before = live();
     let burst: Vec<_> = (0..n)
         .map(|i| root.named(format!("request {i}")).with_cancel())
