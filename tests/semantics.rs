@@ -653,6 +653,26 @@ fn done_wakes_once_per_registration() {
     }
 }
 
+/// The cancel hands each registered waker to its wake-up (by value): once it
+/// returns, the tree keeps no reference to any task, even while the futures
+/// are neither polled nor dropped.
+#[test]
+fn a_cancel_keeps_no_waker_it_woke() {
+    let (ctx, handle) = Context::background().with_cancel();
+    let w = CountingWaker::new();
+    let mut futures: Vec<_> = (0..8).map(|_| ctx.done()).collect();
+    for f in &mut futures {
+        assert!(poll_with(f, &Waker::from(w.clone())).is_pending());
+    }
+    assert_eq!(Arc::strong_count(&w), 1 + 8, "one clone per registration");
+    handle.cancel();
+    assert_eq!(w.count(), 8);
+    assert_eq!(Arc::strong_count(&w), 1, "the cancel still holds wakers");
+    for f in &mut futures {
+        assert_eq!(poll_noop(f), Poll::Ready(Error::Canceled));
+    }
+}
+
 #[test]
 fn dropped_done_future_is_not_woken() {
     let (ctx, handle) = Context::background().with_cancel();

@@ -40,8 +40,11 @@
 //!   abandoning takes its waker out and drops it at once, so what a quiet
 //!   stack holds for its abandoned entries is their own small allocations
 //!   (`Waiter`, under 64 bytes each), never the tasks their wakers own. The
-//!   cell is written only by that winner; a notifier reads it only after
-//!   winning W1 the other way, and the owner only before abandoning.
+//!   cell is touched only by the winner of W1: an abandoning owner takes and
+//!   drops the waker, a notifier takes it and wakes it by value (no extra
+//!   reference on the task). The owner's `will_wake` compares the waker's
+//!   identity (data and vtable pointers) recorded at registration and never
+//!   reads the cell.
 //!
 //! Linearization: a waiter is registered at its push CAS, woken-or-not is
 //! decided at its `state` transition (W1).
@@ -55,7 +58,7 @@ pub use collect::set_inline_collect;
 pub(crate) use collect::{census, note_abandoned, Census, Rest, WaiterGc};
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::task::Waker;
+use std::task::{RawWakerVTable, Waker};
 
 use crate::plant::planted;
 use crate::sync::thread::{self, Thread};
@@ -87,10 +90,43 @@ const _: () = assert!(std::mem::align_of::<Waiter>() > state::TAG_MASK);
 
 enum Wake {
     Thread(Thread),
-    /// The task's waker, until its abandon drops it (W5).
-    Task(UnsafeCell<Option<Waker>>),
+    /// The task's waker, until the winner of W1 takes it (W5).
+    Task(TaskWake),
     /// An `after_func` callback (`after_func.rs`, F1–F4).
     Func(Callback),
+}
+
+/// A task's registration: its waker, taken by the winner of W1, and the
+/// waker's identity, immutable, for the owner's `will_wake` (W5).
+struct TaskWake {
+    waker: UnsafeCell<Option<Waker>>,
+    data: *const (),
+    vtable: *const RawWakerVTable,
+}
+
+impl TaskWake {
+    fn new(waker: &Waker) -> TaskWake {
+        TaskWake {
+            waker: UnsafeCell::new(Some(waker.clone())),
+            data: waker.data(),
+            vtable: waker.vtable(),
+        }
+    }
+
+    /// `Waker::will_wake` against the registered waker, which the cell may
+    /// no longer hold.
+    fn will_wake(&self, waker: &Waker) -> bool {
+        waker.data() == self.data && std::ptr::eq(waker.vtable(), self.vtable)
+    }
+
+    /// Takes the waker out.
+    ///
+    /// # Safety
+    /// The caller won W1 (W5): nobody else touches the cell.
+    unsafe fn take(&self) -> Option<Waker> {
+        // SAFETY: by the caller's contract.
+        self.waker.with_mut(|w| unsafe { (*w).take() })
+    }
 }
 
 /// The callback of an `after_func` registration.
@@ -109,7 +145,9 @@ pub(crate) struct Callback {
 }
 
 // `state` is atomic; `wake` is immutable and `Send + Sync`, but for a
-// callback's `f` cell, touched only by the single winner of W1 (F1).
+// callback's `f` cell and a task's waker cell, each touched only by the
+// single winner of W1 (F1, W5), and a task waker's identity pointers, which
+// are only compared, never dereferenced.
 // SAFETY: as above, and `next` is accessed only by the entry's current
 // owner (W3), handed over by Release/Acquire CASes on the state word.
 unsafe impl Send for Waiter {}
@@ -122,7 +160,7 @@ impl Waiter {
     }
 
     pub(crate) fn for_task(waker: &Waker) -> Arc<Waiter> {
-        Waiter::new(Wake::Task(UnsafeCell::new(Some(waker.clone()))))
+        Waiter::new(Wake::Task(TaskWake::new(waker)))
     }
 
     pub(crate) fn for_func(f: Box<dyn FnOnce() + Send>) -> Arc<Waiter> {
@@ -150,11 +188,7 @@ impl Waiter {
     /// Whether a poll with `waker` can keep this registration.
     pub(crate) fn will_wake(&self, waker: &Waker) -> bool {
         match &self.wake {
-            Wake::Task(w) => {
-                // SAFETY: only the entry's owner calls this, before it
-                // abandons the entry, and only its abandon writes the cell (W5).
-                w.with(|w| unsafe { &*w }.as_ref().is_some_and(|w| w.will_wake(waker)))
-            }
+            Wake::Task(task) => task.will_wake(waker),
             Wake::Thread(_) | Wake::Func(_) => false,
         }
     }
@@ -180,10 +214,10 @@ impl Waiter {
     /// Drops a task entry's waker, which often owns a whole task, now
     /// rather than when a collection frees the entry (W5).
     fn drop_waker(&self) {
-        if let Wake::Task(w) = &self.wake {
-            // SAFETY: this thread won W1 by abandoning, so no notifier reads
-            // the cell; the owner (us) reads it only before abandoning (W5).
-            let waker = w.with_mut(|w| unsafe { (*w).take() });
+        if let Wake::Task(task) = &self.wake {
+            // SAFETY: this thread won W1 by abandoning (W5); under the
+            // planted bug it has not, which is what loom is to catch.
+            let waker = unsafe { task.take() };
             // A waker's drop is foreign code: hold a panic like a wake's.
             panics::hold_from(move || drop(waker));
             panics::resume();
@@ -231,10 +265,11 @@ impl Waiter {
                 // waking it must still wake everyone else and cancel the whole
                 // subtree, so the panic is held and re-raised once the cancel
                 // is complete (P1, `panics::resume`).
-                Wake::Task(w) => {
-                    // SAFETY: this notifier won W1, so no abandon writes the
-                    // cell (W5); other accesses are reads.
-                    let wake = || w.with(|w| unsafe { &*w }.as_ref().map(Waker::wake_by_ref));
+                Wake::Task(task) => {
+                    // SAFETY: this notifier won W1 (W5).
+                    let waker = unsafe { task.take() };
+                    // By value: the waker's reference goes to the wake-up.
+                    let wake = move || waker.map(Waker::wake);
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(wake)) {
                         panics::hold(payload);
                     }
