@@ -241,7 +241,9 @@ CPU time per operation (`CLOCK_THREAD_CPUTIME_ID` of the benchmark threads). `is
 reported as CPU time per call, which stays flat when surplus threads or other processes only \
 time-slice.
 - Waking: threads block in `wait()`; the clock starts just before `cancel()` and stops at the \
-latest wake-up time any thread recorded. Tasks: 10⁴ tasks on a tokio current_thread runtime \
+latest wake-up time any thread recorded. Beside the largest thread count, the same threads \
+woken with no tree at all (`Thread::unpark` on each; on Linux also one `FUTEX_WAKE` on one \
+word), sampled interleaved with the trees: the kernel's floor in the same run. Tasks: 10⁴ tasks on a tokio current_thread runtime \
 each await a `done()` future; the clock runs from `cancel()` until all are joined.
 - Memory: a counting global allocator (on only during this scenario, and only for the measuring \
 thread) counts bytes and allocation calls while 10⁴ live children are derived from one parent; \

@@ -9,6 +9,7 @@ mod features;
 mod samplers;
 mod server;
 mod tails;
+mod wake;
 
 use std::time::Duration;
 
@@ -392,19 +393,7 @@ fn run_scenario(id: &str, cfg: &Config, p: &mut Progress) -> Vec<Row> {
                 rows.push(r);
             }
         }
-        "wake" => {
-            for &n in &cfg.wake_threads {
-                let label = format!("wake {n} blocked thread{}", plural(n));
-                p.step(&label);
-                let cells = compare!(cfg, wake_threads(cfg, n));
-                let mut r = Row::new(id, &format!("threads={n}"), &label, Unit::Us, cells);
-                r.note = Some(
-                    "tokio-util has no blocking wait: futures::executor::block_on(cancelled())"
-                        .into(),
-                );
-                rows.push(r);
-            }
-        }
+        "wake" => rows.extend(wake::wake_rows(id, cfg, p)),
         "wake_async" => {
             let label = format!("wake {} async tasks", pow10(cfg.async_tasks));
             p.step(&label);
