@@ -406,6 +406,29 @@ impl ChildList {
             }
             return false;
         }
+        self.unlink_head(me, marked)
+    }
+
+    /// [`unlink_first`](Self::unlink_first) on a list that is not sharded:
+    /// false, with nothing changed, if the head word is not `child` (also if
+    /// the list is sharded; then `unlink_first` may still succeed). The last
+    /// user's fast path, with no call in it.
+    ///
+    /// # Safety
+    /// As for `unlink_first`.
+    #[inline(always)]
+    pub(crate) unsafe fn unlink_first_plain<T: Listed>(
+        &self,
+        child: *const T,
+        marked: usize,
+    ) -> bool {
+        let me = child as usize;
+        self.head.load(Ordering::Acquire) == me && self.unlink_head(me, marked)
+    }
+
+    /// The CAS of `unlink_first` once the head word showed `me`.
+    #[inline(always)]
+    fn unlink_head(&self, me: usize, marked: usize) -> bool {
         // `marked` is still `child`'s successor: the mark froze it against
         // the sweeper, and a closer would have set `CLOSED` here. Acquire
         // orders every earlier walker's accesses to `child` (their end is an

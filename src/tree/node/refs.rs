@@ -106,9 +106,72 @@ impl Node {
 /// list still holds unlinks it if it is first in that open list and frees
 /// it at once (L7); otherwise see [`release_users`].
 ///
+/// The plain-list case of L7 is inlined here with no call but the tail
+/// call that frees, so the commonest drop saves no register; everything
+/// else (a sharded list, other users, a node not first) starts over in
+/// [`release_user_rest`], which sees the same words: the fast path changed
+/// nothing unless its CAS succeeded.
+///
 /// # Safety
 /// The caller owns one user of `ptr`.
+#[inline]
 pub(super) unsafe fn release_user(ptr: *const Node) {
+    // SAFETY: we own a user, so the node is alive.
+    let node = unsafe { &*ptr };
+    node.assert_live();
+    let refs = node.refs.load(Ordering::Acquire);
+    if refs == USER | LISTED {
+        if let Some(parent) = node.parent.get() {
+            let link = node.link.word();
+            if ChildLink::is_deleted(link)
+                // SAFETY: as in `release_user_rest`: listed, so the parent
+                // is alive (N1), and `link` was read after the mark.
+                && unsafe { (*parent.as_ptr()).children.unlink_first_plain(ptr, link) }
+            {
+                // SAFETY: as in `release_user_rest`.
+                return unsafe { unlinked_by_last_user(ptr, parent.as_ptr()) };
+            }
+        }
+    } else if refs >= 2 * USER && !planted!("unlink_with_users") {
+        // Not the last user when loaded, so L5 counts nothing (as
+        // `note_left_linked` would find): `release_loop`'s decrement.
+        let before = node.refs.fetch_sub(USER, Ordering::Release);
+        if before != USER {
+            return; // other users, or still listed: its list frees it
+        }
+        // SAFETY: that decrement took the last user of an unlisted node.
+        return unsafe { released_last(ptr) };
+    }
+    // SAFETY: forwarded.
+    unsafe { release_user_rest(ptr) }
+}
+
+/// The end of [`release_user`]'s decrement when it took the last user of a
+/// node no list holds: `release_loop`'s free, then its parent's grant.
+///
+/// # Safety
+/// The caller's decrement left `ptr` with no user, and it is not listed.
+#[cold]
+#[inline(never)]
+unsafe fn released_last(ptr: *const Node) {
+    // SAFETY: alive until freed below; Acquire as in `release_loop`.
+    unsafe { (*ptr).refs.load(Ordering::Acquire) };
+    // SAFETY: as above: not listed and it had users, so it holds a grant.
+    let parent = unsafe { (*ptr).parent }.get();
+    // SAFETY: no user left and not listed: nobody else can reach it.
+    unsafe { free(ptr) };
+    if let Some(parent) = parent {
+        // SAFETY: the freed node's grant is ours now.
+        unsafe { release_loop(parent.as_ptr(), 1, true) }
+    }
+}
+
+/// [`release_user`] in full.
+///
+/// # Safety
+/// The caller owns one user of `ptr`.
+#[inline(never)]
+unsafe fn release_user_rest(ptr: *const Node) {
     // SAFETY: we own a user, so the node is alive.
     let node = unsafe { &*ptr };
     node.assert_live();
@@ -135,28 +198,36 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
                 // SAFETY: as just said.
                 && unsafe { (*parent.as_ptr()).children.unlink_first(ptr, link) }
             {
-                // Unlinked: no thread can reach it through the list (L7),
-                // and unless a dump's visit granted itself a user before
-                // the unlink (L9: our CAS read the head after that visit's
-                // `SWEEPING` release, so this load sees its grant), we are
-                // the last user; it holds no grant (it was listed).
-                if planted!("unlink_ignores_visit")
-                    || planted!("unlink_with_users")
-                    || node.refs.load(Ordering::Acquire) == USER | LISTED
-                {
-                    // SAFETY: unlinked and no other user.
-                    unsafe { free(ptr) };
-                } else {
-                    // SAFETY: our user, unlinked by L7's CAS from the
-                    // parent's list; the parent is alive (N1).
-                    unsafe { unlinked_while_visited(ptr, &*parent.as_ptr()) };
-                }
-                return;
+                // SAFETY: as just said.
+                return unsafe { unlinked_by_last_user(ptr, parent.as_ptr()) };
             }
         }
     }
     // SAFETY: forwarded.
     unsafe { release_loop(ptr, 1, true) }
+}
+
+/// The end of L7 once the last user's CAS unlinked `ptr` from `parent`'s
+/// list: no thread can reach it through the list, and unless a dump's
+/// visit granted itself a user before the unlink (L9: the CAS read the head
+/// after that visit's `SWEEPING` release, so this load sees its grant), we
+/// are the last user; it holds no grant (it was listed).
+///
+/// # Safety
+/// The caller owns one user of `ptr` and unlinked it by L7's CAS from the
+/// list of `parent`, which is alive (N1).
+#[inline(always)]
+unsafe fn unlinked_by_last_user(ptr: *const Node, parent: *const Node) {
+    // SAFETY: our user keeps it alive.
+    let refs = unsafe { (*ptr).refs.load(Ordering::Acquire) };
+    if planted!("unlink_ignores_visit") || planted!("unlink_with_users") || refs == USER | LISTED {
+        // SAFETY: unlinked and no other user.
+        unsafe { free(ptr) };
+    } else {
+        // SAFETY: our user, unlinked by L7's CAS from the parent's list;
+        // the parent is alive (N1).
+        unsafe { unlinked_while_visited(ptr, &*parent) };
+    }
 }
 
 /// The end of L7 for a node its last user unlinked while a dump's visit
