@@ -132,9 +132,9 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
                 return unsafe { unlinked_by_last_user(ptr, parent.as_ptr()) };
             }
         }
-    } else if refs >= 2 * USER && !planted!("unlink_with_users") {
-        // Not the last user when loaded, so L5 counts nothing (as
-        // `note_left_linked` would find): `release_loop`'s decrement.
+    } else if !planted!("unlink_with_users") {
+        // Other users, or not listed, when loaded: L5 counts nothing (as
+        // `note_left_linked` would find), so `release_loop`'s decrement.
         let before = node.refs.fetch_sub(USER, Ordering::Release);
         if before != USER {
             return; // other users, or still listed: its list frees it
@@ -151,7 +151,6 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
 ///
 /// # Safety
 /// The caller's decrement left `ptr` with no user, and it is not listed.
-#[cold]
 #[inline(never)]
 unsafe fn released_last(ptr: *const Node) {
     // SAFETY: alive until freed below; Acquire as in `release_loop`.
