@@ -109,9 +109,9 @@ impl Drop for BoxedError {
     /// thread it runs on the collector instead (K3, `tree/collector.rs`).
     fn drop(&mut self) {
         #[cfg(not(loom))]
-        if crate::tree::collector::defers_drops() {
+        if let Some(sink) = crate::tree::foreign_drops::sink() {
             let error = std::mem::replace(&mut self.0, Box::new(Handed));
-            crate::tree::collector::run_later(Box::new(move || drop(error)));
+            sink(Box::new(move || drop(error)));
         }
     }
 }

@@ -27,8 +27,9 @@
 //!
 //! - **K3** No custom cause's own `Drop` runs on the timer thread: the last
 //!   reference to one dropped there (a node the timer freed) hands the
-//!   error to the collector as a job (`error::BoxedError`'s `Drop`), so a
-//!   drop that blocks delays no deadline.
+//!   error to the collector as a job (`error::BoxedError`'s `Drop`, through
+//!   the sink this module installs on the timer thread, `foreign_drops.rs`),
+//!   so a drop that blocks delays no deadline.
 //!
 //! Jobs run one after another: a job whose drops run foreign code that
 //! blocks (a value's or a cause's `Drop`) delays the collections queued
@@ -60,22 +61,10 @@ fn run_job(job: Job) {
 pub(crate) use thread::{run_later, run_once};
 
 #[cfg(not(loom))]
-std::thread_local! {
-    /// Whether this thread sends foreign drops to the collector (K3). No
-    /// destructor: readable during thread-local destruction too.
-    static DEFERS_DROPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 /// Makes this thread (the timer's) send foreign drops to the collector (K3).
 #[cfg(not(loom))]
 pub(crate) fn defer_drops_on_this_thread() {
-    DEFERS_DROPS.with(|defers| defers.set(true));
-}
-
-/// Whether this thread sends foreign drops to the collector (K3).
-#[cfg(not(loom))]
-pub(crate) fn defers_drops() -> bool {
-    DEFERS_DROPS.with(std::cell::Cell::get)
+    crate::tree::foreign_drops::send_to(run_later);
 }
 
 #[cfg(not(loom))]

@@ -4,8 +4,10 @@
 //! Bottom up (each layer uses only those before it):
 //!
 //! 1. [`state`] (S1–S4: the state word), [`panics`] (P1: held panics of
-//!    foreign code) and [`inline_stack`] (the walk's worklists) use nothing
-//!    else in the tree.
+//!    foreign code), [`inline_stack`] (the walk's worklists) and
+//!    `foreign_drops` (the per-thread sink through which the collector
+//!    takes the timer thread's cause drops, K3, so that `error.rs` below
+//!    it needs no import of it) use nothing else in the tree.
 //! 2. [`waiters`] (W1–W5: the waiter stack in the state word).
 //! 3. [`trampoline`] (F5: one callback loop per thread), [`callback_pool`]
 //!    (F6–F7: the timer thread's hand-off), [`dispatch`] (where a
@@ -41,6 +43,8 @@ pub(crate) mod callback_pool;
 pub(crate) mod children;
 pub(crate) mod collector;
 pub(crate) mod dispatch;
+#[cfg(not(loom))]
+pub(crate) mod foreign_drops;
 pub(crate) mod inline_stack;
 pub(crate) mod node;
 pub(crate) mod panics;
