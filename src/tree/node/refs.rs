@@ -142,7 +142,8 @@ pub(super) unsafe fn release_user(ptr: *const Node) {
         // SAFETY: that decrement took the last user of an unlisted node.
         return unsafe { released_last(ptr) };
     }
-    // SAFETY: forwarded.
+    // SAFETY: forwarded: the caller's user of `ptr` is handed on to the
+    // full path.
     unsafe { release_user_rest(ptr) }
 }
 
@@ -220,7 +221,8 @@ unsafe fn unlinked_by_last_user(ptr: *const Node, parent: *const Node) {
     // SAFETY: our user keeps it alive.
     let refs = unsafe { (*ptr).refs.load(Ordering::Acquire) };
     if planted!("unlink_ignores_visit") || planted!("unlink_with_users") || refs == USER | LISTED {
-        // SAFETY: unlinked and no other user.
+        // SAFETY: unlinked by the caller's CAS, and no other user: nobody
+        // can reach it any more.
         unsafe { free(ptr) };
     } else {
         // SAFETY: our user, unlinked by L7's CAS from the parent's list;
